@@ -1,0 +1,14 @@
+"""needle: tensors, automatic differentiation and neural-network modules from scratch.
+
+    import needle as ndl
+    x = ndl.Tensor([[1.0, 2.0]])
+    y = ndl.tanh(x @ ndl.Tensor([[3.0], [4.0]])).sum()
+    y.backward()
+"""
+from . import autograd, backend_ndarray, init, ops  # noqa: F401
+from .autograd import (Tensor, TensorTuple, detect_anomaly, enable_grad, grad,  # noqa: F401
+                       is_grad_enabled, no_grad)
+from .backend_selection import *  # noqa: F401,F403  (the course's documented star-import)
+from .gradcheck import gradcheck, gradgradcheck  # noqa: F401
+from .init import ones, ones_like, zeros, zeros_like  # noqa: F401
+from .ops import *  # noqa: F401,F403

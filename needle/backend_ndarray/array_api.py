@@ -1,0 +1,119 @@
+"""Module-level array functions with NumPy's names and semantics, over NDArray.
+
+`needle.ops` computes with `array_api.<fn>(...)`, which is this module in the NDArray flavour
+and `needle.backend_numpy` in the NumPy flavour, so every op is written once.
+"""
+import numpy as np
+
+from .ndarray import NDArray
+
+__all__ = ["array", "empty", "full", "broadcast_to", "reshape", "swapaxes", "as_strided",
+           "negative", "maximum", "log", "exp", "tanh", "matmul", "where", "sum", "max",
+           "flip", "pad", "stack", "split", "transpose"]
+
+
+def array(a, dtype="float32", device=None):
+    return NDArray(a, device=device, dtype=dtype)
+
+
+def empty(shape, dtype="float32", device=None):
+    return NDArray.make(shape, device=device, dtype=str(np.dtype(dtype)))
+
+
+def full(shape, fill_value, dtype="float32", device=None):
+    out = empty(shape, dtype, device)
+    out.fill(fill_value)
+    return out
+
+
+def broadcast_to(a, shape):
+    return a.broadcast_to(shape)
+
+
+def reshape(a, new_shape):
+    return a.compact().reshape(new_shape)
+
+
+def swapaxes(a, axis1, axis2):
+    axes = list(range(a.ndim))
+    axes[axis1], axes[axis2] = axes[axis2], axes[axis1]
+    return a.permute(axes)
+
+
+def as_strided(a, shape, strides):
+    """A view with element strides (NumPy's as_strided takes bytes)."""
+    return a.as_strided(shape, strides)
+
+
+def negative(a):
+    return -a
+
+
+def maximum(a, b):
+    return a.maximum(b)
+
+
+def log(a):
+    return a.log()
+
+
+def exp(a):
+    return a.exp()
+
+
+def tanh(a):
+    return a.tanh()
+
+
+def matmul(a, b):
+    return a @ b
+
+
+def where(condition, a, b):
+    """condition ? a : b for a 0/1 float `condition`; a and b arrays of its shape or scalars."""
+    return condition * a + (1 - condition) * b
+
+
+def sum(a, axis=None, keepdims=False):
+    """NumPy semantics: axis=None without keepdims gives a 0-d array."""
+    out = a.sum(axis=axis, keepdims=keepdims)
+    return out.reshape(()) if axis is None and not keepdims else out
+
+
+def max(a, axis=None, keepdims=False):
+    out = a.max(axis=axis, keepdims=keepdims)
+    return out.reshape(()) if axis is None and not keepdims else out
+
+
+def flip(a, axes):
+    return a.flip(axes)
+
+
+def pad(a, axes):
+    return a.pad(axes)
+
+
+def stack(arrays, axis=0):
+    first = arrays[0]
+    axis %= first.ndim + 1
+    shape = first.shape[:axis] + (len(arrays),) + first.shape[axis:]
+    out = NDArray.make(shape, device=first.device, dtype=first.dtype)
+    prefix = (slice(None),) * axis
+    for i, a in enumerate(arrays):
+        if a.shape != first.shape:
+            raise ValueError(f"stack: shape mismatch {first.shape} vs {a.shape}")
+        out[prefix + (i,)] = a
+    return out
+
+
+def split(a, axis=0):
+    """The pieces of `a` along `axis`, that axis dropped (inverse of stack)."""
+    prefix = (slice(None),) * axis
+    shape = a.shape[:axis] + a.shape[axis + 1:]
+    return [a[prefix + (i,)].compact().reshape(shape) for i in range(a.shape[axis])]
+
+
+
+def transpose(a, axes=None):
+    """NumPy's transpose: a full permutation (reversed axes by default)."""
+    return a.permute(tuple(reversed(range(a.ndim))) if axes is None else axes)

@@ -1,0 +1,102 @@
+"""Devices: a name plus a flat-memory backend table (COURSE_API.md section 10.1).
+
+`cpu_numpy()` (the default) and `cuda()` are the same NumPy/CuPy code, and also offer `xp`
+so NDArray can run whole-array fast paths. `cpu()` is the course's flat-memory device: the
+native C++ module when it is built, otherwise the same table over NumPy without fast paths.
+"""
+import functools
+import importlib
+import logging
+
+import numpy as np
+
+from .ndarray_backend_cuda import INSTALL_HINT, load_cupy, make_cuda_backend
+from .ndarray_backend_numpy import make_numpy_backend
+
+__all__ = ["BackendDevice", "cpu", "cpu_numpy", "cuda", "default_device", "all_devices"]
+
+log = logging.getLogger(__name__)
+
+
+class BackendDevice:
+    """A device wrapping a backend table; unknown attributes forward to the table."""
+
+    def __init__(self, name, mod, fast=True):
+        self.name = name
+        self.mod = mod
+        self.xp = getattr(mod, "xp", None) if fast else None
+
+    def __eq__(self, other):
+        return isinstance(other, BackendDevice) and self.name == other.name
+
+    def __hash__(self):
+        return hash(self.name)
+
+    def __repr__(self):
+        return self.name + "()"
+
+    def __getattr__(self, name):
+        mod = self.__dict__.get("mod")
+        if mod is None:
+            raise RuntimeError(f"{self.__dict__.get('name')}() is not available: "
+                               f"{INSTALL_HINT}")
+        return getattr(mod, name)
+
+    def enabled(self):
+        return self.mod is not None
+
+    def _from_host(self, host):
+        from .ndarray import NDArray
+        return NDArray(host, device=self)
+
+    def rand(self, *shape, dtype="float32"):
+        """Uniform [0, 1) from NumPy's global RNG on the host (course golden values)."""
+        return self._from_host(np.random.rand(*shape).astype(dtype))
+
+    def randn(self, *shape, dtype="float32"):
+        return self._from_host(np.random.randn(*shape).astype(dtype))
+
+    def one_hot(self, n, i, dtype="float32"):
+        return self._from_host(np.eye(n, dtype=dtype)[np.asarray(i, dtype=np.int64)])
+
+    def empty(self, shape, dtype="float32"):
+        from .ndarray import NDArray
+        return NDArray.make(shape, device=self, dtype=str(np.dtype(dtype)))
+
+    def full(self, shape, fill_value, dtype="float32"):
+        out = self.empty(shape, dtype)
+        out.fill(fill_value)
+        return out
+
+
+_CPU_NUMPY = BackendDevice("cpu_numpy", make_numpy_backend("cpu_numpy"))
+
+
+def cpu_numpy():
+    return _CPU_NUMPY
+
+
+@functools.cache
+def cpu():
+    """The native C++ device when built, else the flat-memory table over NumPy."""
+    try:
+        native = importlib.import_module("needle.backend_ndarray.ndarray_backend_cpu")
+        return BackendDevice("cpu", native, fast=False)
+    except ImportError:
+        log.debug("needle: native cpu backend not built; cpu() uses the NumPy implementation")
+        return BackendDevice("cpu", make_numpy_backend("cpu"), fast=False)
+
+
+@functools.cache
+def cuda():
+    """CuPy on the GPU; constructible everywhere, `enabled()` is False without a GPU."""
+    cupy = load_cupy()
+    return BackendDevice("cuda", None if cupy is None else make_cuda_backend(cupy))
+
+
+def default_device():
+    return _CPU_NUMPY
+
+
+def all_devices():
+    return [cpu(), cuda(), cpu_numpy()]

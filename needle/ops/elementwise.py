@@ -1,0 +1,332 @@
+"""Elementwise ops: arithmetic, activations and the stable log-sigmoid family.
+
+Every gradient is built from ops, so each is twice differentiable where the math is; masks of
+piecewise ops (relu, leaky_relu, abs, clip, maximum) are constants. Conventions at kinks: relu'(0)
+= 0, abs'(0) = 0, leaky_relu'(0) = slope, maximum/minimum split ties evenly (as PyTorch does).
+"""
+from ..autograd import Tensor, TensorOp
+from ..backend_selection import array_api
+
+__all__ = ["EWiseAdd", "AddScalar", "EWiseMul", "MulScalar", "EWisePow", "PowerScalar",
+           "EWiseDiv", "DivScalar", "Negate", "Log", "Exp", "ReLU", "Tanh", "Sigmoid",
+           "LeakyReLU", "Abs", "Sqrt", "Maximum", "Softplus", "Clip",
+           "add", "add_scalar", "multiply", "mul_scalar", "power", "power_scalar", "divide",
+           "divide_scalar", "negate", "log", "exp", "relu", "tanh", "sigmoid", "leaky_relu",
+           "abs", "sqrt", "maximum", "minimum", "softplus", "log_sigmoid", "clip"]
+
+
+def _check_same_shape(name, a, b):
+    if a.shape != b.shape:
+        raise ValueError(f"{name}: shape mismatch {a.shape} vs {b.shape} "
+                         "(needle never broadcasts implicitly; use broadcast_to)")
+
+
+def _scalar(value):
+    """A Python number: NumPy scalars and 1-element arrays would change the result dtype."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def _mask(condition, like):
+    """A 0/1 constant Tensor of `like`'s dtype from a boolean or 0/1 array."""
+    return Tensor.make_const(condition.astype(like.dtype))
+
+
+class EWiseAdd(TensorOp):
+    def compute(self, a, b):
+        _check_same_shape("add", a, b)
+        return a + b
+
+    def gradient(self, out_grad, node):
+        return out_grad, out_grad
+
+
+def add(a, b):
+    return EWiseAdd()(a, b)
+
+
+class AddScalar(TensorOp):
+    def __init__(self, scalar):
+        self.scalar = _scalar(scalar)
+
+    def compute(self, a):
+        return a + self.scalar
+
+    def gradient(self, out_grad, node):
+        return out_grad
+
+
+def add_scalar(a, scalar):
+    return AddScalar(scalar)(a)
+
+
+class EWiseMul(TensorOp):
+    def compute(self, a, b):
+        _check_same_shape("multiply", a, b)
+        return a * b
+
+    def gradient(self, out_grad, node):
+        a, b = node.inputs
+        return out_grad * b, out_grad * a
+
+
+def multiply(a, b):
+    return EWiseMul()(a, b)
+
+
+class MulScalar(TensorOp):
+    def __init__(self, scalar):
+        self.scalar = _scalar(scalar)
+
+    def compute(self, a):
+        return a * self.scalar
+
+    def gradient(self, out_grad, node):
+        return out_grad * self.scalar
+
+
+def mul_scalar(a, scalar):
+    return MulScalar(scalar)(a)
+
+
+class EWisePow(TensorOp):
+    """a ** b elementwise; d/da = b a^(b-1), d/db = a^b log(a) (needs a > 0)."""
+
+    def compute(self, a, b):
+        _check_same_shape("power", a, b)
+        return array_api.exp(b * array_api.log(a))
+
+    def gradient(self, out_grad, node):
+        a, b = node.inputs
+        return out_grad * b * a ** (b - 1), out_grad * node * log(a)
+
+
+def power(a, b):
+    return EWisePow()(a, b)
+
+
+class PowerScalar(TensorOp):
+    """a ** scalar for any real scalar (negative, fractional, zero)."""
+
+    def __init__(self, scalar):
+        self.scalar = _scalar(scalar)
+
+    def compute(self, a):
+        return a ** self.scalar
+
+    def gradient(self, out_grad, node):
+        if self.scalar == 0:
+            return out_grad * 0
+        a = node.inputs[0]
+        return out_grad * (a ** (self.scalar - 1) * self.scalar)
+
+
+def power_scalar(a, scalar):
+    return PowerScalar(scalar)(a)
+
+
+class EWiseDiv(TensorOp):
+    def compute(self, a, b):
+        _check_same_shape("divide", a, b)
+        return a / b
+
+    def gradient(self, out_grad, node):
+        a, b = node.inputs
+        return out_grad / b, -out_grad * a / (b * b)
+
+
+def divide(a, b):
+    return EWiseDiv()(a, b)
+
+
+class DivScalar(TensorOp):
+    def __init__(self, scalar):
+        self.scalar = _scalar(scalar)
+
+    def compute(self, a):
+        return a / self.scalar
+
+    def gradient(self, out_grad, node):
+        return out_grad / self.scalar
+
+
+def divide_scalar(a, scalar):
+    return DivScalar(scalar)(a)
+
+
+class Negate(TensorOp):
+    def compute(self, a):
+        return -a
+
+    def gradient(self, out_grad, node):
+        return -out_grad
+
+
+def negate(a):
+    return Negate()(a)
+
+
+class Log(TensorOp):
+    def compute(self, a):
+        return array_api.log(a)
+
+    def gradient(self, out_grad, node):
+        return out_grad / node.inputs[0]
+
+
+def log(a):
+    return Log()(a)
+
+
+class Exp(TensorOp):
+    def compute(self, a):
+        return array_api.exp(a)
+
+    def gradient(self, out_grad, node):
+        return out_grad * node
+
+
+def exp(a):
+    return Exp()(a)
+
+
+class ReLU(TensorOp):
+    def compute(self, a):
+        return array_api.maximum(a, 0)
+
+    def gradient(self, out_grad, node):
+        return out_grad * _mask(node.inputs[0].realize_cached_data() > 0, out_grad)
+
+
+def relu(a):
+    return ReLU()(a)
+
+
+class Tanh(TensorOp):
+    def compute(self, a):
+        return array_api.tanh(a)
+
+    def gradient(self, out_grad, node):
+        return out_grad * (1 - node * node)
+
+
+def tanh(a):
+    return Tanh()(a)
+
+
+class Sigmoid(TensorOp):
+    """1 / (1 + e^-a), computed as (1 + tanh(a/2)) / 2 so it never overflows."""
+
+    def compute(self, a):
+        return (array_api.tanh(a * 0.5) + 1) * 0.5
+
+    def gradient(self, out_grad, node):
+        return out_grad * node * (1 - node)
+
+
+def sigmoid(a):
+    return Sigmoid()(a)
+
+
+class LeakyReLU(TensorOp):
+    """max(a, 0) + slope * min(a, 0); the derivative at 0 is taken as `slope`."""
+
+    def __init__(self, slope=0.01):
+        self.slope = _scalar(slope)
+
+    def compute(self, a):
+        return array_api.maximum(a, 0) + array_api.maximum(-a, 0) * -self.slope
+
+    def gradient(self, out_grad, node):
+        positive = (node.inputs[0].realize_cached_data() > 0).astype(out_grad.dtype)
+        return out_grad * Tensor.make_const(positive * (1 - self.slope) + self.slope)
+
+
+def leaky_relu(a, slope=0.01):
+    return LeakyReLU(slope)(a)
+
+
+class Abs(TensorOp):
+    def compute(self, a):
+        return array_api.maximum(a, -a)
+
+    def gradient(self, out_grad, node):
+        a, dtype = node.inputs[0].realize_cached_data(), out_grad.dtype
+        return out_grad * Tensor.make_const((a > 0).astype(dtype) - (a < 0).astype(dtype))
+
+
+def abs(a):
+    return Abs()(a)
+
+
+class Sqrt(TensorOp):
+    def compute(self, a):
+        return a ** 0.5
+
+    def gradient(self, out_grad, node):
+        return out_grad / (node * 2)
+
+
+def sqrt(a):
+    return Sqrt()(a)
+
+
+class Maximum(TensorOp):
+    def compute(self, a, b):
+        _check_same_shape("maximum", a, b)
+        return array_api.maximum(a, b)
+
+    def gradient(self, out_grad, node):
+        a, b = (x.realize_cached_data() for x in node.inputs)
+        share_a = (a > b).astype(out_grad.dtype) + (a == b).astype(out_grad.dtype) * 0.5
+        share_a = Tensor.make_const(share_a)
+        return out_grad * share_a, out_grad * (1 - share_a)
+
+
+def maximum(a, b):
+    return Maximum()(a, b)
+
+
+def minimum(a, b):
+    """min(a, b) = -max(-a, -b)."""
+    return negate(maximum(negate(a), negate(b)))
+
+
+class Softplus(TensorOp):
+    """log(1 + e^a), computed as max(a, 0) + log(1 + e^-|a|): no overflow for large |a|."""
+
+    def compute(self, a):
+        return array_api.maximum(a, 0) + array_api.log(
+            array_api.exp(-array_api.maximum(a, -a)) + 1)
+
+    def gradient(self, out_grad, node):
+        return out_grad * sigmoid(node.inputs[0])
+
+
+def softplus(a):
+    return Softplus()(a)
+
+
+def log_sigmoid(a):
+    """log(sigmoid(a)) = -softplus(-a), stable for logits of any size."""
+    return negate(softplus(negate(a)))
+
+
+class Clip(TensorOp):
+    """Clamp to [low, high]; the gradient passes where low <= a <= high."""
+
+    def __init__(self, low, high):
+        if low > high:
+            raise ValueError(f"clip: low {low} is greater than high {high}")
+        self.low, self.high = _scalar(low), _scalar(high)
+
+    def compute(self, a):
+        return -array_api.maximum(-array_api.maximum(a, self.low), -self.high)
+
+    def gradient(self, out_grad, node):
+        a = node.inputs[0].realize_cached_data()
+        inside = (a >= self.low).astype(out_grad.dtype) * (a <= self.high).astype(out_grad.dtype)
+        return out_grad * _mask(inside, out_grad)
+
+
+def clip(a, low, high):
+    return Clip(low, high)(a)
