@@ -1,0 +1,60 @@
+"""Train a DCGAN on MNIST (the main job): python -m apps.train_dcgan --help
+
+The default run trains the pytorch/examples-style 28x28 DCGAN (G 100-256-128-1, D 1-64-128-1)
+for one epoch on the bundled data/mnist and writes, under --out_dir: samples/*.png grids,
+losses.png, metrics.jsonl, run.json and checkpoints/ (resume with --resume).
+"""
+import sys
+
+import needle as ndl
+from gan import Adversarial, Trainer, TrainerConfig, TrainingDiverged
+from gan.models.dcgan import SUPPORTED_SIZES, Discriminator, Generator
+from gan.objectives import OBJECTIVES, get_objective
+
+from .common import add_common_options, make_parser, mnist_images, resolve_device
+
+
+def build_parser():
+    parser = make_parser(__doc__.splitlines()[0])
+    add_common_options(parser, out_dir="runs/dcgan", epochs=1)
+    add = parser.add_argument
+    add("--lr", type=float, default=2e-4, help="Adam learning rate of G and D")
+    add("--beta1", type=float, default=0.5, help="Adam beta1")
+    add("--beta2", type=float, default=0.999, help="Adam beta2")
+    add("--latent_dim", "--latent-dim", type=int, default=100, help="size of z")
+    add("--width", type=int, default=64, help="channel width unit of G and D")
+    add("--image_size", "--image-size", type=int, choices=SUPPORTED_SIZES, default=28)
+    add("--objective", choices=sorted(OBJECTIVES), default="non-saturating")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    device = resolve_device(args.device)
+    images, _ = mnist_images(args, args.image_size)
+    ndl_kw = dict(device=device)
+    generator = Generator(args.latent_dim, channels=1, image_size=args.image_size,
+                          width=args.width, **ndl_kw)
+    discriminator = Discriminator(channels=1, image_size=args.image_size, width=args.width,
+                                  **ndl_kw)
+    adam = dict(lr=args.lr, beta1=args.beta1, beta2=args.beta2)
+    adversarial = Adversarial(discriminator, get_objective(args.objective),
+                              ndl.optim.Adam(discriminator.parameters(), **adam))
+    config = TrainerConfig(out_dir=args.out_dir, epochs=args.epochs, batch_size=args.batch_size,
+                           latent_dim=args.latent_dim, seed=args.seed,
+                           checkpoint_every=args.checkpoint_every, log_every=args.log_every,
+                           max_steps=3 if args.dry_run else args.max_steps, resume=args.resume,
+                           progress=not args.no_progress)
+    trainer = Trainer(generator, adversarial, ndl.optim.Adam(generator.parameters(), **adam),
+                      images, config, device=device, run_info={"app": "train_dcgan",
+                                                               "args": vars(args)})
+    try:
+        record = trainer.train()
+    except TrainingDiverged as error:
+        sys.exit(f"train_dcgan: {error}")
+    print(f"train_dcgan: done; outputs in {args.out_dir}: {record}")
+    return record
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""DCGAN generator and discriminator (Radford et al. 2016) for 28x28, 32x32 and 64x64 images.
+
+At 28x28 these are the pytorch/examples-style MNIST models: G 100-256-128-1 and D 1-64-128-1
+with width=64 (the benchmark's architecture). Images are NCHW in [-1, 1] (G ends in tanh);
+D returns one logit per image, shape (N,).
+"""
+from needle import nn, ops
+
+from .init import dcgan_init
+
+__all__ = ["Generator", "Discriminator", "SUPPORTED_SIZES"]
+
+SUPPORTED_SIZES = (28, 32, 64)
+
+
+def _plan(image_size, width):
+    """(first spatial size, channel widths from the first feature map to the last)."""
+    if image_size not in SUPPORTED_SIZES:
+        raise ValueError(f"DCGAN models support image sizes {SUPPORTED_SIZES}, "
+                         f"got {image_size}")
+    if image_size == 28:
+        return 7, [width * 4, width * 2]
+    doublings = {32: 3, 64: 4}[image_size]
+    return 4, [width * 2 ** (doublings - 1 - i) for i in range(doublings)]
+
+
+class Generator(nn.Module):
+    """z (N, latent_dim) -> images (N, channels, S, S) in [-1, 1]."""
+
+    def __init__(self, latent_dim=100, channels=1, image_size=28, width=64, device=None,
+                 dtype="float32"):
+        super().__init__()
+        self.latent_dim, self.channels, self.image_size = latent_dim, channels, image_size
+        start, widths = _plan(image_size, width)
+        kw = dict(device=device, dtype=dtype)
+        layers = [nn.ConvTranspose2d(latent_dim, widths[0], start, bias=False, **kw),
+                  nn.BatchNorm2d(widths[0], **kw), nn.ReLU()]
+        # state size: (N, widths[0], start, start)
+        for c_in, c_out in zip(widths, widths[1:]):
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, bias=False, **kw),
+                       nn.BatchNorm2d(c_out, **kw), nn.ReLU()]
+            # state size doubles: (N, c_out, 2s, 2s)
+        layers += [nn.ConvTranspose2d(widths[-1], channels, 4, stride=2, padding=1, bias=False,
+                                      **kw), nn.Tanh()]
+        # state size: (N, channels, image_size, image_size)
+        self.net = nn.Sequential(*layers)
+        dcgan_init(self)
+
+    def forward(self, z):
+        if len(z.shape) != 2 or z.shape[1] != self.latent_dim:
+            raise ValueError(f"Generator: expected z of shape (N, {self.latent_dim}), "
+                             f"got {z.shape}")
+        return self.net(ops.reshape(z, (z.shape[0], self.latent_dim, 1, 1)))
+
+
+class Discriminator(nn.Module):
+    """images (N, channels, S, S) -> logits (N,).
+
+    norm="batch" as in DCGAN; norm="none" for gradient penalties, where batch statistics
+    would couple the samples whose gradients are penalised (Gulrajani et al. 2017, sec. 4).
+    """
+
+    def __init__(self, channels=1, image_size=28, width=64, norm="batch", slope=0.2,
+                 device=None, dtype="float32"):
+        super().__init__()
+        if norm not in ("batch", "none"):
+            raise ValueError(f"Discriminator: norm must be 'batch' or 'none', got {norm!r}")
+        self.channels, self.image_size = channels, image_size
+        start, widths = _plan(image_size, width)
+        widths = widths[::-1]
+        kw = dict(device=device, dtype=dtype)
+        layers = [nn.Conv2d(channels, widths[0], 4, stride=2, padding=1, bias=False, **kw),
+                  nn.LeakyReLU(slope)]
+        # state size: (N, widths[0], S/2, S/2)
+        for c_in, c_out in zip(widths, widths[1:]):
+            layers.append(nn.Conv2d(c_in, c_out, 4, stride=2, padding=1, bias=False, **kw))
+            if norm == "batch":
+                layers.append(nn.BatchNorm2d(c_out, **kw))
+            layers.append(nn.LeakyReLU(slope))
+            # state size halves: (N, c_out, s/2, s/2)
+        self.features = nn.Sequential(*layers)
+        # state size: (N, widths[-1], start, start)
+        self.head = nn.Conv2d(widths[-1], 1, start, bias=False, **kw)
+        self.feature_shape = (widths[-1], start, start)
+        dcgan_init(self)
+
+    def forward(self, x):
+        expected = (self.channels, self.image_size, self.image_size)
+        if len(x.shape) != 4 or tuple(x.shape[1:]) != expected:
+            raise ValueError(f"Discriminator: expected images of shape (N, {expected[0]}, "
+                             f"{expected[1]}, {expected[2]}), got {x.shape}")
+        return ops.reshape(self.head(self.features(x)), (x.shape[0],))

@@ -1,0 +1,37 @@
+"""The training-curve figure: losses and D's outputs against the step (matplotlib)."""
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+
+__all__ = ["plot_history"]
+
+
+def plot_history(history, path, title="training"):
+    """Plot d_loss/g_loss and d_real/d_fake from metrics records (dicts with "step")."""
+    figure, (losses, outputs) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    for key, label in (("d_loss", "D loss"), ("g_loss", "G loss")):
+        _plot(losses, history, key, label)
+    losses.set_ylabel("loss")
+    losses.legend()
+    losses.set_title(title)
+    for key, label in (("d_real", "D(x)"), ("d_fake", "D(G(z))")):
+        _plot(outputs, history, key, label)
+    outputs.set_xlabel("step")
+    outputs.set_ylabel("D output")
+    outputs.legend()
+    figure.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    temp = f"{path}.{os.getpid()}.tmp.png"
+    figure.savefig(temp, dpi=100)
+    plt.close(figure)
+    os.replace(temp, path)
+    return path
+
+
+def _plot(axes, history, key, label):
+    """Plot `key` against the step over the records that have it (evaluations do not)."""
+    records = [record for record in history if key in record]
+    axes.plot([r["step"] for r in records], [r[key] for r in records], label=label)

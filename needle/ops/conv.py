@@ -1,0 +1,210 @@
+"""Convolution, transposed convolution and the weight gradient, as three ops.
+
+Layout (the course's): activations NHWC, weights (KH, KW, Cin, Cout). `conv` is
+cross-correlation: torch.conv2d on NCHW input with our weight permuted (3, 2, 0, 1).
+
+Each forward is one GEMM: conv gathers the im2col matrix through a strided view of the padded
+input; conv_transpose multiplies first and scatter-adds the columns back (col2im), looping
+over the KH x KW kernel offsets only. The three ops are each other's gradients, so every
+gradient is again a convolution and double backward (gradient penalties) works:
+
+    conv(x, W)               d/dx: conv_transpose(g, W)     d/dW: conv_weight_grad(x, g)
+    conv_transpose(y, W)     d/dy: conv(g, W)               d/dW: conv_weight_grad(g, y)
+    conv_weight_grad(x, g)   d/dx: conv_transpose(g, G)     d/dg: conv(x, G)
+"""
+from ..autograd import TensorOp
+from ..backend_selection import array_api, device_of
+
+__all__ = ["Conv", "ConvTranspose", "ConvWeightGrad", "conv", "conv_transpose",
+           "conv_weight_grad", "conv_output_size", "conv_transpose_output_size"]
+
+
+def _pair(value):
+    return (int(value), int(value)) if isinstance(value, int) else tuple(int(v) for v in value)
+
+
+def conv_output_size(size, kernel, stride, padding, dilation):
+    """Output length of a convolution: (size + 2p - d(k-1) - 1) // s + 1."""
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def conv_transpose_output_size(size, kernel, stride, padding, output_padding, dilation):
+    """Output length of a transposed convolution (PyTorch's ConvTranspose2d formula)."""
+    return (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
+
+
+class _ConvGeometry:
+    """stride, padding and dilation as (h, w) pairs, shared by the three ops."""
+
+    def __init__(self, stride, padding, dilation):
+        self.stride, self.padding, self.dilation = _pair(stride), _pair(padding), \
+            _pair(dilation)
+        if min(self.stride) < 1 or min(self.dilation) < 1 or min(self.padding) < 0:
+            raise ValueError(f"conv: need stride >= 1, dilation >= 1 and padding >= 0, got "
+                             f"stride={stride}, padding={padding}, dilation={dilation}")
+
+    def im2col(self, x, kernel, out_size):
+        """(N*OH*OW, KH*KW*C) patches of x (NHWC), gathered through one strided view."""
+        (ph, pw), (sh, sw), (dh, dw) = self.padding, self.stride, self.dilation
+        if ph or pw:
+            x = array_api.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
+        n, _, _, c = x.shape
+        (kh, kw), (oh, ow) = kernel, out_size
+        s_n, s_h, s_w, s_c = array_api.element_strides(x)
+        patches = array_api.as_strided(x, (n, oh, ow, kh, kw, c),
+                                       (s_n, s_h * sh, s_w * sw, s_h * dh, s_w * dw, s_c))
+        return array_api.reshape(patches, (n * oh * ow, kh * kw * c))
+
+    def col2im(self, cols, in_size, kernel, out_size):
+        """Scatter-add (N, H, W, KH, KW, C) columns into the (N, OH, OW, C) output."""
+        n, h, w, kh, kw, c = cols.shape
+        (ph, pw), (sh, sw), (dh, dw) = self.padding, self.stride, self.dilation
+        (oh, ow) = out_size
+        canvas_h = max((h - 1) * sh + dh * (kh - 1) + 1, ph + oh)
+        canvas_w = max((w - 1) * sw + dw * (kw - 1) + 1, pw + ow)
+        canvas = array_api.full((n, canvas_h, canvas_w, c), 0, dtype=cols.dtype,
+                                device=device_of(cols))
+        for i in range(kh):
+            for j in range(kw):
+                target = (slice(None), slice(i * dh, i * dh + (h - 1) * sh + 1, sh),
+                          slice(j * dw, j * dw + (w - 1) * sw + 1, sw), slice(None))
+                array_api.add_to_slice(canvas, target, cols[:, :, :, i, j, :])
+        return canvas[:, ph:ph + oh, pw:pw + ow, :]
+
+    def output_padding_for(self, in_size, kernel, out_size):
+        """The output_padding that makes conv_transpose return exactly `in_size`."""
+        return tuple(
+            size - conv_transpose_output_size(o, k, s, p, 0, d)
+            for size, o, k, s, p, d in zip(in_size, out_size, kernel, self.stride,
+                                           self.padding, self.dilation))
+
+
+def _check_4d(name, x, W):
+    if x.ndim != 4:
+        raise ValueError(f"{name}: expected input with ndim 4 (N, H, W, C), got shape "
+                         f"{x.shape}")
+    if W.ndim != 4:
+        raise ValueError(f"{name}: expected weight with ndim 4 (KH, KW, Cin, Cout), got "
+                         f"shape {W.shape}")
+
+
+class Conv(TensorOp):
+    """2-D cross-correlation of x (N, H, W, Cin) with W (KH, KW, Cin, Cout) -> NHWC."""
+
+    def __init__(self, stride=1, padding=0, dilation=1):
+        self.geometry = _ConvGeometry(stride, padding, dilation)
+
+    def compute(self, x, W):
+        _check_4d("conv", x, W)
+        n, h, w, c = x.shape
+        kh, kw, c_in, c_out = W.shape
+        if c != c_in:
+            raise ValueError(f"conv: input has {c} channels (shape {x.shape}) but the weight "
+                             f"expects {c_in} (weight shape {W.shape})")
+        g = self.geometry
+        out_size = tuple(conv_output_size(size, k, s, p, d) for size, k, s, p, d in
+                         zip((h, w), (kh, kw), g.stride, g.padding, g.dilation))
+        if min(out_size) < 1:
+            raise ValueError(f"conv: kernel {(kh, kw)} (dilation {g.dilation}) does not fit "
+                             f"input {(h, w)} with padding {g.padding}")
+        cols = g.im2col(x, (kh, kw), out_size)
+        out = cols @ array_api.reshape(W, (kh * kw * c_in, c_out))
+        return array_api.reshape(out, (n, *out_size, c_out))
+
+    def gradient(self, out_grad, node):
+        x, W = node.inputs
+        g = self.geometry
+        kernel = W.shape[:2]
+        grad_x = grad_W = None
+        if x.requires_grad:
+            output_padding = g.output_padding_for(x.shape[1:3], kernel, out_grad.shape[1:3])
+            grad_x = conv_transpose(out_grad, W, g.stride, g.padding, output_padding,
+                                    g.dilation)
+        if W.requires_grad:
+            grad_W = conv_weight_grad(x, out_grad, kernel, g.stride, g.padding, g.dilation)
+        return grad_x, grad_W
+
+
+def conv(a, b, stride=1, padding=1, dilation=1):
+    """Course conv: `a` NHWC, `b` (K, K, Cin, Cout). Note the default padding of 1."""
+    return Conv(stride, padding, dilation)(a, b)
+
+
+class ConvTranspose(TensorOp):
+    """The adjoint of conv in x: y (N, H, W, Cout) with W (KH, KW, Cin, Cout) -> (N, OH, OW, Cin).
+
+    OH = (H - 1) * stride - 2 * padding + dilation * (KH - 1) + output_padding + 1, as in
+    PyTorch's ConvTranspose2d (whose weight (Cin_t, Cout_t, K, K) is ours permuted
+    (2, 3, 1, 0)). output_padding must be smaller than stride.
+    """
+
+    def __init__(self, stride=1, padding=0, output_padding=0, dilation=1):
+        self.geometry = _ConvGeometry(stride, padding, dilation)
+        self.output_padding = _pair(output_padding)
+        if any(op < 0 or op >= s for op, s in zip(self.output_padding,
+                                                  self.geometry.stride)):
+            raise ValueError(f"conv_transpose: output_padding {output_padding} must be in "
+                             f"[0, stride) with stride {stride}")
+
+    def compute(self, y, W):
+        _check_4d("conv_transpose", y, W)
+        n, h, w, c = y.shape
+        kh, kw, c_in, c_out = W.shape
+        if c != c_out:
+            raise ValueError(f"conv_transpose: input has {c} channels (shape {y.shape}) but "
+                             f"the weight expects {c_out} (weight shape {W.shape})")
+        g = self.geometry
+        out_size = tuple(conv_transpose_output_size(size, k, s, p, op, d) for size, k, s, p, op, d
+                         in zip((h, w), (kh, kw), g.stride, g.padding, self.output_padding,
+                                g.dilation))
+        if min(out_size) < 1:
+            raise ValueError(f"conv_transpose: padding {g.padding} leaves no output for "
+                             f"input {(h, w)} and kernel {(kh, kw)}")
+        weight = array_api.reshape(W, (kh * kw * c_in, c_out))
+        cols = array_api.reshape(y, (n * h * w, c)) @ array_api.swapaxes(weight, 0, 1)
+        cols = array_api.reshape(cols, (n, h, w, kh, kw, c_in))
+        return g.col2im(cols, (h, w), (kh, kw), out_size)
+
+    def gradient(self, out_grad, node):
+        y, W = node.inputs
+        g = self.geometry
+        grad_y = conv(out_grad, W, g.stride, g.padding, g.dilation) if y.requires_grad \
+            else None
+        grad_W = conv_weight_grad(out_grad, y, W.shape[:2], g.stride, g.padding,
+                                  g.dilation) if W.requires_grad else None
+        return grad_y, grad_W
+
+
+def conv_transpose(a, b, stride=1, padding=0, output_padding=0, dilation=1):
+    return ConvTranspose(stride, padding, output_padding, dilation)(a, b)
+
+
+class ConvWeightGrad(TensorOp):
+    """d conv(x, W) / dW contracted with g: (KH, KW, Cin, Cout) = im2col(x)^T @ g."""
+
+    def __init__(self, kernel, stride=1, padding=0, dilation=1):
+        self.kernel = _pair(kernel)
+        self.geometry = _ConvGeometry(stride, padding, dilation)
+
+    def compute(self, x, g):
+        n, oh, ow, c_out = g.shape
+        c_in = x.shape[3]
+        cols = self.geometry.im2col(x, self.kernel, (oh, ow))
+        grad = array_api.swapaxes(cols, 0, 1) @ array_api.reshape(g, (n * oh * ow, c_out))
+        return array_api.reshape(grad, (*self.kernel, c_in, c_out))
+
+    def gradient(self, out_grad, node):
+        x, g = node.inputs
+        geo = self.geometry
+        grad_x = grad_g = None
+        if x.requires_grad:
+            output_padding = geo.output_padding_for(x.shape[1:3], self.kernel, g.shape[1:3])
+            grad_x = conv_transpose(g, out_grad, geo.stride, geo.padding, output_padding,
+                                    geo.dilation)
+        if g.requires_grad:
+            grad_g = conv(x, out_grad, geo.stride, geo.padding, geo.dilation)
+        return grad_x, grad_g
+
+
+def conv_weight_grad(x, g, kernel, stride=1, padding=0, dilation=1):
+    return ConvWeightGrad(kernel, stride, padding, dilation)(x, g)
