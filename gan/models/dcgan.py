@@ -66,8 +66,8 @@ class Discriminator(nn.Module):
         if norm not in ("batch", "none"):
             raise ValueError(f"Discriminator: norm must be 'batch' or 'none', got {norm!r}")
         self.channels, self.image_size = channels, image_size
-        start, widths = _plan(image_size, width)
-        widths = widths[::-1]
+        start, generator_widths = _plan(image_size, width)
+        widths = [width * 2 ** i for i in range(len(generator_widths))]
         kw = dict(device=device, dtype=dtype)
         layers = [nn.Conv2d(channels, widths[0], 4, stride=2, padding=1, bias=False, **kw),
                   nn.LeakyReLU(slope)]

@@ -1,0 +1,237 @@
+"""The same DCGAN trained with needle and with PyTorch: speed, memory and sample quality.
+
+    python benchmarks/dcgan_vs_torch.py                  # timing: 20 interleaved steps each
+    python benchmarks/dcgan_vs_torch.py --epochs 1       # also train 1 epoch each and score
+
+Both frameworks get the 28x28 DCGAN of apps.train_dcgan (G 100-256-128-1, D 1-64-128-1), the
+same initial weights (needle's, copied into PyTorch), the same batches, noise, Adam settings
+and non-saturating loss. Timing alternates needle and PyTorch steps in this process (medians);
+peak RSS comes from one subprocess per framework running the same steps alone. With
+--epochs, each framework trains in its own subprocess and both generators are scored by
+gan.metrics (FID in the shipped MNIST classifier's feature space, digits covered).
+Prints JSON.
+"""
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+import needle as ndl
+from benchmarks.timing import interleaved_medians, machine, try_import_torch
+from gan import Adversarial
+from gan.models.dcgan import Discriminator, Generator
+from gan.objectives import NonSaturating
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LATENT = 100
+
+
+def mnist(train=True):
+    """MNIST as NCHW in [-1, 1]; timing runs use the 10000 test images (less to load)."""
+    from needle.data import load_mnist
+    data = load_mnist(os.path.join(ROOT, "data", "mnist"), train=train)
+    return (data.images.reshape(-1, 1, 28, 28) * 2 - 1).astype(np.float32)
+
+
+class NeedleDCGAN:
+    def __init__(self, width, batch):
+        self.G, self.D = Generator(LATENT, width=width), Discriminator(width=width)
+        adam = dict(lr=2e-4, beta1=0.5, beta2=0.999)
+        self.adv = Adversarial(self.D, NonSaturating(), ndl.optim.Adam(self.D.parameters(),
+                                                                       **adam))
+        self.opt_G = ndl.optim.Adam(self.G.parameters(), **adam)
+
+    def step(self, real, z):
+        fake = self.G(ndl.Tensor(z, requires_grad=False))
+        self.adv.discriminator_step(ndl.Tensor(real, requires_grad=False), fake)
+        loss = self.adv.generator_loss(fake)
+        self.opt_G.reset_grad()
+        loss.backward(create_graph=False)
+        self.opt_G.step()
+
+    def sample(self, z):
+        self.G.eval()
+        with ndl.no_grad():
+            images = self.G(ndl.Tensor(z, requires_grad=False)).numpy()
+        self.G.train()
+        return images
+
+
+class TorchDCGAN:
+    """PyTorch twin: same layers, weights copied from a NeedleDCGAN (layout converted)."""
+
+    def __init__(self, torch, twin):
+        nn = torch.nn
+        self.torch = torch
+        self.G = nn.Sequential(
+            nn.ConvTranspose2d(LATENT, 256, 7, bias=False), nn.BatchNorm2d(256), nn.ReLU(),
+            nn.ConvTranspose2d(256, 128, 4, 2, 1, bias=False), nn.BatchNorm2d(128), nn.ReLU(),
+            nn.ConvTranspose2d(128, 1, 4, 2, 1, bias=False), nn.Tanh())
+        self.D = nn.Sequential(
+            nn.Conv2d(1, 64, 4, 2, 1, bias=False), nn.LeakyReLU(0.2),
+            nn.Conv2d(64, 128, 4, 2, 1, bias=False), nn.BatchNorm2d(128), nn.LeakyReLU(0.2),
+            nn.Conv2d(128, 1, 7, bias=False))
+        copy_weights(torch, twin.G, self.G)
+        copy_weights(torch, twin.D, self.D)
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        self.softplus = torch.nn.functional.softplus
+
+    def step(self, real, z):
+        torch = self.torch
+        fake = self.G(torch.from_numpy(z).view(-1, LATENT, 1, 1))
+        real_logits = self.D(torch.from_numpy(real)).view(-1)
+        fake_logits = self.D(fake.detach()).view(-1)
+        d_loss = self.softplus(-real_logits).mean() + self.softplus(fake_logits).mean()
+        self.opt_D.zero_grad()
+        d_loss.backward()
+        self.opt_D.step()
+        g_loss = self.softplus(-self.D(fake).view(-1)).mean()
+        self.opt_G.zero_grad()
+        g_loss.backward()
+        self.opt_G.step()
+
+    def sample(self, z):
+        self.G.eval()
+        with self.torch.no_grad():
+            images = self.G(self.torch.from_numpy(z).view(-1, LATENT, 1, 1)).numpy()
+        self.G.train()
+        return images
+
+
+def copy_weights(torch, needle_model, torch_model):
+    """needle conv weights -> torch: (3, 2, 0, 1) maps Conv2d's (K, K, Cin, Cout) and
+    ConvTranspose2d's (K, K, Cout, Cin) to torch's (Cout, Cin, K, K) / (Cin, Cout, K, K)."""
+    state = needle_model.state_dict()
+    needle_weights = [v for k, v in state.items() if k.endswith("weight") and v.ndim == 4]
+    norm_state = [v for k, v in state.items() if v.ndim == 1]
+    convs = [m for m in torch_model if isinstance(m, (torch.nn.Conv2d,
+                                                       torch.nn.ConvTranspose2d))]
+    norms = [m for m in torch_model if isinstance(m, torch.nn.BatchNorm2d)]
+    with torch.no_grad():
+        for module, weight in zip(convs, needle_weights):
+            module.weight.copy_(torch.from_numpy(weight.transpose(3, 2, 0, 1).copy()))
+        for module, index in zip(norms, range(0, len(norm_state), 4)):
+            module.weight.copy_(torch.from_numpy(norm_state[index]))
+            module.bias.copy_(torch.from_numpy(norm_state[index + 1]))
+
+
+def batches(images, batch, steps, seed):
+    rng = np.random.RandomState(seed)
+    for _ in range(steps):
+        index = rng.randint(0, len(images), batch)
+        yield images[index], rng.randn(batch, LATENT).astype(np.float32)
+
+
+def make_models(framework, width, batch, seed):
+    np.random.seed(seed)
+    needle_model = NeedleDCGAN(width, batch)
+    if framework == "needle":
+        return needle_model
+    torch = try_import_torch()
+    torch.manual_seed(seed)
+    return TorchDCGAN(torch, needle_model)
+
+
+def worker(args):
+    """One framework alone: peak RSS after `steps` steps, or a trained generator's samples."""
+    torch = try_import_torch()
+    if torch is not None:
+        torch.set_num_threads(os.cpu_count())
+    images = mnist(train=bool(args.epochs))
+    model = make_models(args.worker, args.width, args.batch, args.seed)
+    steps = args.steps if not args.epochs else args.epochs * (len(images) // args.batch)
+    start = time.perf_counter()
+    for real, z in batches(images, args.batch, steps, args.seed):
+        model.step(real, z)
+    elapsed = time.perf_counter() - start
+    result = {"steps": steps, "seconds": elapsed,
+              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if args.epochs:
+        z = np.random.RandomState(12345).randn(args.samples, LATENT).astype(np.float32)
+        np.save(args.samples_out, model.sample(z))
+    print(json.dumps(result))
+
+
+def run_worker(framework, args, extra=()):
+    command = [sys.executable, "-m", "benchmarks.dcgan_vs_torch", "--worker", framework,
+               "--batch", str(args.batch), "--width", str(args.width), "--seed",
+               str(args.seed), "--steps", str(args.steps), *extra]
+    output = subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True)
+    return json.loads(output.stdout.strip().splitlines()[-1])
+
+
+def timing(args, torch):
+    images = mnist(train=False)
+    needle_model = make_models("needle", args.width, args.batch, args.seed)
+    feed = list(batches(images, args.batch, args.steps + 2, args.seed))
+    models = [needle_model]
+    if torch is not None:
+        torch.manual_seed(args.seed)
+        models.append(TorchDCGAN(torch, make_models("needle", args.width, args.batch,
+                                                    args.seed)))
+    cursors = [iter(feed) for _ in models]
+
+    def stepper(model, cursor):
+        return lambda: model.step(*next(cursor))
+
+    medians = interleaved_medians([stepper(m, c) for m, c in zip(models, cursors)],
+                                  repeat=args.steps, warmup=2)
+    result = {"needle_ms_per_step": medians[0] * 1e3,
+              "needle_images_per_s": args.batch / medians[0]}
+    if torch is not None:
+        result.update({"torch_ms_per_step": medians[1] * 1e3,
+                       "torch_images_per_s": args.batch / medians[1],
+                       "ratio_step_time": medians[0] / medians[1]})
+    return result
+
+
+def quality(args, torch):
+    from gan.metrics import Evaluator, load_classifier
+    evaluator = Evaluator(load_classifier(), mnist(train=False))
+    scores = {}
+    for framework in ["needle"] + (["torch"] if torch is not None else []):
+        path = os.path.join("/tmp", f"dcgan_bench_{framework}_{os.getpid()}.npy")
+        run = run_worker(framework, args, ["--epochs", str(args.epochs), "--samples-out",
+                                           path, "--samples", str(args.samples)])
+        metrics = evaluator.evaluate(np.load(path))
+        os.remove(path)
+        scores[framework] = {"train_seconds": run["seconds"], "fid": metrics["fid"],
+                             "digits_covered": metrics["digits_covered"]}
+    return scores
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per framework")
+    parser.add_argument("--epochs", type=int, default=0, help="train and score (0: skip)")
+    parser.add_argument("--samples", type=int, default=2000, help="images scored per model")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-memory", action="store_true", help="skip the RSS subprocesses")
+    parser.add_argument("--worker", choices=["needle", "torch"], help=argparse.SUPPRESS)
+    parser.add_argument("--samples-out", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        return worker(args)
+    torch = try_import_torch()
+    report = {"benchmark": "dcgan_vs_torch", "machine": machine(), "batch": args.batch,
+              "width": args.width, "torch": None if torch is None else torch.__version__,
+              "timing": timing(args, torch)}
+    if not args.no_memory:
+        report["peak_rss_mb"] = {framework: run_worker(framework, args)["peak_rss_mb"]
+                                 for framework in ["needle"] + (["torch"] if torch else [])}
+    if args.epochs:
+        report["quality"] = quality(args, torch)
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
