@@ -6,9 +6,12 @@
     y.backward()
 """
 from . import autograd, backend_ndarray, init, ops  # noqa: F401
+from . import nn  # noqa: F401  (after init and ops, which it uses)
+from . import data, optim  # noqa: F401
 from .autograd import (Tensor, TensorTuple, detect_anomaly, enable_grad, grad,  # noqa: F401
                        is_grad_enabled, no_grad)
 from .backend_selection import *  # noqa: F401,F403  (the course's documented star-import)
 from .gradcheck import gradcheck, gradgradcheck  # noqa: F401
 from .init import ones, ones_like, zeros, zeros_like  # noqa: F401
 from .ops import *  # noqa: F401,F403
+from .serialization import load, save  # noqa: F401

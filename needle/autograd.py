@@ -159,10 +159,14 @@ class Value:
         value = cls.__new__(cls)
         value._init(op, list(inputs),
                     requires_grad=_Mode.grad_enabled and any(x.requires_grad for x in inputs))
-        data = value.realize_cached_data()
         if _Mode.anomaly:
+            # NumPy's own warning would only say "invalid value in log"; the check names the op
+            with numpy.errstate(all="ignore"):
+                data = value.realize_cached_data()
             for array in (data if isinstance(data, tuple) else (data,)):
                 _check_finite(array, op, inputs, "forward")
+        else:
+            data = value.realize_cached_data()
         if not value.requires_grad:
             return cls.make_const(data)
         return value
@@ -220,7 +224,9 @@ class Tensor(Value):
                 cached_data = Tensor._array_from_numpy(array.numpy(), device=device,
                                                        dtype=dtype)
         else:
-            device = default_device() if device is None else device
+            if device is None:  # an NDArray stays where it is, as it keeps its dtype
+                device = backend_selection.device_of(array) if isinstance(array, NDArray) \
+                    else default_device()
             cached_data = Tensor._array_from_numpy(array, device=device,
                                                    dtype=_resolve_dtype(array, dtype))
         self._init(None, [], cached_data=cached_data, requires_grad=requires_grad)
@@ -417,7 +423,7 @@ def _reverse_accumulate(outputs, out_grads):
         grads[node] = grad
         if node.op is None:
             continue
-        for input_node, input_grad in zip(node.inputs, node.op.gradient_as_tuple(grad, node)):
+        for input_node, input_grad in zip(node.inputs, _input_gradients(node, grad)):
             if input_grad is None or not input_node.requires_grad:
                 continue
             if _Mode.anomaly:
@@ -425,6 +431,19 @@ def _reverse_accumulate(outputs, out_grads):
                               "gradient")
             grads_to_sum.setdefault(input_node, []).append(input_grad)
     return grads
+
+
+def _input_gradients(node, grad):
+    """node.op's gradients; in anomaly mode a failure inside them names node.op too."""
+    if not _Mode.anomaly:
+        return node.op.gradient_as_tuple(grad, node)
+    try:
+        return node.op.gradient_as_tuple(grad, node)
+    except FloatingPointError as error:
+        shapes = ", ".join(str(x.shape) for x in node.inputs)
+        raise FloatingPointError(f"detect_anomaly: in the gradient of {type(node.op).__name__} "
+                                 f"(input shapes: {shapes}): "
+                                 f"{str(error).removeprefix('detect_anomaly: ')}") from None
 
 
 def compute_gradient_of_variables(output_tensor, out_grad):

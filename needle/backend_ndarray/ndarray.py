@@ -72,9 +72,21 @@ class NDArray:
 
     @staticmethod
     def _wrap(device, result):
-        """Adopt a freshly computed `xp` array (fast devices) without copying it."""
-        xp = device.xp
-        result = xp.ascontiguousarray(result)
+        """Adopt a freshly computed `xp` array (fast devices) without copying it.
+
+        NumPy's ufuncs keep the memory order of permuted inputs (an NCHW view of NHWC data),
+        so a dense result in permuted order is adopted as a permuted view of its storage.
+        """
+        if not result.flags.c_contiguous:
+            order = sorted(range(result.ndim), key=lambda axis: -result.strides[axis])
+            storage = result.transpose(order)
+            if storage.flags.c_contiguous:
+                out = NDArray._wrap(device, storage).permute(
+                    sorted(range(result.ndim), key=order.__getitem__))
+                out._xp_view = result
+                return out
+        # ascontiguousarray returns at least 1-D; reshape keeps 0-d results 0-d.
+        result = device.xp.ascontiguousarray(result).reshape(result.shape)
         out = NDArray.make(result.shape, device=device,
                            handle=device.Array.wrap(result.reshape(-1)))
         out._xp_view = result
@@ -271,7 +283,9 @@ class NDArray:
         if isinstance(other, NDArray):
             self._check_operand(other, op)
             other = other._view()
-        result = getattr(xp, xp_name)(self._view(), _as_scalar(other))
+        else:
+            other = _as_scalar(other)
+        result = getattr(xp, xp_name)(self._view(), other)
         return NDArray._wrap(self._device, result.astype(self.dtype))
 
     def _unary(self, xp_name, flat_name):
@@ -375,7 +389,6 @@ class NDArray:
                 return a.compact().as_strided((rows // t, cols // t, t, t),
                                               (cols * t, t, cols, 1)).compact()
             tiled = NDArray.make((m // t, p // t, t, t), device=self._device, dtype=self.dtype)
-            tiled.fill(0)
             self._device.matmul_tiled(tile(self)._handle, tile(other)._handle, tiled._handle,
                                       m, n, p)
             return tiled.permute((0, 2, 1, 3)).compact().reshape((m, p))
@@ -402,14 +415,15 @@ class NDArray:
             tuple(sorted(a % self.ndim for a in ((axis,) if isinstance(axis, int) else axis)))
         kept_shape = tuple(1 if i in axes else d for i, d in enumerate(self._shape))
         if self._device.xp is not None:
-            result = getattr(self._device.xp, xp_name)(self._view(), axis=axes, keepdims=True)
+            result = getattr(self._device.xp, xp_name)(self._view(), axis=axes,
+                                                       keepdims=keepdims)
             out = NDArray._wrap(self._device, result)
-        else:
-            rest = tuple(i for i in range(self.ndim) if i not in axes)
-            view = self.permute(rest + axes).compact()
-            out = NDArray.make(kept_shape, device=self._device, dtype=self.dtype)
-            getattr(self._device, flat_name)(view._handle, out._handle,
-                                             prod(self._shape[i] for i in axes))
+            return out.reshape((1,)) if axis is None and not keepdims else out
+        rest = tuple(i for i in range(self.ndim) if i not in axes)
+        view = self.permute(rest + axes).compact()
+        out = NDArray.make(kept_shape, device=self._device, dtype=self.dtype)
+        getattr(self._device, flat_name)(view._handle, out._handle,
+                                         prod(self._shape[i] for i in axes))
         if keepdims:
             return out
         if axis is None:

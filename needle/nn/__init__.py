@@ -1,0 +1,22 @@
+"""Modules and layers (COURSE_API.md section 6): `import needle.nn as nn`.
+
+module.py  Parameter, Module (parameter walk, train/eval, state dicts)
+conv.py    Conv (course), Conv2d, ConvTranspose2d (NCHW, like PyTorch)
+basic.py   Linear, activations, Sequential, Residual, Dropout, Embedding
+norm.py    BatchNorm1d/2d, LayerNorm1d, InstanceNorm2d
+loss.py    SoftmaxLoss, BCEWithLogitsLoss, MSELoss, L1Loss
+"""
+from .basic import (Dropout, Embedding, Flatten, Identity, LeakyReLU, Linear, ReLU, Residual,
+                    Sequential, Sigmoid, Tanh)
+from .loss import BCEWithLogitsLoss, L1Loss, MSELoss, SoftmaxLoss
+from .module import LoadResult, Module, Parameter
+from .norm import BatchNorm1d, BatchNorm2d, InstanceNorm2d, LayerNorm1d
+
+from .conv import Conv, Conv2d, ConvTranspose2d
+
+__all__ = ["Module", "Parameter", "LoadResult",
+           "Identity", "Linear", "Flatten", "ReLU", "LeakyReLU", "Tanh", "Sigmoid",
+           "Sequential", "Residual", "Dropout", "Embedding",
+           "Conv", "Conv2d", "ConvTranspose2d",
+           "BatchNorm1d", "BatchNorm2d", "LayerNorm1d", "InstanceNorm2d",
+           "SoftmaxLoss", "BCEWithLogitsLoss", "MSELoss", "L1Loss"]

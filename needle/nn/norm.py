@@ -1,0 +1,140 @@
+"""Normalisation layers: BatchNorm1d/2d, LayerNorm1d, InstanceNorm2d.
+
+Each normalises over a set of axes with the *biased* variance and eps inside the square root,
+
+    y = (x - mean) / sqrt(var + eps) * weight + bias,
+
+and is composed from ops, so its gradient is itself differentiable (gradient penalties such as
+WGAN-GP differentiate through these layers twice). `weight` and `bias` are 1-D Parameters,
+ones and zeros.
+"""
+from .. import init, ops
+from ..autograd import no_grad
+from .module import Module, Parameter
+
+__all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm1d", "InstanceNorm2d"]
+
+
+def _reduced_mean(x, axes):
+    """Mean of x over `axes`, with those axes kept as size 1 (ready to broadcast back)."""
+    count = 1
+    for axis in axes:
+        count *= x.shape[axis]
+    kept = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
+    return ops.reshape(ops.summation(x, axes), kept) / count
+
+
+def _along(vector, axis, shape):
+    """Broadcast a 1-D tensor laid out along `axis` to `shape`."""
+    kept = tuple(d if i == axis else 1 for i, d in enumerate(shape))
+    return ops.broadcast_to(ops.reshape(vector, kept), shape)
+
+
+def _normalize(x, axes, eps):
+    """((x - mean) / sqrt(var + eps), mean, var) over `axes`; mean and var keep the axes."""
+    mean = _reduced_mean(x, axes)
+    centered = x + ops.broadcast_to(-mean, x.shape)
+    var = _reduced_mean(centered * centered, axes)
+    inv_std = ops.broadcast_to((var + eps) ** -0.5, x.shape)
+    return centered * inv_std, mean, var
+
+
+def _affine(x_hat, weight, bias, axis):
+    return x_hat * _along(weight, axis, x_hat.shape) + _along(bias, axis, x_hat.shape)
+
+
+def _check_input(layer, x, ndims, axis, size, layout):
+    """Raise, naming the layer, unless x.ndim is in `ndims` (None: any) and shape[axis] fits."""
+    if (ndims is not None and x.ndim not in ndims) or x.shape[axis] != size:
+        raise ValueError(f"{type(layer).__name__}: expected input {layout} with "
+                         f"{size} features on axis {axis}, got shape {x.shape}")
+
+
+class BatchNorm1d(Module):
+    """Batch normalisation over the batch axis of (N, C) input (or (N, C, L), as PyTorch).
+
+    Training: normalise with the batch mean and biased variance over every axis but C, and
+    update running = (1 - momentum) * running + momentum * batch_stat, with the biased
+    variance too (the course's convention; PyTorch uses the unbiased one for running_var).
+    The update records no graph. Evaluation: normalise with the running statistics.
+    `running_mean` (zeros) and `running_var` (ones) are buffers, not parameters.
+    """
+
+    _ndims, _layout = (2, 3), "(N, C) or (N, C, L)"
+
+    def __init__(self, dim, eps=1e-5, momentum=0.1, device=None, dtype="float32"):
+        super().__init__()
+        self.dim, self.eps, self.momentum = dim, eps, momentum
+        self.weight = Parameter(init.ones(dim, device=device, dtype=dtype))
+        self.bias = Parameter(init.zeros(dim, device=device, dtype=dtype))
+        self.register_buffer("running_mean", init.zeros(dim, device=device, dtype=dtype))
+        self.register_buffer("running_var", init.ones(dim, device=device, dtype=dtype))
+
+    def forward(self, x):
+        _check_input(self, x, self._ndims, 1, self.dim, self._layout)
+        axes = tuple(i for i in range(x.ndim) if i != 1)
+        if self.training:
+            x_hat, mean, var = _normalize(x, axes, self.eps)
+            self._update_running_stats(mean, var)
+        else:
+            mean = _along(self.running_mean, 1, x.shape)
+            var = _along(self.running_var, 1, x.shape)
+            x_hat = (x - mean) / (var + self.eps) ** 0.5
+        return _affine(x_hat, self.weight, self.bias, 1)
+
+    def _update_running_stats(self, mean, var):
+        with no_grad():
+            m = self.momentum
+            batch_mean = ops.reshape(mean, (self.dim,))
+            batch_var = ops.reshape(var, (self.dim,))
+            self.running_mean.data = self.running_mean * (1 - m) + batch_mean * m
+            self.running_var.data = self.running_var * (1 - m) + batch_var * m
+
+
+class BatchNorm2d(BatchNorm1d):
+    """BatchNorm1d's numerics on NCHW input, reducing over (N, H, W) directly (no transposes).
+
+    Shapes: x (N, C, H, W) -> (N, C, H, W); `dim` is C.
+    """
+
+    _ndims, _layout = (4,), "(N, C, H, W)"
+
+
+class LayerNorm1d(Module):
+    """Normalise each vector along the last axis: x (..., dim) -> (..., dim).
+
+    Biased variance, eps inside the square root; `weight` ones (dim,), `bias` zeros (dim,).
+    """
+
+    def __init__(self, dim, eps=1e-5, device=None, dtype="float32"):
+        super().__init__()
+        self.dim, self.eps = dim, eps
+        self.weight = Parameter(init.ones(dim, device=device, dtype=dtype))
+        self.bias = Parameter(init.zeros(dim, device=device, dtype=dtype))
+
+    def forward(self, x):
+        axis = x.ndim - 1
+        _check_input(self, x, None, axis, self.dim, "(..., dim)")
+        x_hat, _, _ = _normalize(x, (axis,), self.eps)
+        return _affine(x_hat, self.weight, self.bias, axis)
+
+
+class InstanceNorm2d(Module):
+    """Normalise each (sample, channel) plane over H and W: (N, C, H, W) -> (N, C, H, W).
+
+    As PyTorch's InstanceNorm2d with its defaults (used by CycleGAN): no running
+    statistics, so training and evaluation agree; with `affine`, a per-channel `weight`
+    (ones) and `bias` (zeros) follow.
+    """
+
+    def __init__(self, num_features, eps=1e-5, affine=False, device=None, dtype="float32"):
+        super().__init__()
+        self.num_features, self.eps, self.affine = num_features, eps, affine
+        if affine:
+            self.weight = Parameter(init.ones(num_features, device=device, dtype=dtype))
+            self.bias = Parameter(init.zeros(num_features, device=device, dtype=dtype))
+
+    def forward(self, x):
+        _check_input(self, x, (4,), 1, self.num_features, "(N, C, H, W)")
+        x_hat, _, _ = _normalize(x, (2, 3), self.eps)
+        return _affine(x_hat, self.weight, self.bias, 1) if self.affine else x_hat

@@ -1,0 +1,86 @@
+"""Each objective's D and G losses and their gradients against NumPy formulas written here."""
+import numpy as np
+import pytest
+
+import needle as ndl
+from gan.objectives import (OBJECTIVES, Hinge, LeastSquares, Minimax, NonSaturating,
+                            Wasserstein, get_objective)
+
+
+def softplus(x):
+    return np.logaddexp(0, x)
+
+
+def sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+# objective, D loss(r, f), dD/dr, dD/df, G loss(f), dG/df  (means over N)
+CASES = [
+    (Minimax(),
+     lambda r, f: softplus(-r).mean() + softplus(f).mean(),
+     lambda r, f: -sigmoid(-r) / r.size, lambda r, f: sigmoid(f) / f.size,
+     lambda f: -softplus(f).mean(), lambda f: -sigmoid(f) / f.size),
+    (NonSaturating(),
+     lambda r, f: softplus(-r).mean() + softplus(f).mean(),
+     lambda r, f: -sigmoid(-r) / r.size, lambda r, f: sigmoid(f) / f.size,
+     lambda f: softplus(-f).mean(), lambda f: -sigmoid(-f) / f.size),
+    (Wasserstein(),
+     lambda r, f: f.mean() - r.mean(),
+     lambda r, f: -np.ones_like(r) / r.size, lambda r, f: np.ones_like(f) / f.size,
+     lambda f: -f.mean(), lambda f: -np.ones_like(f) / f.size),
+    (Hinge(),
+     lambda r, f: np.maximum(1 - r, 0).mean() + np.maximum(1 + f, 0).mean(),
+     lambda r, f: -(r < 1.0).astype(float) / r.size, lambda r, f: (f > -1) / f.size,
+     lambda f: -f.mean(), lambda f: -np.ones_like(f) / f.size),
+    (LeastSquares(),
+     lambda r, f: 0.5 * ((r - 1) ** 2).mean() + 0.5 * (f ** 2).mean(),
+     lambda r, f: (r - 1) / r.size, lambda r, f: f / f.size,
+     lambda f: 0.5 * ((f - 1) ** 2).mean(), lambda f: (f - 1) / f.size),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: type(c[0]).__name__
+                         if not callable(c) else None)
+@pytest.mark.parametrize("shape", [(6,), (3, 1, 2, 2)])
+def test_objective_values_and_gradients(case, shape):
+    objective, d_loss, d_real, d_fake, g_loss, g_fake = case
+    rng = np.random.default_rng(0)
+    # keep hinge logits away from its kinks at +-1
+    r = rng.uniform(-3, 3, shape)
+    r[np.abs(np.abs(r) - 1) < 0.1] += 0.3
+    f = rng.uniform(-3, 3, shape)
+    f[np.abs(np.abs(f) - 1) < 0.1] += 0.3
+    real, fake = ndl.Tensor(r), ndl.Tensor(f)
+    loss = objective.discriminator_loss(real, fake)
+    np.testing.assert_allclose(loss.numpy(), d_loss(r, f), rtol=1e-12)
+    loss.backward()
+    np.testing.assert_allclose(real.grad.numpy(), d_real(r, f), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(fake.grad.numpy(), d_fake(r, f), rtol=1e-12, atol=1e-15)
+    fake = ndl.Tensor(f)
+    loss = objective.generator_loss(fake)
+    np.testing.assert_allclose(loss.numpy(), g_loss(f), rtol=1e-12)
+    loss.backward()
+    np.testing.assert_allclose(fake.grad.numpy(), g_fake(f), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", sorted(OBJECTIVES))
+def test_objectives_stay_finite_on_confident_logits(name):
+    """On logits, never log(sigmoid): a confident D (|logit| = 1000) gives finite losses."""
+    objective = get_objective(name)
+    real, fake = ndl.Tensor(np.array([1000.0, -1000.0])), ndl.Tensor(np.array([-1000.0, 1000.0]))
+    loss = objective.discriminator_loss(real, fake) + objective.generator_loss(fake)
+    loss.backward()
+    assert np.isfinite(loss.numpy())
+    assert np.isfinite(real.grad.numpy()).all() and np.isfinite(fake.grad.numpy()).all()
+
+
+def test_report_is_a_probability_for_logit_objectives():
+    scores = ndl.Tensor(np.array([0.0, 0.0]))
+    assert NonSaturating().report(scores) == pytest.approx(0.5)
+    assert Wasserstein().report(ndl.Tensor(np.array([2.0, 4.0]))) == pytest.approx(3.0)
+
+
+def test_unknown_objective_is_named():
+    with pytest.raises(ValueError, match="unknown objective 'wgan'.*non-saturating"):
+        get_objective("wgan")
