@@ -211,7 +211,7 @@ def _resolve_dtype(array, dtype):
 
 
 class Tensor(Value):
-    grad: "Tensor"
+    grad: Optional["Tensor"] = None  # set by backward(); None until then, as in PyTorch
 
     def __init__(self, array, *, device: Optional[Device] = None, dtype=None,
                  requires_grad=True, **kwargs):
