@@ -3,20 +3,36 @@ import os
 
 from hypothesis import HealthCheck, settings
 
+# The `device` fixture hands out shared, immutable device objects, so reusing it across
+# hypothesis examples is safe (hence function_scoped_fixture is not a problem here).
+_SUPPRESSED = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
 settings.register_profile("ci", max_examples=25, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("thorough", max_examples=300, deadline=None)
+                          suppress_health_check=_SUPPRESSED)
+settings.register_profile("thorough", max_examples=300, deadline=None,
+                          suppress_health_check=_SUPPRESSED)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 import needle as ndl  # noqa: E402
 import pytest  # noqa: E402
+from needle.backend_ndarray import BackendDevice  # noqa: E402
+from needle.backend_ndarray.ndarray_backend_cuda import make_cuda_backend  # noqa: E402
+
+from tests.support.cupy_standin import make_standin  # noqa: E402
+
+# The CUDA device's code over a NumPy stand-in for CuPy: runs everywhere, no GPU needed.
+CUDA_STANDIN = BackendDevice("cuda", make_cuda_backend(make_standin()))
 
 # Every device-parameterised test runs on each of these. cpu() is the course's
-# flat-memory device (composition path); cpu_numpy() the NumPy fast path.
-DEVICES = [ndl.cpu_numpy(), ndl.cpu()]
+# flat-memory device (composition path); cpu_numpy() the NumPy fast path; the stand-in
+# runs the CuPy device's code paths.
+DEVICES = [ndl.cpu_numpy(), ndl.cpu(), CUDA_STANDIN]
 
 
-@pytest.fixture(params=DEVICES, ids=str)
+def _device_id(device):
+    return "cuda-standin" if device is CUDA_STANDIN else str(device)
+
+
+@pytest.fixture(params=DEVICES, ids=_device_id)
 def device(request):
     return request.param

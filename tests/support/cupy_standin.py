@@ -1,0 +1,57 @@
+"""A stand-in for CuPy on top of NumPy, so CI runs the CUDA device's code paths without a GPU.
+
+It presents the CuPy names needle's backend uses: module-level array functions (wrapped so
+their results are stand-in arrays), `lib.stride_tricks.as_strided`, `asnumpy`,
+`cuda.runtime.getDeviceCount`, and arrays answering CuPy's `.data.ptr`. Every line of the
+CuPy device (needle/backend_ndarray/ndarray_backend_cuda.py and the shared xp table) runs
+against it; only the kernels underneath are NumPy's.
+"""
+import types
+
+import numpy as np
+
+
+class _Pointer:
+    def __init__(self, ptr):
+        self.ptr = ptr
+
+
+class StandInArray(np.ndarray):
+    """A NumPy array whose `.data` is CuPy's MemoryPointer-like object."""
+
+    @property
+    def data(self):
+        return _Pointer(self.__array_interface__["data"][0])
+
+
+def _wrap(value):
+    if isinstance(value, np.ndarray) and not isinstance(value, StandInArray):
+        return value.view(StandInArray)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_wrap(v) for v in value)
+    return value
+
+
+def _wrapped(function):
+    def call(*args, **kwargs):
+        return _wrap(function(*args, **kwargs))
+    call.__name__ = getattr(function, "__name__", "function")
+    return call
+
+
+class _StandInCupy(types.ModuleType):
+    """Module-level names: NumPy's functions with stand-in results."""
+
+    def __getattr__(self, name):
+        target = getattr(np, name)
+        return _wrapped(target) if callable(target) else target
+
+
+def make_standin():
+    cupy = _StandInCupy("cupy")
+    cupy.ndarray = StandInArray
+    cupy.asnumpy = lambda array: np.array(array).view(np.ndarray)
+    cupy.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 1))
+    cupy.lib = types.SimpleNamespace(stride_tricks=types.SimpleNamespace(
+        as_strided=_wrapped(np.lib.stride_tricks.as_strided)))
+    return cupy
