@@ -132,7 +132,8 @@ class NDArray:
     def __repr__(self):
         return f"NDArray({self.numpy()}, device={self.device})"
 
-    __str__ = __repr__
+    def __str__(self):
+        return str(self.numpy())
 
     def __len__(self):
         return self._shape[0]
