@@ -126,8 +126,8 @@ class Value:
 
     def realize_cached_data(self):
         if self.cached_data is None:
-            self.cached_data = self.op.compute(
-                *[x.realize_cached_data() for x in self.inputs])
+            self.cached_data = backend_selection.as_array(self.op.compute(
+                *[x.realize_cached_data() for x in self.inputs]))
         return self.cached_data
 
     def is_leaf(self):
@@ -135,7 +135,8 @@ class Value:
 
     def __del__(self):
         global TENSOR_COUNTER
-        TENSOR_COUNTER -= 1
+        if "op" in self.__dict__:  # a constructor that raised before _init never counted
+            TENSOR_COUNTER -= 1
 
     def _init(self, op, inputs, *, num_outputs=1, cached_data=None, requires_grad=None):
         global TENSOR_COUNTER
@@ -395,8 +396,10 @@ def _check_same_device_and_dtype(op, inputs):
     first = tensors[0].realize_cached_data()
     for other in tensors[1:]:
         data = other.realize_cached_data()
-        # float32 vs float64 is the silent-upcast bug; bool/int masks may meet floats.
-        if data.dtype != first.dtype and _is_float(data.dtype) and _is_float(first.dtype):
+        # float32 vs float64 is the silent-upcast bug; bool/int masks may meet floats. The
+        # NumPy flavour promotes, as the course's hw1 tests rely on.
+        if data.dtype != first.dtype and _is_float(data.dtype) and _is_float(first.dtype) \
+                and backend_selection.BACKEND == "nd":
             raise TypeError(f"{type(op).__name__}: inputs have different dtypes: "
                             f"{first.dtype} and {data.dtype}")
         device_a, device_b = backend_selection.device_of(first), \

@@ -9,6 +9,10 @@ from .dataloader import DataLoader
 from .dataset import Dataset, NDArrayDataset
 from .mnist import DataFileError, MNISTDataset, load_mnist, read_idx
 from .transforms import Normalize, RandomCrop, RandomFlipHorizontal, Transform
+from .cifar10 import CIFAR10Dataset, RestrictedUnpickler, UnsafePickleError
+from .ptb import Corpus, Dictionary, batchify, get_batch
 
 __all__ = ["Dataset", "NDArrayDataset", "DataLoader", "Transform", "RandomFlipHorizontal",
-           "RandomCrop", "Normalize", "MNISTDataset", "load_mnist", "read_idx", "DataFileError"]
+           "RandomCrop", "Normalize", "MNISTDataset", "load_mnist", "read_idx", "DataFileError",
+           "CIFAR10Dataset", "RestrictedUnpickler", "UnsafePickleError",
+           "Dictionary", "Corpus", "batchify", "get_batch"]

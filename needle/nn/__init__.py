@@ -5,12 +5,16 @@ conv.py    Conv (course), Conv2d, ConvTranspose2d (NCHW, like PyTorch)
 basic.py   Linear, activations, Sequential, Residual, Dropout, Embedding
 norm.py    BatchNorm1d/2d, LayerNorm1d, InstanceNorm2d
 loss.py    SoftmaxLoss, BCEWithLogitsLoss, MSELoss, L1Loss
+sequence.py     RNNCell, RNN, LSTMCell, LSTM (course layout: (T, N, features))
+transformer.py  MultiHeadAttention, AttentionLayer, TransformerLayer, Transformer
 """
 from .basic import (Dropout, Embedding, Flatten, Identity, LeakyReLU, Linear, ReLU, Residual,
                     Sequential, Sigmoid, Tanh)
 from .loss import BCEWithLogitsLoss, L1Loss, MSELoss, SoftmaxLoss
 from .module import LoadResult, Module, Parameter
 from .norm import BatchNorm1d, BatchNorm2d, InstanceNorm2d, LayerNorm1d
+from .sequence import LSTM, RNN, LSTMCell, RNNCell
+from .transformer import AttentionLayer, MultiHeadAttention, Transformer, TransformerLayer
 
 from .conv import Conv, Conv2d, ConvTranspose2d
 
@@ -19,4 +23,6 @@ __all__ = ["Module", "Parameter", "LoadResult",
            "Sequential", "Residual", "Dropout", "Embedding",
            "Conv", "Conv2d", "ConvTranspose2d",
            "BatchNorm1d", "BatchNorm2d", "LayerNorm1d", "InstanceNorm2d",
-           "SoftmaxLoss", "BCEWithLogitsLoss", "MSELoss", "L1Loss"]
+           "SoftmaxLoss", "BCEWithLogitsLoss", "MSELoss", "L1Loss",
+           "RNNCell", "RNN", "LSTMCell", "LSTM",
+           "MultiHeadAttention", "AttentionLayer", "TransformerLayer", "Transformer"]
