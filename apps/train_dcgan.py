@@ -6,6 +6,8 @@ losses.png, metrics.jsonl, run.json and checkpoints/ (resume with --resume).
 """
 import sys
 
+import numpy as np
+
 import needle as ndl
 from gan import Adversarial, Trainer, TrainerConfig, TrainingDiverged
 from gan.models.dcgan import SUPPORTED_SIZES, Discriminator, Generator
@@ -32,6 +34,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     device = resolve_device(args.device)
     images, _ = mnist_images(args, args.image_size)
+    np.random.seed(args.seed)  # the initial weights come from NumPy's global RNG
     ndl_kw = dict(device=device)
     generator = Generator(args.latent_dim, channels=1, image_size=args.image_size,
                           width=args.width, **ndl_kw)

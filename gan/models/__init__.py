@@ -1,4 +1,7 @@
 """GAN models: DCGAN, conditional DCGAN, CycleGAN's ResNet generator and PatchGAN."""
+from .conditional import ConditionalDiscriminator, ConditionalGenerator  # noqa: F401
+from .cyclegan import PatchDiscriminator, ResnetGenerator  # noqa: F401
 from .dcgan import Discriminator, Generator  # noqa: F401
 from .init import dcgan_init  # noqa: F401
+from .mlp import MLPCritic, MLPGenerator  # noqa: F401
 from .pool import ImagePool  # noqa: F401
