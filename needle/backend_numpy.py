@@ -10,7 +10,7 @@ from numpy import (broadcast_to, exp, flip, log, matmul, maximum, negative,  # n
 __all__ = ["Device", "NDArray", "cpu", "default_device", "all_devices", "array", "empty",
            "full", "broadcast_to", "reshape", "swapaxes", "as_strided", "negative", "maximum",
            "log", "exp", "tanh", "matmul", "where", "sum", "max", "flip", "pad", "stack",
-           "split", "transpose"]
+           "split", "transpose", "element_strides", "add_to_slice"]
 
 NDArray = np.ndarray
 
@@ -104,3 +104,13 @@ def stack(arrays, axis=0):
 def split(a, axis=0):
     """The pieces of `a` along `axis`, that axis dropped (inverse of stack)."""
     return [np.take(a, i, axis=axis) for i in range(a.shape[axis])]
+
+
+def element_strides(a):
+    return tuple(s // a.itemsize for s in a.strides)
+
+
+def add_to_slice(out, slices, value):
+    """out[slices] += value, in place; `value` has the slice's size (reshaped to fit)."""
+    target = out[slices]
+    target += value.reshape(target.shape)

@@ -9,7 +9,7 @@ from .ndarray import NDArray
 
 __all__ = ["array", "empty", "full", "broadcast_to", "reshape", "swapaxes", "as_strided",
            "negative", "maximum", "log", "exp", "tanh", "matmul", "where", "sum", "max",
-           "flip", "pad", "stack", "split", "transpose"]
+           "flip", "pad", "stack", "split", "transpose", "element_strides", "add_to_slice"]
 
 
 def array(a, dtype="float32", device=None):
@@ -108,12 +108,26 @@ def stack(arrays, axis=0):
 
 def split(a, axis=0):
     """The pieces of `a` along `axis`, that axis dropped (inverse of stack)."""
+    axis %= a.ndim
     prefix = (slice(None),) * axis
     shape = a.shape[:axis] + a.shape[axis + 1:]
     return [a[prefix + (i,)].compact().reshape(shape) for i in range(a.shape[axis])]
 
 
-
 def transpose(a, axes=None):
     """NumPy's transpose: a full permutation (reversed axes by default)."""
     return a.permute(tuple(reversed(range(a.ndim))) if axes is None else axes)
+
+
+def element_strides(a):
+    return a.strides
+
+
+def add_to_slice(out, slices, value):
+    """out[slices] += value, in place; `value` has the slice's size (reshaped to fit)."""
+    target = out[slices]
+    if out.device.xp is not None:
+        view = target._view()
+        view += value._view().reshape(view.shape)
+    else:
+        out[slices] = target + value.compact().reshape(target.shape)

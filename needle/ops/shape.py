@@ -171,20 +171,28 @@ def _step_slices(ndim, axes, step):
     return tuple(slice(None, None, step) if i in axes else slice(None) for i in range(ndim))
 
 
+def _dilation_axes(axes, ndim):
+    """Non-negative axes; axes beyond the rank are ignored, as in the course."""
+    return tuple(axis % ndim for axis in axes if -ndim <= axis < ndim)
+
+
 class Dilate(TensorOp):
     """Insert `dilation` zeros after every element along `axes`: length n -> n*(dilation+1).
 
-    Axes beyond the input's rank are ignored, as in the course.
+    Axes beyond the input's rank are ignored, as in the course. `shape` (set only by
+    undilate's gradient) fixes the output shape when the undilated length was not a multiple
+    of dilation + 1.
     """
 
-    def __init__(self, axes, dilation):
+    def __init__(self, axes, dilation, shape=None):
         self.axes = (axes,) if isinstance(axes, int) else tuple(axes)
         self.dilation = dilation
+        self.shape = shape
 
     def compute(self, a):
-        axes = tuple(ax for ax in self.axes if ax < a.ndim)
+        axes = _dilation_axes(self.axes, a.ndim)
         step = self.dilation + 1
-        shape = tuple(d * step if i in axes else d for i, d in enumerate(a.shape))
+        shape = self.shape or tuple(d * step if i in axes else d for i, d in enumerate(a.shape))
         out = array_api.full(shape, 0, dtype=a.dtype, device=device_of(a))
         out[_step_slices(a.ndim, axes, step)] = a
         return out
@@ -205,13 +213,12 @@ class UnDilate(TensorOp):
         self.dilation = dilation
 
     def compute(self, a):
-        axes = tuple(ax for ax in self.axes if ax < a.ndim)
+        axes = _dilation_axes(self.axes, a.ndim)
         return a[_step_slices(a.ndim, axes, self.dilation + 1)]
 
     def gradient(self, out_grad, node):
-        return dilate(out_grad, self.axes, self.dilation)
+        return Dilate(self.axes, self.dilation, shape=node.inputs[0].shape)(out_grad)
 
 
 def undilate(a, axes, dilation):
     return UnDilate(axes, dilation)(a)
-

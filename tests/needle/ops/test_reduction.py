@@ -1,0 +1,92 @@
+"""Reductions: the spec table's three checks, plus logsumexp/logsoftmax at extreme values."""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import needle as ndl
+from tests.needle.ops.op_specs import check_forward, check_gradients, family
+from tests.strategies import arrays, grad_settings, layouts, reduction_axes, shapes
+
+SPECS = family("reduction")
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=str)
+@given(data=st.data())
+def test_forward(spec, device, data):
+    case = data.draw(spec.cases, label="case")
+    check_forward(spec, case, device, data.draw(st.sampled_from(["float32", "float64"])))
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=str)
+@given(data=st.data())
+def test_forward_noncontiguous(spec, device, data):
+    case = data.draw(spec.cases, label="case")
+    views = [data.draw(layouts(x.ndim), label="layout") for x in case.arrays]
+    check_forward(spec, case, device, "float32", views)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=str)
+@grad_settings()
+@given(data=st.data())
+def test_gradcheck(spec, device, data):
+    check_gradients(spec, data.draw(spec.cases, label="case"), device)
+
+
+@pytest.mark.parametrize("spec", [s for s in SPECS if s.gradgrad], ids=str)
+@grad_settings(divisor=5)
+@given(data=st.data())
+def test_gradgradcheck(spec, device, data):
+    check_gradients(spec, data.draw(spec.cases, label="case"), device, second_order=True)
+
+
+@pytest.mark.parametrize("axes", [None, 0, 1, -1, (0, 1)], ids=str)
+def test_logsumexp_is_exact_for_mixed_magnitudes(axes, device):
+    """The course's float64 case: 1e10 next to 1e-10 and -10 must not lose digits."""
+    x = np.array([[1e10, 1e9, 1e8, -10.0], [1e-10, 1e9, 1e8, -10.0]])
+    out = ndl.logsumexp(ndl.Tensor(x, device=device), axes)
+    np.testing.assert_allclose(out.numpy(), np.logaddexp.reduce(x, axis=axes), rtol=1e-15)
+
+
+@given(data=st.data())
+def test_logsumexp_gradient_is_the_softmax_over_the_reduced_axes(device, data):
+    x = data.draw(arrays(data.draw(shapes()), -20.0, 20.0), label="x")
+    axes = data.draw(reduction_axes(x.ndim), label="axes")
+    tensor = ndl.Tensor(x, device=device)
+    ndl.logsumexp(tensor, axes).sum().backward()
+    kept = np.logaddexp.reduce(x, axis=axes, keepdims=True)
+    np.testing.assert_allclose(tensor.grad.numpy(), np.exp(x - kept), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_logsoftmax_survives_huge_logits(dtype, device):
+    """hw2 multiplies logits by 1e5: the max shift must keep everything finite."""
+    rng = np.random.default_rng(0)
+    logits = (rng.standard_normal((4, 6)) * 1e5).astype(dtype)
+    weights = rng.standard_normal((4, 6))
+    x = ndl.Tensor(logits, device=device)
+    out = ndl.logsoftmax(x)
+    (out * ndl.Tensor(weights, device=device, dtype=dtype)).sum().backward()
+    wide = logits.astype(np.float64)
+    reference = wide - np.logaddexp.reduce(wide, axis=1, keepdims=True)
+    softmax = np.exp(reference)
+    tolerance = 1e-6 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(out.numpy(), reference, rtol=tolerance, atol=tolerance)
+    np.testing.assert_allclose(x.grad.numpy(),
+                               weights - softmax * weights.sum(axis=1, keepdims=True),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_summation_of_everything_has_one_element(device):
+    """The course compares sum over (1,1,1) with a NumPy scalar: any size-1 shape passes."""
+    x = np.array([[[2.5]]])
+    out = ndl.summation(ndl.Tensor(x, device=device))
+    assert int(np.prod(out.shape)) == 1
+    assert out.numpy().item() == 2.5
+
+
+def test_reductions_reject_out_of_range_axes(device):
+    x = ndl.Tensor(np.ones((2, 3)), device=device)
+    for reduce in (ndl.summation, ndl.logsumexp, ndl.mean):
+        with pytest.raises(ValueError, match="out of range"):
+            reduce(x, 2)
