@@ -5,6 +5,8 @@
     y = ndl.tanh(x @ ndl.Tensor([[3.0], [4.0]])).sum()
     y.backward()
 """
+__version__ = "0.1.0"  # keep in step with setup.py
+
 from . import autograd, backend_ndarray, init, ops  # noqa: F401
 from . import nn  # noqa: F401  (after init and ops, which it uses)
 from . import data, optim  # noqa: F401

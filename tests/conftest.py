@@ -15,24 +15,43 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 import needle as ndl  # noqa: E402
 import pytest  # noqa: E402
-from needle.backend_ndarray import BackendDevice  # noqa: E402
-from needle.backend_ndarray.ndarray_backend_cuda import make_cuda_backend  # noqa: E402
 
-from tests.support.cupy_standin import make_standin  # noqa: E402
+if ndl.backend_selection.BACKEND == "np":
+    # The NumPy flavour (NEEDLE_BACKEND=np): one device, NumPy arrays as Tensor data.
+    # tests/test_numpy_flavour.py runs the flavour-independent tests this way.
+    DEVICES = [ndl.cpu()]
+    collect_ignore_glob = ["needle/backend_ndarray/*"]
 
-# The CUDA device's code over a NumPy stand-in for CuPy: runs everywhere, no GPU needed.
-CUDA_STANDIN = BackendDevice("cuda", make_cuda_backend(make_standin()))
+    def _device_id(device):
+        return "numpy-flavour"
+else:
+    from needle.backend_ndarray import BackendDevice
+    from needle.backend_ndarray.ndarray_backend_cuda import make_cuda_backend
 
-# Every device-parameterised test runs on each of these. cpu() is the course's
-# flat-memory device (composition path); cpu_numpy() the NumPy fast path; the stand-in
-# runs the CuPy device's code paths.
-DEVICES = [ndl.cpu_numpy(), ndl.cpu(), CUDA_STANDIN]
+    from tests.support.cupy_standin import make_standin
 
+    # The CUDA device's code over a NumPy stand-in for CuPy: runs everywhere, no GPU needed.
+    CUDA_STANDIN = BackendDevice("cuda", make_cuda_backend(make_standin()))
 
-def _device_id(device):
-    return "cuda-standin" if device is CUDA_STANDIN else str(device)
+    # Every device-parameterised test runs on each of these. cpu() is the course's
+    # flat-memory device (composition path); cpu_numpy() the NumPy fast path; the stand-in
+    # runs the CuPy device's code paths.
+    DEVICES = [ndl.cpu_numpy(), ndl.cpu(), CUDA_STANDIN]
+
+    def _device_id(device):
+        return "cuda-standin" if device is CUDA_STANDIN else str(device)
 
 
 @pytest.fixture(params=DEVICES, ids=_device_id)
 def device(request):
     return request.param
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `nd_only` check NDArray-flavour behaviour; skip them under NEEDLE_BACKEND=np."""
+    if ndl.backend_selection.BACKEND != "np":
+        return
+    skip = pytest.mark.skip(reason="NDArray flavour only (NEEDLE_BACKEND=nd)")
+    for item in items:
+        if "nd_only" in item.keywords:
+            item.add_marker(skip)

@@ -320,6 +320,8 @@ class NDArray:
         return self * -1
 
     def __sub__(self, other):
+        if self._device.xp is not None:
+            return self._binary(other, "subtract", "subtract", None, None)
         return self + (-other)
 
     def __rsub__(self, other):

@@ -7,6 +7,16 @@ Strides and offsets are in elements, as in the course.
 """
 from types import SimpleNamespace
 
+_DTYPE_NAMES = {}
+
+
+def _dtype_name(dtype):
+    """str(dtype), cached: NumPy 2 builds the name in Python, ~5 us per call."""
+    name = _DTYPE_NAMES.get(dtype)
+    if name is None:
+        name = _DTYPE_NAMES[dtype] = str(dtype)
+    return name
+
 
 def make_backend(xp, name, tile_size, pointer, to_host, view=None):
     """Return the flat-memory table for array module `xp`.
@@ -39,7 +49,7 @@ def make_backend(xp, name, tile_size, pointer, to_host, view=None):
 
         @property
         def dtype(self):
-            return str(self.array.dtype)
+            return _dtype_name(self.array.dtype)
 
         def ptr(self):
             return pointer(self.array)
@@ -107,13 +117,14 @@ def make_backend(xp, name, tile_size, pointer, to_host, view=None):
         """Tiled layout: a is (m/T, n/T, T, T) blocks, b (n/T, p/T, T, T), out (m/T, p/T, T, T).
 
         Overwrites `out`: hw3 passes a fresh, uninitialised `NDArray.make` buffer (the
-        course's C++ zeroes out and then accumulates the tile products).
+        course's C++ zeroes out and then accumulates the tile products). The blocks are
+        viewed as plain matrices so the product is one BLAS call.
         """
         t = tile_size
-        a4 = a.array[: m * n].reshape(m // t, n // t, t, t)
-        b4 = b.array[: n * p].reshape(n // t, p // t, t, t)
+        a2 = a.array[: m * n].reshape(m // t, n // t, t, t).transpose(0, 2, 1, 3).reshape(m, n)
+        b2 = b.array[: n * p].reshape(n // t, p // t, t, t).transpose(0, 2, 1, 3).reshape(n, p)
         out4 = out.array[: m * p].reshape(m // t, p // t, t, t)
-        out4[...] = xp.einsum("ikab,kjbc->ijac", a4, b4)
+        out4[...] = xp.matmul(a2, b2).reshape(m // t, t, p // t, t).transpose(0, 2, 1, 3)
 
     def reduction(fn):
         def reduce(a, out, reduce_size):

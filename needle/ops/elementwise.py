@@ -111,6 +111,8 @@ class PowerScalar(TensorOp):
         self.scalar = _scalar(scalar)
 
     def compute(self, a):
+        if self.scalar == 3:  # NumPy's generic powf path is ~30x slower than two multiplies
+            return a * a * a
         return a ** self.scalar
 
     def gradient(self, out_grad, node):
@@ -234,6 +236,8 @@ class LeakyReLU(TensorOp):
         self.slope = _scalar(slope)
 
     def compute(self, a):
+        if 0 <= self.slope <= 1:
+            return array_api.maximum(a, a * self.slope)  # two passes instead of four
         return array_api.maximum(a, 0) + array_api.maximum(-a, 0) * -self.slope
 
     def gradient(self, out_grad, node):

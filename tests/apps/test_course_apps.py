@@ -200,6 +200,7 @@ def test_language_model_shapes_and_gradients(seq_model, device):
     assert all(p.grad is not None for p in model.parameters())
 
 
+@pytest.mark.nd_only
 def test_lstm_language_model_trains_on_both_cpu_devices(ptb_dir):
     if not hasattr(nn, "LSTM"):
         pytest.skip("needle.nn.LSTM is not implemented yet")

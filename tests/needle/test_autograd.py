@@ -137,6 +137,7 @@ def test_dtype_is_kept_from_numpy_and_defaults_to_float32(device):
     assert wide.grad.dtype == "float64"
 
 
+@pytest.mark.nd_only
 def test_cached_data_is_an_ndarray_of_the_right_device(device):
     t = ndl.Tensor(np.ones((2, 3)), device=device)
     assert isinstance(t.cached_data, ndl.backend_ndarray.NDArray)

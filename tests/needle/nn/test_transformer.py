@@ -98,6 +98,7 @@ def test_multi_head_attention_eval_mode_draws_nothing():
                                                                True)[1], **TOL)
 
 
+@pytest.mark.nd_only
 def test_causal_mask_helper():
     mask = nn.MultiHeadAttention().create_causal_mask(2, 4, ndl.cpu_numpy()).numpy()
     big = -np.finfo(np.float32).max
