@@ -1,6 +1,6 @@
 """DCGAN layer shapes: needle vs PyTorch, forward and forward+backward, in one run.
 
-    python benchmarks/conv.py [--batch 64 128] [--repeat 7]
+    python -m benchmarks.conv [--batch 64 128] [--repeat 7] [--clock wall|cpu]
 
 Prints JSON: per layer and batch size, median milliseconds for needle and PyTorch, their
 ratio (needle / torch, < 1 is faster), and needle's achieved GFLOP/s as a share of this
@@ -12,7 +12,8 @@ import json
 import numpy as np
 
 import needle as ndl
-from benchmarks.timing import gemm_peak_gflops, interleaved_medians, machine, try_import_torch
+from benchmarks.timing import (CLOCKS, gemm_peak_gflops, interleaved_medians, machine,
+                               try_import_torch)
 
 LAYERS = [
     # name, kind, in_channels, out_channels, input size, output size
@@ -49,7 +50,7 @@ def torch_layer(torch, kind, c_in, c_out):
     return torch.nn.BatchNorm2d(c_in)
 
 
-def bench_layer(torch, name, kind, c_in, c_out, size_in, size_out, batch, repeat, peak):
+def bench_layer(torch, name, kind, c_in, c_out, size_in, size_out, batch, repeat, peak, clock):
     x_np = np.random.randn(batch, c_in, size_in, size_in).astype(np.float32)
     layer = needle_layer(kind, c_in, c_out)
     x = ndl.Tensor(x_np, requires_grad=True)
@@ -75,7 +76,7 @@ def bench_layer(torch, name, kind, c_in, c_out, size_in, size_out, batch, repeat
             t_layer(t_x).sum().backward()
 
         functions += [torch_forward, torch_step]
-    times = interleaved_medians(functions, repeat=repeat)
+    times = interleaved_medians(functions, repeat=repeat, clock=clock)
     flops = conv_flops(kind, batch, c_in, c_out, size_in, size_out)
     result = {"layer": name, "batch": batch,
               "needle_forward_ms": times[0] * 1e3, "needle_fwd_bwd_ms": times[1] * 1e3}
@@ -94,11 +95,14 @@ def main(argv=None):
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--batch", type=int, nargs="+", default=[64, 128])
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                        help="cpu: process CPU time; use with one thread on a busy machine")
     args = parser.parse_args(argv)
     torch = try_import_torch()
     np.random.seed(0)
-    peak = gemm_peak_gflops()
-    rows = [bench_layer(torch, *layer, batch=batch, repeat=args.repeat, peak=peak)
+    peak = gemm_peak_gflops(clock=CLOCKS[args.clock])
+    rows = [bench_layer(torch, *layer, batch=batch, repeat=args.repeat, peak=peak,
+                        clock=CLOCKS[args.clock])
             for batch in args.batch for layer in LAYERS]
     print(json.dumps({"benchmark": "conv", "machine": machine(),
                       "torch": None if torch is None else torch.__version__,

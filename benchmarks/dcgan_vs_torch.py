@@ -1,7 +1,7 @@
 """The same DCGAN trained with needle and with PyTorch: speed, memory and sample quality.
 
-    python benchmarks/dcgan_vs_torch.py                  # timing: 20 interleaved steps each
-    python benchmarks/dcgan_vs_torch.py --epochs 1       # also train 1 epoch each and score
+    python -m benchmarks.dcgan_vs_torch                  # timing: 20 interleaved steps each
+    python -m benchmarks.dcgan_vs_torch --epochs 1       # also train 1 epoch each and score
 
 Both frameworks get the 28x28 DCGAN of apps.train_dcgan (G 100-256-128-1, D 1-64-128-1), the
 same initial weights (needle's, copied into PyTorch), the same batches, noise, Adam settings
@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 import needle as ndl
-from benchmarks.timing import interleaved_medians, machine, try_import_torch
+from benchmarks.timing import CLOCKS, interleaved_medians, machine, try_import_torch
 from gan import Adversarial
 from gan.models.dcgan import Discriminator, Generator
 from gan.objectives import NonSaturating
@@ -140,9 +140,6 @@ def make_models(framework, width, batch, seed):
 
 def worker(args):
     """One framework alone: peak RSS after `steps` steps, or a trained generator's samples."""
-    torch = try_import_torch()
-    if torch is not None:
-        torch.set_num_threads(os.cpu_count())
     images = mnist(train=bool(args.epochs))
     model = make_models(args.worker, args.width, args.batch, args.seed)
     steps = args.steps if not args.epochs else args.epochs * (len(images) // args.batch)
@@ -181,7 +178,7 @@ def timing(args, torch):
         return lambda: model.step(*next(cursor))
 
     medians = interleaved_medians([stepper(m, c) for m, c in zip(models, cursors)],
-                                  repeat=args.steps, warmup=2)
+                                  repeat=args.steps, warmup=2, clock=CLOCKS[args.clock])
     result = {"needle_ms_per_step": medians[0] * 1e3,
               "needle_images_per_s": args.batch / medians[0]}
     if torch is not None:
@@ -215,6 +212,8 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=0, help="train and score (0: skip)")
     parser.add_argument("--samples", type=int, default=2000, help="images scored per model")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                        help="cpu: process CPU time; use with one thread on a busy machine")
     parser.add_argument("--no-memory", action="store_true", help="skip the RSS subprocesses")
     parser.add_argument("--worker", choices=["needle", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--samples-out", help=argparse.SUPPRESS)

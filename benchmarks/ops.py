@@ -26,15 +26,12 @@ import time
 import numpy as np
 
 import needle as ndl
-from benchmarks.timing import gemm_peak_gflops, interleaved_medians, machine, try_import_torch
+from benchmarks.timing import CLOCKS, gemm_peak_gflops, interleaved_medians, machine, try_import_torch
 
 N_ELEMENTWISE = 1 << 20
 SLOPE = 0.01
 LEARNING_RATE = 0.1
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
-
-
 # ---- the ops: (name, input shapes, needle function, torch function, positive inputs) ---------
 def op_cases(torch):
     """Each case maps input Tensors to one output Tensor, in needle and in PyTorch."""

@@ -10,6 +10,11 @@ import time
 import numpy as np
 
 
+#: wall: elapsed time; cpu: this process's CPU time (steady on a busy machine, but only
+#: meaningful for one-threaded runs: OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1).
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
 def interleaved_medians(functions, repeat=7, warmup=2, clock=time.perf_counter):
     """Median seconds per call of each function, calls alternating between them.
 
