@@ -1,4 +1,10 @@
-"""Pieces the training apps share: device and data options, MNIST as GAN images."""
+"""Pieces the training apps share: device and data options, MNIST as GAN images.
+
+Run length on resume: `--resume` continues to the target the run was started with (its
+`--epochs`, read from the newest checkpoint) unless `--epochs` is given; `--more_epochs N`
+resumes and trains N epochs past that target. The parser resolves both, so every app gets a
+plain `args.epochs` and `args.resume`.
+"""
 import argparse
 import os
 
@@ -8,25 +14,75 @@ import needle as ndl
 from needle.data import load_mnist
 
 __all__ = ["make_parser", "add_common_options", "resolve_device", "mnist_images",
-           "DEFAULT_DATA_DIR"]
+           "resolve_run_length", "DEFAULT_DATA_DIR"]
 
 DEFAULT_DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "data", "mnist")
 DEVICES = {"cpu_numpy": ndl.cpu_numpy, "cpu": ndl.cpu, "cuda": ndl.cuda}
 
 
+class TrainingParser(argparse.ArgumentParser):
+    """An ArgumentParser that resolves --resume / --more_epochs / --epochs after parsing."""
+
+    fresh_epochs = None
+
+    def parse_args(self, args=None, namespace=None):
+        parsed = super().parse_args(args, namespace)
+        if hasattr(parsed, "more_epochs"):
+            resolve_run_length(self, parsed)
+        return parsed
+
+
 def make_parser(description):
-    return argparse.ArgumentParser(description=description,
-                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    return TrainingParser(description=description,
+                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+
+def _target_epochs(out_dir):
+    """The epochs target saved in the newest checkpoint under out_dir, or None."""
+    from gan.checkpoint import checkpoint_info, latest_checkpoint
+
+    path = latest_checkpoint(os.path.join(out_dir, "checkpoints"))
+    if path is None:
+        return None
+    info = checkpoint_info(path)
+    settings = info.get("config") or info.get("args") or {}
+    return settings.get("epochs")
+
+
+def resolve_run_length(parser, args):
+    """Set args.epochs and args.resume from --epochs, --resume and --more_epochs."""
+    if args.more_epochs is not None:
+        if args.more_epochs < 1:
+            parser.error(f"--more_epochs must be >= 1, got {args.more_epochs}")
+        if args.epochs is not None:
+            parser.error("give --epochs (the total) or --more_epochs (beyond the run's "
+                         "target), not both")
+        target = _target_epochs(args.out_dir)
+        if target is None:
+            parser.error(f"--more_epochs: no checkpoint with a target in "
+                         f"{os.path.join(args.out_dir, 'checkpoints')} to extend")
+        args.resume, args.epochs = True, target + args.more_epochs
+    elif args.epochs is None:
+        target = _target_epochs(args.out_dir) if args.resume else None
+        args.epochs = target if target is not None else parser.fresh_epochs
+    return args
 
 
 def add_common_options(parser, out_dir, epochs, checkpoint_every=500):
-    """Options every GAN trainer has; flags accept snake_case and kebab-case."""
+    """Options every GAN trainer has; flags accept snake_case and kebab-case.
+
+    `epochs` is the default for a new run (None: the app resolves it); on --resume the
+    default is the run's own target."""
+    parser.fresh_epochs = epochs
     add = parser.add_argument
     add("--data_dir", "--data-dir", default=DEFAULT_DATA_DIR,
         help="folder with the four MNIST .gz files")
     add("--out_dir", "--out-dir", default=out_dir, help="run folder for all outputs")
-    add("--epochs", type=int, default=epochs, help="passes over the training images")
+    fresh = f"{epochs} for a new run" if epochs is not None else "see below"
+    add("--epochs", type=int, default=None,
+        help=f"passes over the training images ({fresh}; with --resume: the run's own "
+             "target)%(default).0s")
     add("--max_steps", "--max-steps", type=int, default=None,
         help="stop after this many D steps (overrides epochs)")
     add("--batch_size", "--batch-size", type=int, default=64)
@@ -38,6 +94,12 @@ def add_common_options(parser, out_dir, epochs, checkpoint_every=500):
     add("--log_every", "--log-every", type=int, default=50, help="steps per metrics line")
     add("--limit", type=int, default=None, help="use only the first N training images")
     add("--resume", action="store_true", help="continue from the newest checkpoint in out_dir")
+    add("--more_epochs", "--more-epochs", type=int, default=None, metavar="N",
+        help="resume and train N epochs past the run's target (implies --resume)")
+    add("--no_health", "--no-health", action="store_true",
+        help="turn off the training-health warnings (gan.health)")
+    add("--debug", action="store_true",
+        help="check the D/G graph boundary at every step, not just the first (slower)")
     add("--no_progress", "--no-progress", action="store_true", help="no progress bar")
     add("--dry_run", "--dry-run", action="store_true",
         help="a few steps on random images: checks the wiring in seconds")

@@ -27,11 +27,11 @@ schedule (100 epochs constant, 100 decaying). The paper moves it once per epoch;
 few epochs a CPU run affords (with 2, an epoch-wise decay would never leave the base rate
 before training ends), it moves after every step: the same line, at a finer grain.
 """
-import json
 import math
 import os
 import sys
 import time
+import warnings
 
 import numpy as np
 from tqdm import tqdm
@@ -43,7 +43,9 @@ from gan.cyclegan import CycleGAN
 from gan.images import save_grid
 from gan.models.cyclegan import PatchDiscriminator, ResnetGenerator
 from gan.objectives import LeastSquares
+from gan.runfiles import RunManifest, append_record, clean_stale_temp_files, read_history
 from needle.data import load_mnist
+from needle.data.idx import DataFileError
 
 from .common import add_common_options, make_parser, resolve_device
 
@@ -130,35 +132,52 @@ def mnist_domains(args):
             (test_B, test.labels[index_B].astype(np.int64)))
 
 
+MAX_IMAGE_PIXELS = 8192 * 8192  # larger claims are taken for a corrupt header
+
+
 def load_image_folder(path, image_size, channels=1):
     """Every image file in `path` (sorted by name) as NCHW float32 in [-1, 1].
 
     Files are read with Pillow, converted to grayscale ("L"; RGB with channels=3) and
     resized to image_size x image_size (bilinear). Files whose extension is not an image
-    extension are skipped; an image file Pillow cannot read raises ValueError naming it, and
-    a folder without images raises ValueError naming the folder.
+    extension are skipped. Raises needle's DataFileError (a ValueError) naming the file or
+    folder: a folder that is missing, unreadable or without images; an image file that is
+    unreadable, corrupt, truncated or claims more than MAX_IMAGE_PIXELS pixels.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     if not os.path.isdir(path):
-        raise ValueError(f"image folder {path!r} does not exist or is not a folder")
-    names = sorted(name for name in os.listdir(path)
+        raise DataFileError(f"image folder {path!r} does not exist or is not a folder")
+    try:
+        listing = os.listdir(path)
+    except OSError as error:
+        raise DataFileError(f"image folder {path!r} cannot be read: "
+                            f"{error.strerror or error}") from error
+    names = sorted(name for name in listing
                    if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith("."))
     if not names:
-        raise ValueError(f"image folder {path!r} has no image files (looked for "
-                         f"{', '.join(IMAGE_EXTENSIONS)})")
+        raise DataFileError(f"image folder {path!r} has no image files (looked for "
+                            f"{', '.join(IMAGE_EXTENSIONS)})")
     mode = {1: "L", 3: "RGB"}[channels]
     images = np.empty((len(names), image_size, image_size, channels), dtype=np.float32)
     for i, name in enumerate(names):  # one decode per file: the reading itself is the cost
         file = os.path.join(path, name)
         try:
-            with Image.open(file) as picture:
-                picture = picture.convert(mode).resize((image_size, image_size),
-                                                       Image.BILINEAR)
-                images[i] = np.asarray(picture, dtype=np.float32).reshape(
-                    image_size, image_size, channels)
-        except (UnidentifiedImageError, OSError, ValueError) as error:
-            raise ValueError(f"cannot read image {file!r}: {error}") from error
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(file) as picture:
+                    width, height = picture.size
+                    if width * height > MAX_IMAGE_PIXELS or min(width, height) < 1:
+                        raise ValueError(f"its header claims {width} x {height} pixels")
+                    picture = picture.convert(mode).resize((image_size, image_size),
+                                                           Image.BILINEAR)
+                    images[i] = np.asarray(picture, dtype=np.float32).reshape(
+                        image_size, image_size, channels)
+        except Exception as error:  # untrusted bytes: any decoder failure is a bad file
+            reason = f"{type(error).__name__}: {error}" if str(error) else \
+                type(error).__name__
+            raise DataFileError(f"cannot read image {file!r} ({os.path.getsize(file)} "
+                                f"bytes): {reason}") from error
     return images.transpose(0, 3, 1, 2) / 127.5 - 1
 
 
@@ -266,7 +285,7 @@ class CycleGANRun:
         state = self._start()
         total = args.epochs * self.steps_per_epoch
         total = total if max_steps is None else min(total, max_steps)
-        interval = []
+        interval = state.pop("interval")
         while state["step"] < total:
             if state["position"] == 0:
                 state["order_A"] = np.random.permutation(len(self.train_A))
@@ -275,7 +294,7 @@ class CycleGANRun:
                        desc=f"epoch {state['epoch'] + 1}/{args.epochs}", file=sys.stderr,
                        disable=args.no_progress, dynamic_ncols=True)
             with bar:
-                while state["position"] < self.steps_per_epoch and state["step"] < total:
+                while state["step"] < total:
                     figures = self._step(state)
                     interval.append(figures)
                     state["position"] += 1
@@ -283,23 +302,25 @@ class CycleGANRun:
                     bar.update(1)
                     bar.set_postfix(d=f"{figures['d_loss']:.3f}", g=f"{figures['g_loss']:.3f}",
                                     refresh=False)
-                    if state["step"] % args.log_every == 0:
+                    epoch_done = state["position"] == self.steps_per_epoch
+                    if state["step"] % args.log_every == 0 or (epoch_done and interval):
                         self._log(state, interval)
                         interval = []
+                    # everything of this step is written before its checkpoint, so a resume
+                    # from it never writes a record twice
+                    if epoch_done:
+                        state["epoch"] += 1
+                        state["position"] = 0
+                        self._outputs(state)
                     if state["step"] % args.checkpoint_every == 0:
-                        self._checkpoint(state)
-            if state["position"] == self.steps_per_epoch:
-                if interval:
-                    self._log(state, interval)
-                    interval = []
-                state["epoch"] += 1
-                state["position"] = 0
-                self._outputs(state)
+                        self._checkpoint(state, interval)
+                    if epoch_done:
+                        break
         if interval:
             self._log(state, interval)
         if state["position"]:  # stopped inside an epoch (max_steps)
             self._outputs(state)
-        self._checkpoint(state)
+        self._checkpoint(state, [])
         record = next((dict(r) for r in reversed(self.history) if "g_loss" in r), {})
         scores = [r for r in self.history if "label_kept_G" in r]
         if scores:
@@ -307,7 +328,12 @@ class CycleGANRun:
         return record
 
     def _start(self):
-        state = {"step": 0, "epoch": 0, "position": 0, "order_A": None, "order_B": None}
+        state = {"step": 0, "epoch": 0, "position": 0, "order_A": None, "order_B": None,
+                 "interval": []}
+        resumed_from = None
+        for folder in (self.args.out_dir, self.checkpoint_dir,
+                       os.path.join(self.args.out_dir, "samples")):
+            clean_stale_temp_files(folder)  # left by a killed writer
         if self.args.resume:
             path = latest_checkpoint(self.checkpoint_dir)
             if path is None:
@@ -315,10 +341,18 @@ class CycleGANRun:
                                  f"{self.checkpoint_dir}")
             info, arrays = load_checkpoint(path, self.model.components())
             state.update(step=info["step"], epoch=info["epoch"], position=info["position"],
-                         order_A=arrays.get("order_A"), order_B=arrays.get("order_B"))
-            self.history = self._read_history(info["step"])
+                         order_A=arrays.get("order_A"), order_B=arrays.get("order_B"),
+                         interval=list(info.get("interval", [])))
+            if state["position"] >= self.steps_per_epoch:  # older checkpoints
+                state["epoch"], state["position"] = state["epoch"] + 1, 0
+            self.history = read_history(self.metrics_path, info["step"])
+            resumed_from = (info["step"], path)
         else:
             open(self.metrics_path, "w").close()
+        self.manifest = RunManifest(self.args.out_dir, vars(self.args), self.args.seed,
+                                    self.device, app="train_cyclegan", args=vars(self.args),
+                                    label_kept=self.evaluate is not None)
+        self.manifest.start(resumed_from)
         return state
 
     def _step(self, state):
@@ -339,8 +373,7 @@ class CycleGANRun:
 
     def _append(self, record):
         self.history.append(record)
-        with open(self.metrics_path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        append_record(self.metrics_path, record)
 
     def _log(self, state, interval):
         record = {"step": state["step"], "epoch": state["epoch"], "time": time.time()}
@@ -349,24 +382,15 @@ class CycleGANRun:
         record.update(self.model.learning_rates())
         self._append(record)
 
-    def _read_history(self, up_to_step):
-        """Records up to the checkpoint's step; later lines (lost work) are dropped."""
-        if not os.path.exists(self.metrics_path):
-            return []
-        with open(self.metrics_path) as f:
-            records = [json.loads(line) for line in f if line.strip()]
-        records = [r for r in records if r["step"] <= up_to_step]
-        with open(self.metrics_path, "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in records)
-        return records
-
-    def _checkpoint(self, state):
+    def _checkpoint(self, state, interval):
         info = {"epoch": state["epoch"], "position": state["position"],
-                "args": vars(self.args)}
+                "args": vars(self.args), "interval": interval}
         arrays = {name: state[name] for name in ("order_A", "order_B")
                   if state[name] is not None}
-        return save_checkpoint(self.checkpoint_dir, state["step"], self.model.components(),
+        path = save_checkpoint(self.checkpoint_dir, state["step"], self.model.components(),
                                info, arrays)
+        self.manifest.add_checkpoint(path, state["step"])
+        return path
 
     def _outputs(self, state):
         """The sample grid, the loss plot and (on MNIST) the label-kept score."""
@@ -425,6 +449,8 @@ def build_model(args, device, total_steps):
     adam = dict(lr=args.lr, beta1=args.beta1, beta2=args.beta2)
     adv_A = Adversarial(D_A, LeastSquares(), ndl.optim.Adam(D_A.parameters(), **adam))
     adv_B = Adversarial(D_B, LeastSquares(), ndl.optim.Adam(D_B.parameters(), **adam))
+    for adversarial, generator in ((adv_A, F), (adv_B, G)):  # graph-hygiene checks
+        adversarial.watch(generator).debug = getattr(args, "debug", False)
     model = CycleGAN(G, F, adv_A, adv_B, ndl.optim.Adam(G.parameters(), **adam),
                      ndl.optim.Adam(F.parameters(), **adam), cycle_weight=args.cycle_weight,
                      identity_weight=args.identity_weight, pool_size=args.pool_size)
@@ -442,11 +468,6 @@ def main(argv=None):
     if test_A[1] is not None and args.eval_images > 0:
         evaluate = label_kept_evaluator(device)
     run = CycleGANRun(args, model, train, test_A, test_B, device, evaluate)
-    with open(os.path.join(args.out_dir, "run.json"), "w") as f:
-        json.dump({"app": "train_cyclegan", "args": vars(args), "argv": sys.argv,
-                   "device": str(device), "numpy": np.__version__,
-                   "backend": ndl.backend_selection.BACKEND,
-                   "label_kept": evaluate is not None}, f, indent=1)
     max_steps = args.max_steps if args.max_steps is not None or not args.dry_run else 3
     try:
         record = run.train(max_steps)

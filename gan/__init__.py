@@ -1,9 +1,15 @@
 """gan: adversarial training composed like a loss function, on needle."""
-from . import metrics, models, objectives, penalties  # noqa: F401
+from . import health, metrics, models, objectives, penalties  # noqa: F401
 from .adversarial import Adversarial
 from .cyclegan import CycleGAN
+from .errors import (DataRangeWarning, DiscriminatorOutputError, GANSetupError,
+                     GraphHygieneError, ImageShapeError, LabelError, TrainingDataError)
+from .health import HealthMonitor, HealthThresholds
 from .models.pool import ImagePool
 from .trainer import Trainer, TrainerConfig, TrainingDiverged
 
 __all__ = ["Adversarial", "CycleGAN", "ImagePool", "Trainer", "TrainerConfig",
-           "TrainingDiverged", "metrics", "models", "objectives", "penalties"]
+           "TrainingDiverged", "HealthMonitor", "HealthThresholds", "GANSetupError",
+           "DiscriminatorOutputError", "ImageShapeError", "LabelError", "TrainingDataError",
+           "GraphHygieneError", "DataRangeWarning", "health", "metrics", "models",
+           "objectives", "penalties"]

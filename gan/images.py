@@ -41,6 +41,11 @@ def save_grid(images, path, rows=None, scale=2, metadata=None):
         info.add_text(key, str(value))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     temp = f"{path}.{os.getpid()}.tmp"
-    picture.save(temp, format="PNG", pnginfo=info)
-    os.replace(temp, path)
+    try:
+        picture.save(temp, format="PNG", pnginfo=info)
+        os.replace(temp, path)
+    except BaseException:  # a full disk or a kill signal: no half-written file stays
+        if os.path.exists(temp):
+            os.remove(temp)
+        raise
     return path

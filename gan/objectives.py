@@ -20,6 +20,9 @@ class Objective:
 
     #: True when D's outputs are log-odds, so sigmoid(r) is "D(x)", a probability.
     outputs_logits = True
+    #: D's loss when D separates real from generated perfectly (its minimum), or None when
+    #: the loss is unbounded below; the health monitor watches D's loss approach it.
+    loss_floor = 0.0
 
     def discriminator_loss(self, real, fake):
         raise NotImplementedError
@@ -69,6 +72,7 @@ class Wasserstein(Objective):
     """
 
     outputs_logits = False
+    loss_floor = None
 
     def discriminator_loss(self, real, fake):
         return ops.mean(fake) - ops.mean(real)

@@ -25,9 +25,15 @@ def plot_history(history, path, title="training"):
     figure.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     temp = f"{path}.{os.getpid()}.tmp.png"
-    figure.savefig(temp, dpi=100)
-    plt.close(figure)
-    os.replace(temp, path)
+    try:
+        figure.savefig(temp, dpi=100)
+        os.replace(temp, path)
+    except BaseException:  # a full disk: no half-written file stays
+        if os.path.exists(temp):
+            os.remove(temp)
+        raise
+    finally:
+        plt.close(figure)
     return path
 
 

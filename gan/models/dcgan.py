@@ -6,6 +6,7 @@ D returns one logit per image, shape (N,).
 """
 from needle import nn, ops
 
+from ..errors import ImageShapeError
 from .init import dcgan_init
 
 __all__ = ["Generator", "Discriminator", "SUPPORTED_SIZES"]
@@ -16,8 +17,8 @@ SUPPORTED_SIZES = (28, 32, 64)
 def _plan(image_size, width):
     """(first spatial size, channel widths from the first feature map to the last)."""
     if image_size not in SUPPORTED_SIZES:
-        raise ValueError(f"DCGAN models support image sizes {SUPPORTED_SIZES}, "
-                         f"got {image_size}")
+        raise ImageShapeError(f"DCGAN models support image sizes {SUPPORTED_SIZES}, "
+                              f"got {image_size}")
     if image_size == 28:
         return 7, [width * 4, width * 2]
     doublings = {32: 3, 64: 4}[image_size]

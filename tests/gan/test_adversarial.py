@@ -73,3 +73,153 @@ def test_state_dict_round_trip_restores_d_and_optimizer():
     np.random.seed(5)
     b = other.discriminator_step(real, fake)
     assert a == b
+
+
+# ---- graph hygiene: break the D/G boundary on purpose --------------------------------
+from gan import GraphHygieneError  # noqa: E402
+from needle import ops  # noqa: E402
+
+
+def noise(n=6):
+    return ndl.init.randn(n, 8)
+
+
+class ForgetsToDetach(Adversarial):
+    """A custom D loss that uses the generated batch as is: D's backward reaches G."""
+
+    def discriminator_loss(self, real, fake, cond=None):
+        real_scores, fake_scores = self.score(real, cond), self.score(fake, cond)
+        return (self.objective.discriminator_loss(real_scores, fake_scores), real_scores,
+                fake_scores, {})
+
+
+def test_d_step_that_reaches_g_raises_before_updating_d():
+    G, D, _, real = setup_models()
+    adv = ForgetsToDetach(D, NonSaturating(), ndl.optim.Adam(D.parameters(), lr=1e-3),
+                          generator=G)
+    d_before = snapshot(D)
+    with pytest.raises(GraphHygieneError) as error:
+        adv.discriminator_step(real, G(noise()))
+    message = str(error.value)
+    assert "D step put gradients on" in message and "Generator" in message
+    assert "net.modules.0.weight" in message and "detach" in message
+    assert all(np.array_equal(a, b) for a, b in zip(d_before, snapshot(D)))  # D not stepped
+
+
+def test_a_penalty_that_closes_over_a_live_fake_is_caught():
+    G, D, _, real = setup_models()
+    live_fake = G(noise())
+
+    def leaky_penalty(score, real, fake):  # uses the loop's fake, not the detached one
+        return ops.mean(score(live_fake) ** 2) * 0.1
+
+    adv = Adversarial(D, NonSaturating(), ndl.optim.Adam(D.parameters(), lr=1e-3),
+                      penalties=[leaky_penalty], generator=G)
+    with pytest.raises(GraphHygieneError, match="D step put gradients"):
+        adv.discriminator_step(real, live_fake)
+
+
+def test_g_step_that_steps_d_is_caught_at_the_next_d_step():
+    """A custom loop whose G step also calls D's optimizer."""
+    G, D, adv, real = setup_models()
+    adv.watch(G)
+    g_opt = ndl.optim.Adam(G.parameters(), lr=1e-3)
+    adv.discriminator_step(real, G(noise()))
+    g_loss = adv.generator_loss(G(noise()))
+    g_opt.reset_grad()
+    g_loss.backward()
+    g_opt.step()
+    adv.optimizer.step()  # the mistake: D moves on G's loss
+    with pytest.raises(GraphHygieneError) as error:
+        adv.discriminator_step(real, G(noise()))
+    message = str(error.value)
+    assert "G step changed D's weights" in message and "Discriminator" in message
+    assert "features.modules.0.weight" in message
+
+
+def test_one_optimizer_over_g_and_d_is_caught_by_the_trainer(tmp_path):
+    from gan import Trainer, TrainerConfig
+
+    G, D, adv, _ = setup_models()
+    both = ndl.optim.Adam(G.parameters() + D.parameters(), lr=1e-3)
+    images = np.random.RandomState(1).uniform(-1, 1, (16, 1, 28, 28)).astype(np.float32)
+    trainer = Trainer(G, adv, both, images,
+                      TrainerConfig(out_dir=str(tmp_path), batch_size=8, latent_dim=8,
+                                    num_samples=4, progress=False, health=False))
+    with pytest.raises(GraphHygieneError, match="G step changed D's weights"):
+        trainer.train()
+
+
+def test_checks_run_once_per_run_and_every_step_in_debug_mode():
+    G, D, _, real = setup_models()
+    calls = {"count": 0}
+
+    class Counting(Adversarial):
+        def _check_d_step_leaks(self, before):
+            calls["count"] += 1
+            return super()._check_d_step_leaks(before)
+
+    for debug, expected in ((False, 1), (True, 3)):
+        calls["count"] = 0
+        adv = Counting(D, NonSaturating(), ndl.optim.Adam(D.parameters(), lr=1e-3),
+                       generator=G, debug=debug)
+        for _ in range(3):
+            adv.discriminator_step(real, G(noise()))
+            adv.generator_loss(G(noise()))
+            adv.check_generator_step()
+        assert calls["count"] == expected
+        assert adv._d_snapshot is None
+
+
+def test_a_correct_loop_passes_the_checks_in_debug_mode():
+    G, D, adv, real = setup_models()
+    adv.watch(G).debug = True
+    g_opt = ndl.optim.Adam(G.parameters(), lr=1e-3)
+    for _ in range(3):
+        fake = G(noise())
+        adv.discriminator_step(real, fake)
+        g_loss = adv.generator_loss(fake)
+        g_opt.reset_grad()
+        g_loss.backward()
+        g_opt.step()
+        adv.check_generator_step()
+    # G's parameters stay out of Adversarial's own parameters and state
+    assert len(adv.parameters()) == len(D.parameters())
+    assert all(k.startswith(("discriminator.", "optimizer.")) for k in adv.state_dict())
+
+
+@pytest.mark.parametrize("shape", [(6, 2), (6, 10), (3,), (6, 4, 5, 5)])
+def test_discriminator_output_shape_is_checked(shape):
+    from gan import DiscriminatorOutputError
+    from needle import nn
+
+    class WrongHead(nn.Module):
+        def forward(self, x):
+            return ndl.Tensor(np.zeros(shape, np.float32), requires_grad=False)
+
+    adv = Adversarial(WrongHead(), NonSaturating(), ndl.optim.Adam([ndl.nn.Parameter(
+        np.zeros(1, np.float32))]))
+    real = ndl.Tensor(np.zeros((6, 1, 28, 28), np.float32))
+    with pytest.raises(DiscriminatorOutputError) as error:
+        adv.discriminator_step(real, real)
+    message = str(error.value)
+    assert f"{shape}" in message and "WrongHead" in message and "batch of 6" in message
+    assert "NonSaturating" in message
+
+
+@pytest.mark.parametrize("shape", [(6,), (6, 1), (6, 1, 3, 3)])
+def test_per_image_and_patch_scores_are_accepted(shape):
+    from needle import nn
+
+    class Head(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(np.ones(1, np.float32))
+
+        def forward(self, x):
+            return ops.broadcast_to(ops.reshape(self.w, (1,) * len(shape)), shape)
+
+    head = Head()
+    adv = Adversarial(head, NonSaturating(), ndl.optim.Adam(head.parameters()))
+    real = ndl.Tensor(np.zeros((6, 1, 28, 28), np.float32))
+    assert np.isfinite(adv.discriminator_step(real, real)["d_loss"])

@@ -1,0 +1,186 @@
+"""The files of a run folder that must survive a kill: run.json and metrics.jsonl.
+
+run.json is the reproducibility manifest: the command line, the configuration, the seed, the
+versions of needle, NumPy and CuPy (when importable), the backend and device, every resume,
+and the SHA-256 of each checkpoint written. It is rewritten atomically (temporary file, then
+os.replace) after each checkpoint, so at any moment it is the old or the new manifest.
+
+metrics.jsonl gets one JSON line per record. A kill can at worst cut the last line short; the
+reader skips a line that does not parse, and a resume rewrites the file (atomically) with the
+records up to the checkpoint it resumes from.
+"""
+import datetime
+import hashlib
+import json
+import os
+import re
+import shlex
+import sys
+
+import numpy as np
+
+import needle as ndl
+
+__all__ = ["RunManifest", "write_json_atomic", "append_record", "read_history",
+           "file_sha256", "versions", "clean_stale_temp_files"]
+
+# Temporary names of needle.save (".NAME.PID.HEX.tmp"), gan.images / gan.plots
+# ("NAME.PID.tmp", "NAME.PID.tmp.png") and write_json_atomic (".NAME.PID.tmp").
+_TEMP = re.compile(r"\.(\d+)\.(?:[0-9a-f]{8}\.)?tmp(?:\.png)?$")
+
+
+def _pid_alive(pid):
+    if pid == os.getpid():
+        return False  # our own leftovers: this process writes one file at a time
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def clean_stale_temp_files(folder):
+    """Remove temporary files left in `folder` by killed writers; returns their names."""
+    removed = []
+    if not os.path.isdir(folder):
+        return removed
+    for name in os.listdir(folder):
+        match = _TEMP.search(name)
+        if match and not _pid_alive(int(match.group(1))):
+            try:
+                os.remove(os.path.join(folder, name))
+                removed.append(name)
+            except FileNotFoundError:
+                pass
+    return removed
+
+
+def write_json_atomic(path, data):
+    """Write `data` as JSON to `path` through a temporary file and os.replace."""
+    folder = os.path.dirname(os.path.abspath(path))
+    temp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    try:
+        with open(temp, "w") as f:
+            json.dump(data, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        if os.path.exists(temp):
+            os.remove(temp)
+        raise
+
+
+def append_record(path, record):
+    """Append one JSON line (one write call, so a kill cuts at most this line)."""
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def read_history(path, up_to_step=None):
+    """The records in metrics.jsonl (lines that do not parse are skipped).
+
+    With `up_to_step`, records after that step (work lost since the checkpoint) are dropped
+    and the file is rewritten atomically with the rest."""
+    if not os.path.exists(path):
+        return []
+    records = []
+    with open(path) as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by a kill
+            if isinstance(record, dict):
+                records.append(record)
+    if up_to_step is not None:
+        records = [r for r in records if r.get("step", 0) <= up_to_step]
+        temp = f"{path}.{os.getpid()}.tmp"
+        with open(temp, "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in records)
+        os.replace(temp, path)
+    return records
+
+
+def file_sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def versions():
+    """{"python", "needle", "numpy", "cupy"}: cupy is None when it cannot be imported."""
+    try:
+        import cupy
+        cupy_version = cupy.__version__
+    except Exception:  # not installed, or installed without a usable CUDA
+        cupy_version = None
+    return {"python": sys.version.split()[0], "needle": ndl.__version__,
+            "numpy": np.__version__, "cupy": cupy_version}
+
+
+def _command_line():
+    """The command as typed (python -m apps.X ...), from sys.orig_argv where there is one."""
+    argv = getattr(sys, "orig_argv", None) or [sys.executable] + sys.argv
+    return shlex.join(argv)
+
+
+def _jsonable(value):
+    return json.loads(json.dumps(value, default=str))
+
+
+class RunManifest:
+    """run.json of one run folder. `start()` at the beginning of a run or a resume,
+    `add_checkpoint(path, step)` after each checkpoint."""
+
+    def __init__(self, out_dir, config=None, seed=None, device=None, **info):
+        self.path = os.path.join(out_dir, "run.json")
+        self.out_dir = out_dir
+        self.data = {"argv": list(sys.argv), "command": _command_line(),
+                     "config": _jsonable(config or {}), "seed": seed,
+                     "versions": versions(),
+                     "backend": ndl.backend_selection.BACKEND, "device": str(device),
+                     "numpy": np.__version__,  # also in versions; kept for older readers
+                     **_jsonable(info)}
+
+    def start(self, resumed_from=None):
+        """Write run.json. A resume keeps the earlier manifest's start, checkpoints (up to
+        the step resumed from) and resumes, and adds this resume."""
+        now = datetime.datetime.now().isoformat(timespec="seconds")
+        checkpoints, resumes, started = [], [], now
+        if resumed_from is not None:
+            step, checkpoint = resumed_from
+            earlier = self._read()
+            started = earlier.get("started", now)
+            resumes = earlier.get("resumes", [])
+            checkpoints = [c for c in earlier.get("checkpoints", []) if c["step"] <= step]
+            resumes.append({"argv": list(sys.argv), "from_step": step, "time": now})
+            if checkpoint and not any(c["step"] == step for c in checkpoints):
+                checkpoints.append(self._entry(checkpoint, step))
+        self.data.update(started=started, resumes=resumes, checkpoints=checkpoints)
+        write_json_atomic(self.path, self.data)
+
+    def _read(self):
+        try:
+            with open(self.path) as f:
+                data = json.load(f)
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def _entry(self, path, step):
+        return {"step": int(step), "file": os.path.relpath(path, self.out_dir),
+                "sha256": file_sha256(path),
+                "time": datetime.datetime.now().isoformat(timespec="seconds")}
+
+    def add_checkpoint(self, path, step):
+        """Record the checkpoint's SHA-256 and rewrite run.json atomically."""
+        checkpoints = [c for c in self.data.setdefault("checkpoints", [])
+                       if c["step"] != step]
+        checkpoints.append(self._entry(path, step))
+        self.data["checkpoints"] = checkpoints
+        write_json_atomic(self.path, self.data)
