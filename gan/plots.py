@@ -1,16 +1,27 @@
 """The training-curve figure: losses and D's outputs against the step (matplotlib)."""
 import os
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-
 __all__ = ["plot_history"]
+
+
+def _pyplot():
+    """matplotlib.pyplot with the Agg backend (files only, no display), imported on first
+    use: it costs about a second, which every training process would pay at start."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot
+    return matplotlib.pyplot
+
+
+def __getattr__(name):  # `from gan.plots import plt` still works, lazily
+    if name == "plt":
+        return _pyplot()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def plot_history(history, path, title="training"):
     """Plot d_loss/g_loss and d_real/d_fake from metrics records (dicts with "step")."""
+    plt = _pyplot()
     figure, (losses, outputs) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
     for key, label in (("d_loss", "D loss"), ("g_loss", "G loss")):
         _plot(losses, history, key, label)

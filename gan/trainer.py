@@ -216,6 +216,8 @@ class Trainer:
         if config.max_steps is not None:
             total_steps = min(total_steps, config.max_steps)
         interval = state.pop("interval")
+        if state["step"] >= total_steps:  # e.g. --resume of a finished run: nothing to add
+            return self._result()
         while state["step"] < total_steps:
             if state["position"] == 0:
                 state["order"] = np.random.permutation(len(self.images))

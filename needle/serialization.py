@@ -14,6 +14,9 @@ where a good one was. The bytes go to a temporary file in the same folder, are f
 fsync'ed, then `os.replace` swaps the name (atomic on POSIX and Windows) and the folder is
 fsync'ed so the rename itself survives a power cut.
 
+Why canonical: the same state saved twice, even by two processes, gives the same bytes (the
+header's keys are sorted), so a checkpoint's SHA-256 identifies its contents.
+
 Why verified: a checkpoint that is truncated or has flipped bytes must fail loudly at load.
 Safetensors checks the header and the data extents; `save` also writes a SHA-256 over the
 names, dtypes, shapes, bytes and metadata into the header (key `needle.sha256`), which `load`
@@ -93,7 +96,21 @@ def save(state_dict, path, metadata=None):
     if DIGEST_KEY in metadata:
         raise ValueError(f"save: metadata key {DIGEST_KEY!r} is reserved")
     metadata[DIGEST_KEY] = _digest(arrays, metadata)
-    _write_atomic(os.fspath(path), safetensors.numpy.save(arrays, metadata=metadata))
+    payload = _canonical_header(safetensors.numpy.save(arrays, metadata=metadata))
+    _write_atomic(os.fspath(path), payload)
+
+
+def _canonical_header(payload):
+    """The same file with its JSON header's keys sorted: the safetensors writer orders the
+    metadata through a hash map, which differs from process to process, and reproducible
+    runs should write byte-identical checkpoints (their SHA-256 go into run manifests).
+    Data offsets are relative to the end of the header, so the data bytes stay as they are.
+    """
+    size = int.from_bytes(payload[:8], "little")
+    header = json.loads(payload[8:8 + size])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)  # safetensors pads the header to 8 bytes with spaces
+    return len(text).to_bytes(8, "little") + text + payload[8 + size:]
 
 
 def _write_atomic(path, payload):
@@ -102,17 +119,24 @@ def _write_atomic(path, payload):
                                      f"{secrets.token_hex(4)}.tmp")
     # O_EXCL: never clobber another writer's temp file; mode 0o666 & ~umask like open().
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    handle = os.open(temp_path, flags, 0o666)
     try:
-        with os.fdopen(handle, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp_path, path)
-    except BaseException:
-        if os.path.exists(temp_path):
-            os.remove(temp_path)
-        raise
+        handle = os.open(temp_path, flags, 0o666)
+        try:
+            with os.fdopen(handle, "wb") as f:
+                f.write(payload)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(temp_path, path)
+        except BaseException:
+            if os.path.exists(temp_path):
+                os.remove(temp_path)
+            raise
+    except OSError as error:  # name the file being saved, not the temporary one
+        message = f"save: cannot write {path} ({len(payload)} bytes): " \
+                  f"{error.strerror or error}; any earlier file there is unchanged"
+        if error.errno is None:
+            raise OSError(message) from error
+        raise OSError(error.errno, message) from error
     _fsync_directory(folder)
 
 

@@ -27,6 +27,7 @@ if ndl.backend_selection.BACKEND == "np":
 else:
     from needle.backend_ndarray import BackendDevice
     from needle.backend_ndarray.ndarray_backend_cuda import make_cuda_backend
+    from needle.backend_ndarray.ndarray_backend_numpy import make_numpy_backend
 
     from tests.support.cupy_standin import make_standin
 
@@ -37,9 +38,18 @@ else:
     # flat-memory device (composition path); cpu_numpy() the NumPy fast path; the stand-in
     # runs the CuPy device's code paths.
     DEVICES = [ndl.cpu_numpy(), ndl.cpu(), CUDA_STANDIN]
+    _IDS = {id(CUDA_STANDIN): "cuda-standin"}
+
+    NATIVE_CPU = not hasattr(ndl.cpu().mod, "xp")
+    if NATIVE_CPU:
+        # cpu() is the C++ module: keep its NumPy fallback (what cpu() is without a compiler)
+        # under test too. Named "cpu" like cpu(), so str(device) and golden files match.
+        CPU_NUMPY_FLAT = BackendDevice("cpu", make_numpy_backend("cpu"), fast=False)
+        DEVICES.insert(2, CPU_NUMPY_FLAT)
+        _IDS[id(CPU_NUMPY_FLAT)] = "cpu-numpy-flat"
 
     def _device_id(device):
-        return "cuda-standin" if device is CUDA_STANDIN else str(device)
+        return _IDS.get(id(device), str(device))
 
 
 @pytest.fixture(params=DEVICES, ids=_device_id)

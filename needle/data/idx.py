@@ -12,6 +12,7 @@ files it does not list are not checked against it.
 """
 import gzip
 import hashlib
+import math
 import os
 import zlib
 
@@ -90,7 +91,7 @@ def read_idx(path, ndim):
         raise DataFileError(f"{path}: bad magic number 0x{magic:08x}, expected "
                             f"0x{expected_magic:08x} (IDX unsigned bytes, {ndim} dims)")
     shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
-    expected_size = header_size + int(np.prod(shape, dtype=np.int64))
+    expected_size = header_size + math.prod(shape)  # Python ints: no overflow on bad headers
     if len(data) != expected_size:
         kind = "truncated" if len(data) < expected_size else "trailing bytes"
         raise DataFileError(f"{path}: header says shape {shape}, i.e. {expected_size} bytes, "

@@ -86,6 +86,8 @@ def _check_4d(name, x, W):
     if W.ndim != 4:
         raise ValueError(f"{name}: expected weight with ndim 4 (KH, KW, Cin, Cout), got "
                          f"shape {W.shape}")
+    if 0 in x.shape:  # as_strided would fail with a message about strides
+        raise ValueError(f"{name}: empty input of shape {x.shape} (an empty batch?)")
 
 
 class Conv(TensorOp):

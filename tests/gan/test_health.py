@@ -119,6 +119,11 @@ def test_mode_collapse_on_near_identical_samples():
     assert "sample diversity" in found[0].figure
     # before the warm-up a BatchNorm G's eval-mode grid is near-constant anyway: no warning
     assert monitor.check_samples(collapsed, step=50)[1] == []
+    # faint but varied images are not collapse: contrast does not count
+    faint_diversity, found = monitor.check_samples(REAL[::-1] * 0.05, step=1000)
+    assert found == [] and faint_diversity == pytest.approx(1.0, abs=0.05)
+    # identical (here constant) images are
+    assert monitor.check_samples(np.full((16, 1, 8, 8), -1.0), step=1000)[0] == 0.0
     # no reference: nothing to compare with
     assert HealthMonitor().check_samples(collapsed, step=1000) == (None, [])
 

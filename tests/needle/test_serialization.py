@@ -100,6 +100,20 @@ def test_files_from_other_tools_need_verify_false(tmp_path):
     np.testing.assert_array_equal(ndl.load(path, verify=False)["w"], np.arange(3.0))
 
 
+def test_same_state_gives_the_same_bytes(tmp_path):
+    """The writer's metadata order comes from a hash map; needle sorts the header, so a
+    checkpoint's SHA-256 identifies its contents (run manifests rely on it)."""
+    metadata = {"b": "2", "a": "1", "c": "3", "gan.trainer": "{}"}
+    blobs = set()
+    for i in range(8):
+        path = tmp_path / f"{i}.safetensors"
+        ndl.save(_state(), path, metadata=dict(metadata))
+        blobs.add(path.read_bytes())
+        assert load_metadata(path) == metadata
+        _assert_same(ndl.load(path), _state())
+    assert len(blobs) == 1
+
+
 def _saved_bytes(tmp_path):
     path = tmp_path / "ckpt.safetensors"
     ndl.save(_state(), path, metadata={"epoch": "3"})

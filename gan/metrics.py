@@ -1,0 +1,289 @@
+"""GAN evaluation in the feature space of an MNIST classifier trained with needle.
+
+No pretrained Inception network is available, so the numbers come from
+gan.classifier.MNISTClassifier (weights shipped in gan/weights/, made by
+`python -m apps.train_classifier`):
+
+  fid             Frechet distance between Gaussians fitted to the classifier's 128-d
+                  penultimate features of real and generated images (Heusel et al. 2017,
+                  with this classifier in place of Inception, so values are not comparable
+                  with published FIDs): ||mu_r - mu_g||^2 + Tr(S_r + S_g - 2 (S_r S_g)^(1/2)).
+  confident       share of samples whose largest softmax probability exceeds 0.9 (the
+                  classifier was trained to be unsure on noise, so blobs and static are
+                  not counted as digits).
+  digits_covered  digits that at least `min_share` = 1% of all samples are *confidently*
+                  classified as (argmax, with p > 0.9). 1% is a tenth of a digit's fair
+                  share, so the ~1% of samples the classifier gets wrong do not make a
+                  missing digit covered; and confidence is required so that noise, which
+                  the classifier spreads over all digits unsure, covers none.
+  kl_to_uniform   KL(p || uniform) of the predicted-digit shares p, in nats: 0 when every
+                  digit is equally frequent, log(10) = 2.30 when only one digit appears.
+  class_histogram samples predicted (argmax, confident or not) as each digit 0..9: counts.
+
+    classifier = load_classifier()
+    evaluator = Evaluator(classifier, real_test_images)      # NCHW in [-1, 1]
+    evaluator(generator)   # {"fid": ..., "confident": ..., "digits_covered": ..., ...}
+
+`Evaluator` is the `evaluate` callable gan.Trainer calls at each epoch end. It samples from
+its own seeded RandomState, so evaluating never moves NumPy's global RNG (and a resumed run
+stays bit-exact), and it puts the generator in eval mode only for the sampling.
+"""
+import os
+import warnings
+
+import numpy as np
+import scipy.linalg
+
+import needle as ndl
+from needle.serialization import load_metadata
+
+from .classifier import NUM_CLASSES, MNISTClassifier
+
+__all__ = ["Evaluator", "load_classifier", "predict", "label_kept", "feature_statistics",
+           "frechet_distance", "class_histogram", "digits_covered", "kl_to_uniform",
+           "to_classifier_size", "sample_images", "DEFAULT_CLASSIFIER_PATH"]
+
+DEFAULT_CLASSIFIER_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights",
+                                       "mnist_classifier.safetensors")
+
+
+def load_classifier(path=DEFAULT_CLASSIFIER_PATH, device=None):
+    """The MNISTClassifier saved at `path` (by apps.train_classifier), in eval mode."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"load_classifier: no weights at {path}; make them with "
+                                f"python -m apps.train_classifier --out {path}")
+    metadata = load_metadata(path)
+    model = MNISTClassifier(width=int(metadata.get("width", 32)),
+                            feature_dim=int(metadata.get("feature_dim", 128)), device=device)
+    model.load_state_dict(ndl.load(path))
+    return model.eval()
+
+
+def _device_of(module):
+    parameters = module.parameters()
+    return parameters[0].device if parameters else ndl.default_device()
+
+
+def to_classifier_size(images):
+    """NCHW images in [-1, 1] at 28, 32 or 64 pixels -> (N, 1, 28, 28) float32.
+
+    Undoes apps.common.mnist_images: 64 averages 2x2 blocks back to 32, and 32 drops the
+    2-pixel background border. Flat (N, 784) images are reshaped.
+    """
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim == 2 and images.shape[1] == 28 * 28:
+        images = images.reshape(-1, 1, 28, 28)
+    if images.ndim != 4 or images.shape[1] != 1 or images.shape[2] != images.shape[3] \
+            or images.shape[2] not in (28, 32, 64):
+        raise ValueError("metrics: expected images (N, 1, S, S) with S in (28, 32, 64) or "
+                         f"(N, 784), got shape {images.shape}")
+    if images.shape[2] == 64:
+        n = len(images)
+        images = images.reshape(n, 1, 32, 2, 32, 2).mean(axis=(3, 5))
+    if images.shape[2] == 32:
+        images = images[:, :, 2:30, 2:30]
+    return np.ascontiguousarray(images)
+
+
+def predict(classifier, images, batch_size=500):
+    """(features (N, 128) float64, softmax probabilities (N, 10) float64) of `images`.
+
+    Batched, under no_grad, with the classifier in eval mode (its mode is restored).
+    """
+    images = to_classifier_size(images)
+    device = _device_of(classifier)
+    was_training = classifier.training
+    classifier.eval()
+    features, logits = [], []
+    try:
+        with ndl.no_grad():
+            for start in range(0, len(images), batch_size):
+                x = ndl.Tensor(images[start:start + batch_size], device=device,
+                               requires_grad=False)
+                feature = classifier.features(x)
+                # MNISTClassifier's head maps the features to logits without a second pass.
+                logit = classifier.head(feature) if hasattr(classifier, "head") \
+                    else classifier(x)
+                features.append(feature.numpy().astype(np.float64))
+                logits.append(logit.numpy().astype(np.float64))
+    finally:
+        classifier.train(was_training)
+    logits = np.concatenate(logits) if logits else np.zeros((0, NUM_CLASSES))
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs = shifted / shifted.sum(axis=1, keepdims=True)
+    dim = features[0].shape[1] if features else classifier.feature_dim
+    return (np.concatenate(features) if features else np.zeros((0, dim))), probs
+
+
+def feature_statistics(features):
+    """(mean (d,), covariance (d, d)) of features (N, d), in float64 (unbiased, as numpy.cov)."""
+    features = np.asarray(features, dtype=np.float64)
+    if features.ndim != 2 or len(features) < 2:
+        raise ValueError(f"feature_statistics: need features (N >= 2, d), got shape "
+                         f"{features.shape}")
+    return features.mean(axis=0), np.cov(features, rowvar=False)
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2, eps=1e-6):
+    """Frechet distance between N(mu1, sigma1) and N(mu2, sigma2).
+
+    d^2 = ||mu1 - mu2||^2 + Tr(sigma1) + Tr(sigma2) - 2 Tr((sigma1 sigma2)^(1/2)).
+
+    As the reference FID code (pytorch-fid): when the product's square root is not finite,
+    or scipy reports the product singular (ReLU features with dead units make the
+    covariances singular), `eps` is added to both diagonals and the root is taken again; any
+    imaginary part that round-off leaves is dropped. Round-off can also make d^2 a hair
+    below 0 for identical statistics; the result is clipped at 0.
+    """
+    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2,
+                                                                                    np.float64))
+    sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), \
+        np.atleast_2d(np.asarray(sigma2, np.float64))
+    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape \
+            or sigma1.shape != (len(mu1), len(mu1)):
+        raise ValueError(f"frechet_distance: mismatched statistics: means {mu1.shape} and "
+                         f"{mu2.shape}, covariances {sigma1.shape} and {sigma2.shape}")
+    diff = mu1 - mu2
+    covmean = _sqrtm(sigma1 @ sigma2)
+    if covmean is None:
+        offset = np.eye(len(mu1)) * eps
+        with warnings.catch_warnings():
+            # The standard remedy is applied; what accuracy is left is as good as it gets.
+            warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+            covmean = scipy.linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+    covmean = np.real(covmean)
+    distance = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean)
+    return max(float(distance), 0.0)
+
+
+def _sqrtm(matrix):
+    """scipy's matrix square root, or None when it is not finite or scipy finds the matrix
+    singular (then the caller regularises)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", scipy.linalg.LinAlgWarning)
+        try:
+            root = scipy.linalg.sqrtm(matrix)
+        except scipy.linalg.LinAlgWarning:
+            return None
+    return root if np.isfinite(root).all() else None
+
+
+def class_histogram(probs, num_classes=NUM_CLASSES):
+    """Counts of the predicted (argmax) class over samples; probs (N, num_classes)."""
+    return np.bincount(np.asarray(probs).argmax(axis=1), minlength=num_classes)
+
+
+def digits_covered(histogram, min_share=0.01, total=None):
+    """Classes with at least `min_share` of `total` samples (default: the histogram's sum).
+
+    The Evaluator passes the histogram of confident predictions and the count of all samples
+    (see the module docstring).
+    """
+    histogram = np.asarray(histogram, dtype=np.float64)
+    total = histogram.sum() if total is None else total
+    return int((histogram >= min_share * total).sum()) if total > 0 else 0
+
+
+def kl_to_uniform(histogram):
+    """KL(p || uniform) in nats of the shares p = histogram / sum; 0 log 0 counts as 0."""
+    histogram = np.asarray(histogram, dtype=np.float64)
+    p = histogram / histogram.sum()
+    nonzero = p[p > 0]
+    return float(np.sum(nonzero * np.log(nonzero * len(p))))
+
+
+def label_kept(classifier, images, labels, batch_size=500):
+    """Share of `images` (e.g. CycleGAN translations) classified as their source `labels`."""
+    labels = np.asarray(labels).reshape(-1)
+    _, probs = predict(classifier, images, batch_size)
+    if len(probs) != len(labels):
+        raise ValueError(f"label_kept: {len(probs)} images but {len(labels)} labels")
+    return float((probs.argmax(axis=1) == labels).mean())
+
+
+def sample_images(generator, num_samples=2000, seed=0, batch_size=500):
+    """num_samples images from generator(z), z ~ N(0, I) from RandomState(seed), as NumPy.
+
+    Runs under no_grad with the generator in eval mode, then restores its mode. A
+    conditional generator (one with `num_classes`) gets labels 0, 1, ..., cycling; they are
+    returned as the second item (None otherwise).
+    """
+    rng = np.random.RandomState(seed)
+    device = _device_of(generator)
+    num_classes = getattr(generator, "num_classes", None)
+    labels = None if num_classes is None else np.arange(num_samples) % num_classes
+    was_training = generator.training
+    generator.eval()
+    images = []
+    try:
+        with ndl.no_grad():
+            for start in range(0, num_samples, batch_size):
+                count = min(batch_size, num_samples - start)
+                z = ndl.Tensor(rng.randn(count, generator.latent_dim).astype(np.float32),
+                               device=device, requires_grad=False)
+                if labels is None:
+                    fake = generator(z)
+                else:
+                    y = ndl.Tensor(labels[start:start + count], device=device,
+                                   requires_grad=False)
+                    fake = generator(z, y)
+                images.append(fake.numpy())
+    finally:
+        generator.train(was_training)
+    return np.concatenate(images), labels
+
+
+class Evaluator:
+    """Scores generators (or image arrays) against the real images' feature statistics.
+
+    real_images: NCHW (or (N, 784)) in [-1, 1], e.g. the 10000 MNIST test images; their
+    feature mean and covariance are computed once, here.
+    """
+
+    def __init__(self, classifier, real_images, num_samples=2000, seed=0, batch_size=500,
+                 min_share=0.01, confidence=0.9):
+        self.classifier = classifier
+        self.num_samples, self.seed, self.batch_size = num_samples, seed, batch_size
+        self.min_share, self.confidence = min_share, confidence
+        features, _ = predict(classifier, real_images, batch_size)
+        self.real_mean, self.real_cov = feature_statistics(features)
+
+    @classmethod
+    def from_mnist(cls, data_dir, count=10000, classifier=None, **kwargs):
+        """An Evaluator against the first `count` MNIST test images in `data_dir`."""
+        test = ndl.data.load_mnist(data_dir, train=False)
+        images = test.images[:count].reshape(-1, 1, 28, 28) * 2 - 1
+        return cls(classifier or load_classifier(), images, **kwargs)
+
+    def __call__(self, source):
+        return self.evaluate(source)
+
+    def evaluate(self, source):
+        """Metrics of a generator (callable with `latent_dim`) or of NCHW images in [-1, 1].
+
+        Returns {"fid", "confident", "digits_covered", "kl_to_uniform", "class_histogram",
+        "num_samples"}, plus "label_kept" for a conditional generator.
+        """
+        labels = None
+        if isinstance(source, ndl.Tensor):
+            source = source.numpy()
+        if isinstance(source, np.ndarray):
+            images = source
+        else:
+            images, labels = sample_images(source, self.num_samples, self.seed,
+                                           self.batch_size)
+        features, probs = predict(self.classifier, images, self.batch_size)
+        mean, cov = feature_statistics(features)
+        histogram = class_histogram(probs)
+        confident = probs.max(axis=1) > self.confidence
+        covered = digits_covered(class_histogram(probs[confident]), self.min_share,
+                                 total=len(probs))
+        scores = {"fid": frechet_distance(self.real_mean, self.real_cov, mean, cov),
+                  "confident": float(confident.mean()),
+                  "digits_covered": covered,
+                  "kl_to_uniform": kl_to_uniform(histogram),
+                  "class_histogram": [int(count) for count in histogram],
+                  "num_samples": len(probs)}
+        if labels is not None:
+            scores["label_kept"] = float((probs.argmax(axis=1) == labels).mean())
+        return scores
