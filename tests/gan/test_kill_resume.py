@@ -131,8 +131,8 @@ def hashes(run):
     return {c["step"]: c["sha256"] for c in manifest["checkpoints"]}, manifest
 
 
-def test_sigkill_at_random_moments_and_mid_write_then_resume_is_bit_exact(tmp_path,
-                                                                            record_property):
+def test_sigkill_at_random_moments_and_mid_write_then_resume_is_bit_exact(
+        tmp_path, record_property):
     data_dir = write_tiny_mnist(tmp_path / "data")
     (tmp_path / "straight").mkdir()
     (tmp_path / "killed").mkdir()
