@@ -1,44 +1,9 @@
-"""matmul: the spec table's three checks, the course's batched shapes and tiled sizes."""
+"""matmul beyond the spec table (test_op_specs.py): the course's batched shapes, tiled sizes."""
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 import needle as ndl
 from needle.gradcheck import gradcheck
-from tests.needle.ops.op_specs import check_forward, check_gradients, family
-from tests.strategies import grad_settings, layouts
-
-SPECS = family("matmul")
-
-
-@pytest.mark.parametrize("spec", SPECS, ids=str)
-@given(data=st.data())
-def test_forward(spec, device, data):
-    case = data.draw(spec.cases, label="case")
-    check_forward(spec, case, device, data.draw(st.sampled_from(["float32", "float64"])))
-
-
-@pytest.mark.parametrize("spec", SPECS, ids=str)
-@given(data=st.data())
-def test_forward_noncontiguous(spec, device, data):
-    case = data.draw(spec.cases, label="case")
-    views = [data.draw(layouts(x.ndim), label="layout") for x in case.arrays]
-    check_forward(spec, case, device, "float32", views)
-
-
-@pytest.mark.parametrize("spec", SPECS, ids=str)
-@grad_settings()
-@given(data=st.data())
-def test_gradcheck(spec, device, data):
-    check_gradients(spec, data.draw(spec.cases, label="case"), device)
-
-
-@pytest.mark.parametrize("spec", SPECS, ids=str)
-@grad_settings(divisor=5)
-@given(data=st.data())
-def test_gradgradcheck(spec, device, data):
-    check_gradients(spec, data.draw(spec.cases, label="case"), device, second_order=True)
 
 
 def _sum_to(x, shape):
