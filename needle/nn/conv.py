@@ -28,6 +28,25 @@ def _add_channel_bias(y_nhwc, bias):
     return y_nhwc + ops.broadcast_to(ops.reshape(bias, (1, 1, 1, bias.shape[0])), y_nhwc.shape)
 
 
+def _forward_nchw(layer, x, conv_nhwc):
+    """Check x, run `conv_nhwc` on its NHWC view, add the bias, and return the NCHW view."""
+    _check_input(layer, x, layer.in_channels)
+    y = conv_nhwc(ops.permute(x, _TO_NHWC))
+    if layer.bias is not None:
+        y = _add_channel_bias(y, layer.bias)
+    return ops.permute(y, _TO_NCHW)
+
+
+def _torch_style_parameters(weight_shape, out_channels, fan_in, bias, device, dtype):
+    """(weight, bias or None) ~ U(+-1/sqrt(fan_in)), drawn in that order, as PyTorch does."""
+    bound = 1.0 / math.sqrt(fan_in)
+    weight = Parameter(init.rand(*weight_shape, low=-bound, high=bound, device=device,
+                                 dtype=dtype, requires_grad=True))
+    bias = Parameter(init.rand(out_channels, low=-bound, high=bound, device=device,
+                               dtype=dtype, requires_grad=True)) if bias else None
+    return weight, bias
+
+
 class Conv(Module):
     """The course's Conv: NCHW in and out, padding K // 2, weight (K, K, Cin, Cout).
 
@@ -52,12 +71,8 @@ class Conv(Module):
                                             device=device, dtype=dtype, requires_grad=True))
 
     def forward(self, x):
-        _check_input(self, x, self.in_channels)
-        y = ops.conv(ops.permute(x, _TO_NHWC), self.weight, stride=self.stride,
-                     padding=self.padding)
-        if self.bias is not None:
-            y = _add_channel_bias(y, self.bias)
-        return ops.permute(y, _TO_NCHW)
+        return _forward_nchw(self, x, lambda x_nhwc: ops.conv(
+            x_nhwc, self.weight, stride=self.stride, padding=self.padding))
 
     def __repr__(self):
         return (f"Conv({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -74,20 +89,14 @@ class Conv2d(Module):
         self.kernel_size, self.stride = kernel_size, stride
         self.padding, self.dilation = padding, dilation
         kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
-        bound = 1.0 / math.sqrt(in_channels * kh * kw)
-        self.weight = Parameter(init.rand(kh, kw, in_channels, out_channels, low=-bound,
-                                          high=bound, device=device, dtype=dtype,
-                                          requires_grad=True))
-        self.bias = Parameter(init.rand(out_channels, low=-bound, high=bound, device=device,
-                                        dtype=dtype, requires_grad=True)) if bias else None
+        self.weight, self.bias = _torch_style_parameters(
+            (kh, kw, in_channels, out_channels), out_channels, in_channels * kh * kw, bias,
+            device, dtype)
 
     def forward(self, x):
-        _check_input(self, x, self.in_channels)
-        y = ops.conv(ops.permute(x, _TO_NHWC), self.weight, stride=self.stride,
-                     padding=self.padding, dilation=self.dilation)
-        if self.bias is not None:
-            y = _add_channel_bias(y, self.bias)
-        return ops.permute(y, _TO_NCHW)
+        return _forward_nchw(self, x, lambda x_nhwc: ops.conv(
+            x_nhwc, self.weight, stride=self.stride, padding=self.padding,
+            dilation=self.dilation))
 
     def __repr__(self):
         return (f"Conv2d({self.in_channels}, {self.out_channels}, kernel_size="
@@ -109,21 +118,14 @@ class ConvTranspose2d(Module):
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self.output_padding, self.dilation = output_padding, dilation
         kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
-        bound = 1.0 / math.sqrt(out_channels * kh * kw)
-        self.weight = Parameter(init.rand(kh, kw, out_channels, in_channels, low=-bound,
-                                          high=bound, device=device, dtype=dtype,
-                                          requires_grad=True))
-        self.bias = Parameter(init.rand(out_channels, low=-bound, high=bound, device=device,
-                                        dtype=dtype, requires_grad=True)) if bias else None
+        self.weight, self.bias = _torch_style_parameters(
+            (kh, kw, out_channels, in_channels), out_channels, out_channels * kh * kw, bias,
+            device, dtype)
 
     def forward(self, x):
-        _check_input(self, x, self.in_channels)
-        y = ops.conv_transpose(ops.permute(x, _TO_NHWC), self.weight, stride=self.stride,
-                               padding=self.padding, output_padding=self.output_padding,
-                               dilation=self.dilation)
-        if self.bias is not None:
-            y = _add_channel_bias(y, self.bias)
-        return ops.permute(y, _TO_NCHW)
+        return _forward_nchw(self, x, lambda x_nhwc: ops.conv_transpose(
+            x_nhwc, self.weight, stride=self.stride, padding=self.padding,
+            output_padding=self.output_padding, dilation=self.dilation))
 
     def __repr__(self):
         return (f"ConvTranspose2d({self.in_channels}, {self.out_channels}, kernel_size="
