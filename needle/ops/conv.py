@@ -62,6 +62,10 @@ class _ConvGeometry:
         (oh, ow) = out_size
         canvas_h = max((h - 1) * sh + dh * (kh - 1) + 1, ph + oh)
         canvas_w = max((w - 1) * sw + dw * (kw - 1) + 1, pw + ow)
+        if self._tiles_without_overlap(h, w, kernel, canvas_h, canvas_w):
+            tiles = array_api.transpose(cols, (0, 1, 3, 2, 4, 5))
+            canvas = array_api.reshape(tiles, (n, canvas_h, canvas_w, c))
+            return canvas[:, ph:ph + oh, pw:pw + ow, :]
         canvas = array_api.full((n, canvas_h, canvas_w, c), 0, dtype=cols.dtype,
                                 device=device_of(cols))
         for i in range(kh):
@@ -70,6 +74,15 @@ class _ConvGeometry:
                           slice(j * dw, j * dw + (w - 1) * sw + 1, sw), slice(None))
                 array_api.add_to_slice(canvas, target, cols[:, :, :, i, j, :])
         return canvas[:, ph:ph + oh, pw:pw + ow, :]
+
+    def _tiles_without_overlap(self, h, w, kernel, canvas_h, canvas_w):
+        """True when each output pixel gets exactly one column entry: dilation 1 and each
+        axis either one input position or stride == kernel (the 1x1 -> 7x7 first layer of
+        DCGAN's generator, the 7x7 -> 1x1 last layer of its critic). Then col2im is one
+        permuted copy instead of KH x KW scatter-adds."""
+        (kh, kw), (sh, sw) = kernel, self.stride
+        return (self.dilation == (1, 1) and (h == 1 or sh == kh) and (w == 1 or sw == kw)
+                and canvas_h == h * kh and canvas_w == w * kw)
 
     def output_padding_for(self, in_size, kernel, out_size):
         """The output_padding that makes conv_transpose return exactly `in_size`."""

@@ -109,6 +109,24 @@ def test_conv_transpose_forward_matches_reference(case, seed, data, device):
     np.testing.assert_allclose(out.numpy(), expected, rtol=1e-10, atol=1e-10)
 
 
+# col2im's one-copy path (no two kernel offsets meet) and its neighbours that must not take it:
+# (H, W, K, stride, padding, output_padding, dilation).
+NO_OVERLAP_GEOMETRIES = [(1, 1, 7, 1, 0, 0, 1), (1, 1, 4, 2, 1, 0, 1), (3, 2, 2, 2, 0, 0, 1),
+                         (3, 3, 3, 3, 1, 2, 1), (1, 1, 3, 2, 0, 1, 1), (2, 2, 2, 2, 0, 0, 2),
+                         (1, 3, 3, 3, 1, 0, 1), (2, 2, 3, 2, 0, 0, 1)]
+
+
+@pytest.mark.parametrize("geometry", NO_OVERLAP_GEOMETRIES)
+def test_conv_transpose_without_overlapping_offsets_matches_reference(geometry, device):
+    h, w, k, stride, padding, output_padding, dilation = geometry
+    rng = np.random.default_rng(h * 100 + k)
+    y, W = rng.standard_normal((2, h, w, 3)), rng.standard_normal((k, k, 2, 3))
+    out = ndl.conv_transpose(tensor(y, device), tensor(W, device), stride, padding,
+                             output_padding, dilation)
+    expected = reference_conv_transpose(y, W, stride, padding, output_padding, dilation)
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-10, atol=1e-10)
+
+
 @settings(max_examples=8)
 @given(case=conv_cases(), seed=st.integers(0, 2 ** 16))
 def test_conv_gradcheck(case, seed, device):
