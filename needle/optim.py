@@ -180,6 +180,8 @@ class Adam(Optimizer):
         eps, decay = float(self.eps), float(self.weight_decay)
         correction1, correction2 = 1 - b1 ** self.t, 1 - b2 ** self.t
         for _, p, w, g in self._updates():
+            if self._fused_step(p, w, g, lr, b1, b2, eps, correction1, correction2, decay):
+                continue
             if decay:
                 g = g + w * decay
             m, v = self.m.get(p), self.v.get(p)
@@ -188,6 +190,20 @@ class Adam(Optimizer):
             self.m[p], self.v[p] = m, v
             m_hat, v_hat = m / correction1, v / correction2
             self._write(p, w - m_hat * lr / (v_hat ** 0.5 + eps))
+
+    def _fused_step(self, p, w, g, lr, b1, b2, eps, correction1, correction2, decay):
+        """The whole update as one kernel where the device has it (cuda()); False if not."""
+        zeros = None
+        if p not in self.m:
+            zeros = array_api.full(w.shape, 0, dtype=w.dtype, device=p.device)
+        result = array_api.fused("adam", w, g, self.m.get(p, zeros), self.v.get(p, zeros),
+                                 lr=lr, beta1=b1, beta2=b2, eps=eps, correction1=correction1,
+                                 correction2=correction2, decay=decay)
+        if result is None:
+            return False
+        w_new, self.m[p], self.v[p] = result
+        self._write(p, w_new)
+        return True
 
 
 class RMSprop(Optimizer):

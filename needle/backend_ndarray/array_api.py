@@ -9,7 +9,8 @@ from .ndarray import NDArray
 
 __all__ = ["array", "empty", "full", "broadcast_to", "reshape", "swapaxes", "as_strided",
            "negative", "maximum", "log", "exp", "tanh", "matmul", "where", "sum", "max",
-           "flip", "pad", "stack", "split", "transpose", "element_strides", "add_to_slice"]
+           "flip", "pad", "stack", "split", "transpose", "element_strides", "add_to_slice",
+           "fused"]
 
 
 def array(a, dtype="float32", device=None):
@@ -131,3 +132,17 @@ def add_to_slice(out, slices, value):
         view += value._view().reshape(view.shape)
     else:
         out[slices] = target + value.compact().reshape(target.shape)
+
+
+def fused(name, *arrays, **scalars):
+    """The device's fused kernel `name` applied to `arrays` (NDArrays of one device), or None
+    when the device has none (every device but cuda(); see ndarray_backend_cuda.FUSED).
+    Returns an NDArray, or a tuple of them for kernels with several outputs."""
+    device = arrays[0].device
+    kernel = getattr(device.mod, "fused", {}).get(name) if device.xp is not None else None
+    if kernel is None:
+        return None
+    result = kernel(*(a._view() for a in arrays), **scalars)
+    if isinstance(result, tuple):
+        return tuple(NDArray._wrap(device, r) for r in result)
+    return NDArray._wrap(device, result)

@@ -21,10 +21,11 @@ log = logging.getLogger(__name__)
 class BackendDevice:
     """A device wrapping a backend table; unknown attributes forward to the table."""
 
-    def __init__(self, name, mod, fast=True):
+    def __init__(self, name, mod, fast=True, random=None):
         self.name = name
         self.mod = mod
         self.xp = getattr(mod, "xp", None) if fast else None
+        self.random = random  # an on-device generator (cupy.random) or None: NumPy's
 
     def __eq__(self, other):
         return isinstance(other, BackendDevice) and self.name == other.name
@@ -50,11 +51,20 @@ class BackendDevice:
         return NDArray(host, device=self)
 
     def rand(self, *shape, dtype="float32"):
-        """Uniform [0, 1) from NumPy's global RNG on the host (course golden values)."""
+        """Uniform [0, 1) from NumPy's global RNG on the host (course golden values), or
+        from the device's own generator when it has one (`cuda(device_rng=True)`)."""
+        if self.random is not None:
+            return self._adopt(self.random.rand(*shape, dtype=dtype))
         return self._from_host(np.random.rand(*shape).astype(dtype))
 
     def randn(self, *shape, dtype="float32"):
+        if self.random is not None:
+            return self._adopt(self.random.randn(*shape, dtype=dtype))
         return self._from_host(np.random.randn(*shape).astype(dtype))
+
+    def _adopt(self, device_array):
+        from .ndarray import NDArray
+        return NDArray._wrap(self, device_array)
 
     def one_hot(self, n, i, dtype="float32"):
         return self._from_host(np.eye(n, dtype=dtype)[np.asarray(i, dtype=np.int64)])
@@ -88,10 +98,23 @@ def cpu():
 
 
 @functools.cache
-def cuda():
-    """CuPy on the GPU; constructible everywhere, `enabled()` is False without a GPU."""
+def _cuda_backend():
     cupy = load_cupy()
-    return BackendDevice("cuda", None if cupy is None else make_cuda_backend(cupy))
+    return cupy, None if cupy is None else make_cuda_backend(cupy)
+
+
+@functools.cache
+def cuda(device_rng=False):
+    """CuPy on the GPU; constructible everywhere, `enabled()` is False without a GPU.
+
+    Random draws (init, dropout) come from NumPy's global RNG on the host and are copied over,
+    so seeds give the course's values on every device. `device_rng=True` draws them on the
+    GPU with CuPy's generator instead (faster for large tensors; seed it with
+    `cupy.random.seed`). Both are the same device: their arrays mix freely.
+    """
+    cupy, backend = _cuda_backend()
+    random = cupy.random if device_rng and cupy is not None else None
+    return BackendDevice("cuda", backend, random=random)
 
 
 def default_device():

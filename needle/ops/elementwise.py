@@ -4,7 +4,7 @@ Every gradient is built from ops, so each is twice differentiable where the math
 piecewise ops (relu, leaky_relu, abs, clip, maximum) are constants. Conventions at kinks: relu'(0)
 = 0, abs'(0) = 0, leaky_relu'(0) = slope, maximum/minimum split ties evenly (as PyTorch does).
 """
-from ..autograd import Tensor, TensorOp
+from ..autograd import Tensor, TensorOp, is_grad_enabled
 from ..backend_selection import array_api
 
 __all__ = ["EWiseAdd", "AddScalar", "EWiseMul", "MulScalar", "EWisePow", "PowerScalar",
@@ -236,12 +236,21 @@ class LeakyReLU(TensorOp):
         self.slope = _scalar(slope)
 
     def compute(self, a):
+        fused = array_api.fused("leaky_relu", a, slope=self.slope)  # one kernel on cuda()
+        if fused is not None:
+            return fused
         if 0 <= self.slope <= 1:
             return array_api.maximum(a, a * self.slope)  # two passes instead of four
         return array_api.maximum(a, 0) + array_api.maximum(-a, 0) * -self.slope
 
     def gradient(self, out_grad, node):
-        positive = (node.inputs[0].realize_cached_data() > 0).astype(out_grad.dtype)
+        a = node.inputs[0].realize_cached_data()
+        if not (is_grad_enabled() and out_grad.requires_grad):  # no graph to record here
+            fused = array_api.fused("leaky_relu_grad", a, out_grad.realize_cached_data(),
+                                    slope=self.slope)
+            if fused is not None:
+                return Tensor.make_const(fused)
+        positive = (a > 0).astype(out_grad.dtype)
         return out_grad * Tensor.make_const(positive * (1 - self.slope) + self.slope)
 
 

@@ -2,9 +2,10 @@
 
 It presents the CuPy names needle's backend uses: module-level array functions (wrapped so
 their results are stand-in arrays), `lib.stride_tricks.as_strided`, `asnumpy`,
-`cuda.runtime.getDeviceCount`, and arrays answering CuPy's `.data.ptr`. Every line of the
-CuPy device (needle/backend_ndarray/ndarray_backend_cuda.py and the shared xp table) runs
-against it; only the kernels underneath are NumPy's.
+`cuda.runtime.getDeviceCount`, `random` with CuPy's signatures, and arrays answering CuPy's
+`.data.ptr`. Every line of the CuPy device (needle/backend_ndarray/ndarray_backend_cuda.py
+and the shared xp table) runs against it; only the kernels underneath are NumPy's. It has no
+`ElementwiseKernel`, so the fused kernels run their xp references.
 """
 import types
 
@@ -52,6 +53,11 @@ def make_standin():
     cupy.ndarray = StandInArray
     cupy.asnumpy = lambda array: np.array(array).view(np.ndarray)
     cupy.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 1))
+    generator = np.random.RandomState(0)
+    cupy.random = types.SimpleNamespace(  # CuPy's signatures: dtype as a keyword
+        seed=generator.seed,
+        rand=lambda *shape, dtype=float: _wrap(generator.random_sample(shape).astype(dtype)),
+        randn=lambda *shape, dtype=float: _wrap(generator.standard_normal(shape).astype(dtype)))
     cupy.lib = types.SimpleNamespace(stride_tricks=types.SimpleNamespace(
         as_strided=_wrapped(np.lib.stride_tricks.as_strided)))
     return cupy

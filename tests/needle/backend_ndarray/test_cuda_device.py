@@ -1,0 +1,113 @@
+"""The CUDA device's own features under the CuPy stand-in (every CI run): fused kernels are
+dispatched and agree with the ops' composites, and the optional on-device generator.
+
+tests/gpu/test_cuda_kernels.py compares the compiled kernels with these references on a GPU.
+"""
+import numpy as np
+import pytest
+
+import needle as ndl
+from needle.backend_ndarray import BackendDevice
+from needle.backend_ndarray.ndarray_backend_cuda import FUSED, make_cuda_backend
+from tests.support.cupy_standin import make_standin
+
+pytestmark = pytest.mark.nd_only
+
+
+def standin_device(fused, random=False):
+    cupy = make_standin()
+    return BackendDevice("cuda", make_cuda_backend(cupy, fused=fused),
+                         random=cupy.random if random else None)
+
+
+def counting(device):
+    """Wrap the device's fused kernels to count calls per name."""
+    calls = {name: 0 for name in device.mod.fused}
+    for name, kernel in list(device.mod.fused.items()):
+        def counted(*args, _name=name, _kernel=kernel, **kwargs):
+            calls[_name] += 1
+            return _kernel(*args, **kwargs)
+        device.mod.fused[name] = counted
+    return calls
+
+
+def leaky_relu_run(device, x_host, create_graph):
+    x = ndl.Tensor(x_host, device=device)
+    y = ndl.ops.leaky_relu(x, 0.2)
+    y.backward(ndl.Tensor(np.linspace(-1, 1, x_host.size, dtype=np.float32)
+                          .reshape(x_host.shape), device=device), create_graph=create_graph)
+    return y.numpy(), x.grad.numpy()
+
+
+@pytest.mark.parametrize("create_graph", [False, True])
+def test_fused_leaky_relu_matches_composite(create_graph):
+    x_host = np.random.default_rng(0).standard_normal((4, 5)).astype(np.float32)
+    x_host[0, 0] = 0.0  # the kink takes the slope on both paths
+    fused = standin_device(True)
+    calls = counting(fused)
+    expected = leaky_relu_run(standin_device(False), x_host, create_graph)
+    for got, want in zip(leaky_relu_run(fused, x_host, create_graph), expected):
+        np.testing.assert_array_equal(got, want)
+    # the gradient kernel runs only when the gradient need not be differentiable
+    assert calls == {"leaky_relu": 1, "leaky_relu_grad": 0 if create_graph else 1, "adam": 0}
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+def test_fused_adam_matches_composite(weight_decay):
+    def train(device):
+        np.random.seed(0)
+        layer = ndl.nn.Linear(6, 3, device=device)
+        opt = ndl.optim.Adam(layer.parameters(), lr=0.01, beta1=0.5, weight_decay=weight_decay)
+        x = ndl.Tensor(np.random.randn(8, 6).astype(np.float32), device=device)
+        for _ in range(4):
+            opt.reset_grad()
+            (layer(x) ** 2).sum().backward()
+            opt.step()
+        return [p.numpy() for p in layer.parameters()], opt.state_dict()
+
+    fused = standin_device(True)
+    calls = counting(fused)
+    (params, state), (ref_params, ref_state) = train(fused), train(standin_device(False))
+    assert calls["adam"] == 4 * 2
+    for got, want in zip(params, ref_params):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    assert state.keys() == ref_state.keys()
+    for key in ref_state:
+        np.testing.assert_allclose(state[key], ref_state[key], rtol=1e-6, atol=1e-9,
+                                   err_msg=key)
+
+
+def test_every_fused_kernel_declares_its_scalars_and_reference():
+    for name, spec in FUSED.items():
+        inputs = [p.split()[-1] for p in spec.params[0].split(",")]
+        assert inputs[len(inputs) - len(spec.scalars):] == list(spec.scalars), name
+        assert callable(spec.reference), name
+
+
+def test_device_rng_draws_on_the_device_and_follows_its_seed():
+    device = standin_device(True, random=True)
+    device.random.seed(7)
+    first = ndl.init.randn(3, 4, device=device)
+    device.random.seed(7)
+    second = ndl.init.randn(3, 4, device=device)
+    np.testing.assert_array_equal(first.numpy(), second.numpy())
+    assert first.device == device and first.dtype == "float32"
+    np.random.seed(7)  # the host stream is untouched by device draws
+    host_before = np.random.rand()
+    np.random.seed(7)
+    ndl.init.rand(1000, device=device)
+    assert np.random.rand() == host_before
+    uniform = ndl.init.rand(10000, device=device).numpy()
+    assert uniform.min() >= 0 and uniform.max() < 1 and abs(uniform.mean() - 0.5) < 0.02
+
+
+def test_host_rng_by_default_gives_the_same_values_on_every_device():
+    values = []
+    for device in (ndl.cpu_numpy(), standin_device(True)):
+        np.random.seed(3)
+        values.append(ndl.init.randn(5, device=device).numpy())
+    np.testing.assert_array_equal(*values)
+
+
+def test_cuda_device_rng_variant_is_the_same_device():
+    assert ndl.cuda(device_rng=True) == ndl.cuda()
