@@ -48,6 +48,10 @@ else:
         DEVICES.insert(2, CPU_NUMPY_FLAT)
         _IDS[id(CPU_NUMPY_FLAT)] = "cpu-numpy-flat"
 
+    if ndl.cuda().enabled():
+        # A real GPU: every device-parameterised test also runs on CuPy (`pytest -m gpu`).
+        DEVICES.append(pytest.param(ndl.cuda(), marks=pytest.mark.gpu, id="cuda"))
+
     def _device_id(device):
         return _IDS.get(id(device), str(device))
 

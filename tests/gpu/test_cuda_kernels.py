@@ -1,0 +1,77 @@
+"""The CUDA device's compiled fused kernels against their xp references, and the on-device
+generator, on a real GPU (`pytest -m gpu`; skipped without CuPy or a GPU)."""
+import numpy as np
+import pytest
+
+import needle as ndl
+from needle.backend_ndarray.ndarray_backend_cuda import FUSED, load_cupy, make_fused
+
+pytestmark = [pytest.mark.gpu, pytest.mark.nd_only,
+              pytest.mark.skipif(not ndl.cuda().enabled(),
+                                 reason="needs CuPy and a CUDA GPU")]
+
+SCALARS = {"slope": 0.2, "lr": 2e-4, "beta1": 0.5, "beta2": 0.999, "eps": 1e-8,
+           "correction1": 0.75, "correction2": 0.002, "decay": 0.01}
+
+
+@pytest.mark.parametrize("name", sorted(FUSED))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("layout", ["contiguous", "transposed"])
+def test_compiled_kernel_matches_reference(name, dtype, layout):
+    cupy = load_cupy()
+    spec = FUSED[name]
+    n_arrays = len(spec.params[0].split(",")) - len(spec.scalars)
+    rng = np.random.default_rng(0)
+    arrays = [cupy.asarray(rng.standard_normal((33, 70)).astype(dtype)) for _ in range(n_arrays)]
+    if name == "adam":
+        arrays[3] = abs(arrays[3])  # v, the second moment, is never negative
+    if layout == "transposed":
+        arrays = [a.T for a in arrays]
+    scalars = {key: SCALARS[key] for key in spec.scalars}
+    compiled = make_fused(cupy)[name](*arrays, **scalars)
+    reference = make_fused(cupy, compiled=False)[name](*arrays, **scalars)
+    compiled = compiled if isinstance(compiled, tuple) else (compiled,)
+    reference = reference if isinstance(reference, tuple) else (reference,)
+    rtol = 1e-6 if dtype == "float32" else 1e-13
+    for got, want in zip(compiled, reference):
+        assert got.dtype == want.dtype == dtype
+        np.testing.assert_allclose(cupy.asnumpy(got), cupy.asnumpy(want), rtol=rtol,
+                                   atol=rtol)
+
+
+def test_training_step_uses_the_kernels_and_matches_cpu():
+    calls = []
+    device = ndl.cuda()
+    originals = dict(device.mod.fused)
+    for name, kernel in originals.items():
+        device.mod.fused[name] = (lambda *a, _n=name, _k=kernel, **k:
+                                  calls.append(_n) or _k(*a, **k))
+    try:
+        results = []
+        for dev in (ndl.cpu_numpy(), device):
+            np.random.seed(0)
+            layer = ndl.nn.Sequential(ndl.nn.Linear(5, 7, device=dev), ndl.nn.LeakyReLU(0.2),
+                                      ndl.nn.Linear(7, 1, device=dev))
+            opt = ndl.optim.Adam(layer.parameters(), lr=0.01)
+            x = ndl.Tensor(np.random.randn(16, 5).astype(np.float32), device=dev)
+            for _ in range(3):
+                opt.reset_grad()
+                (layer(x) ** 2).sum().backward(create_graph=False)
+                opt.step()
+            results.append([p.numpy() for p in layer.parameters()])
+    finally:
+        device.mod.fused.update(originals)
+    assert {"leaky_relu", "leaky_relu_grad", "adam"} <= set(calls)
+    for got, want in zip(results[1], results[0]):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_device_rng_on_the_gpu():
+    cupy = load_cupy()
+    device = ndl.cuda(device_rng=True)
+    cupy.random.seed(11)
+    first = ndl.init.randn(256, 256, device=device).numpy()
+    cupy.random.seed(11)
+    second = ndl.init.randn(256, 256, device=device).numpy()
+    np.testing.assert_array_equal(first, second)
+    assert first.dtype == np.float32 and abs(first.mean()) < 0.02 and abs(first.std() - 1) < 0.02
