@@ -2,10 +2,13 @@
 
     python -m benchmarks.dcgan_vs_torch                  # timing: 20 interleaved steps each
     python -m benchmarks.dcgan_vs_torch --epochs 1       # also train 1 epoch each and score
+    python -m benchmarks.dcgan_vs_torch --device cuda --batch 64 128 512   # GPU mode
 
 Both frameworks get the 28x28 DCGAN of apps.train_dcgan (G 100-256-128-1, D 1-64-128-1), the
 same initial weights (needle's, copied into PyTorch), the same batches, noise, Adam settings
-and non-saturating loss. Timing alternates needle and PyTorch steps in this process (medians);
+and non-saturating loss. `--device cuda` runs needle on CuPy and PyTorch on CUDA (each step
+ends with a device synchronize, batches are copied from the host every step for both).
+Timing alternates needle and PyTorch steps in this process (medians);
 peak RSS comes from one subprocess per framework running the same steps alone. With
 --epochs, each framework trains in its own subprocess and both generators are scored by
 gan.metrics (FID in the shipped MNIST classifier's feature space, digits covered).
@@ -39,16 +42,19 @@ def mnist(train=True):
 
 
 class NeedleDCGAN:
-    def __init__(self, width, batch):
-        self.G, self.D = Generator(LATENT, width=width), Discriminator(width=width)
+    def __init__(self, width, device=None):
+        self.device = device
+        self.G = Generator(LATENT, width=width, device=device)
+        self.D = Discriminator(width=width, device=device)
         adam = dict(lr=2e-4, beta1=0.5, beta2=0.999)
         self.adv = Adversarial(self.D, NonSaturating(), ndl.optim.Adam(self.D.parameters(),
                                                                        **adam))
         self.opt_G = ndl.optim.Adam(self.G.parameters(), **adam)
 
     def step(self, real, z):
-        fake = self.G(ndl.Tensor(z, requires_grad=False))
-        self.adv.discriminator_step(ndl.Tensor(real, requires_grad=False), fake)
+        fake = self.G(ndl.Tensor(z, device=self.device, requires_grad=False))
+        self.adv.discriminator_step(ndl.Tensor(real, device=self.device, requires_grad=False),
+                                    fake)
         loss = self.adv.generator_loss(fake)
         self.opt_G.reset_grad()
         loss.backward(create_graph=False)
@@ -57,17 +63,25 @@ class NeedleDCGAN:
     def sample(self, z):
         self.G.eval()
         with ndl.no_grad():
-            images = self.G(ndl.Tensor(z, requires_grad=False)).numpy()
+            images = self.G(ndl.Tensor(z, device=self.device, requires_grad=False)).numpy()
         self.G.train()
         return images
+
+    def synchronize(self):
+        if self.device.name == "cuda":
+            self.device.xp.cuda.runtime.deviceSynchronize()
+
+    def gpu_memory_mb(self):
+        """Bytes CuPy's memory pool holds (needle allocates through it)."""
+        return self.device.xp.get_default_memory_pool().total_bytes() / 2 ** 20
 
 
 class TorchDCGAN:
     """PyTorch twin: same layers, weights copied from a NeedleDCGAN (layout converted)."""
 
-    def __init__(self, torch, twin):
+    def __init__(self, torch, twin, device="cpu"):
         nn = torch.nn
-        self.torch = torch
+        self.torch, self.device = torch, device
         self.G = nn.Sequential(
             nn.ConvTranspose2d(LATENT, 256, 7, bias=False), nn.BatchNorm2d(256), nn.ReLU(),
             nn.ConvTranspose2d(256, 128, 4, 2, 1, bias=False), nn.BatchNorm2d(128), nn.ReLU(),
@@ -78,14 +92,16 @@ class TorchDCGAN:
             nn.Conv2d(128, 1, 7, bias=False))
         copy_weights(torch, twin.G, self.G)
         copy_weights(torch, twin.D, self.D)
+        self.G.to(device)
+        self.D.to(device)
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=2e-4, betas=(0.5, 0.999))
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=2e-4, betas=(0.5, 0.999))
         self.softplus = torch.nn.functional.softplus
 
     def step(self, real, z):
         torch = self.torch
-        fake = self.G(torch.from_numpy(z).view(-1, LATENT, 1, 1))
-        real_logits = self.D(torch.from_numpy(real)).view(-1)
+        fake = self.G(torch.from_numpy(z).to(self.device).view(-1, LATENT, 1, 1))
+        real_logits = self.D(torch.from_numpy(real).to(self.device)).view(-1)
         fake_logits = self.D(fake.detach()).view(-1)
         d_loss = self.softplus(-real_logits).mean() + self.softplus(fake_logits).mean()
         self.opt_D.zero_grad()
@@ -99,9 +115,17 @@ class TorchDCGAN:
     def sample(self, z):
         self.G.eval()
         with self.torch.no_grad():
-            images = self.G(self.torch.from_numpy(z).view(-1, LATENT, 1, 1)).numpy()
+            images = self.G(self.torch.from_numpy(z).to(self.device).view(-1, LATENT, 1, 1))
         self.G.train()
-        return images
+        return images.cpu().numpy()
+
+    def synchronize(self):
+        if self.device == "cuda":
+            self.torch.cuda.synchronize()
+
+    def gpu_memory_mb(self):
+        """Peak bytes PyTorch's caching allocator held."""
+        return self.torch.cuda.max_memory_reserved() / 2 ** 20
 
 
 def copy_weights(torch, needle_model, torch_model):
@@ -128,27 +152,31 @@ def batches(images, batch, steps, seed):
         yield images[index], rng.randn(batch, LATENT).astype(np.float32)
 
 
-def make_models(framework, width, batch, seed):
+def make_models(framework, width, seed, device="cpu"):
+    """Both frameworks start from needle's initial weights for `seed` (drawn on the host)."""
     np.random.seed(seed)
-    needle_model = NeedleDCGAN(width, batch)
     if framework == "needle":
-        return needle_model
+        return NeedleDCGAN(width, ndl.cuda() if device == "cuda" else ndl.cpu_numpy())
     torch = try_import_torch()
     torch.manual_seed(seed)
-    return TorchDCGAN(torch, needle_model)
+    return TorchDCGAN(torch, NeedleDCGAN(width, ndl.cpu_numpy()), device)
 
 
 def worker(args):
     """One framework alone: peak RSS after `steps` steps, or a trained generator's samples."""
     images = mnist(train=bool(args.epochs))
-    model = make_models(args.worker, args.width, args.batch, args.seed)
-    steps = args.steps if not args.epochs else args.epochs * (len(images) // args.batch)
+    model = make_models(args.worker, args.width, args.seed, args.device)
+    batch = args.batch[0]
+    steps = args.steps if not args.epochs else args.epochs * (len(images) // batch)
     start = time.perf_counter()
-    for real, z in batches(images, args.batch, steps, args.seed):
+    for real, z in batches(images, batch, steps, args.seed):
         model.step(real, z)
+    model.synchronize()
     elapsed = time.perf_counter() - start
     result = {"steps": steps, "seconds": elapsed,
               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if args.device == "cuda":
+        result["gpu_pool_mb"] = model.gpu_memory_mb()
     if args.epochs:
         z = np.random.RandomState(12345).randn(args.samples, LATENT).astype(np.float32)
         np.save(args.samples_out, model.sample(z))
@@ -157,34 +185,35 @@ def worker(args):
 
 def run_worker(framework, args, extra=()):
     command = [sys.executable, "-m", "benchmarks.dcgan_vs_torch", "--worker", framework,
-               "--batch", str(args.batch), "--width", str(args.width), "--seed",
-               str(args.seed), "--steps", str(args.steps), *extra]
+               "--batch", str(args.batch[0]), "--width", str(args.width), "--seed",
+               str(args.seed), "--steps", str(args.steps), "--device", args.device, *extra]
     output = subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True)
     return json.loads(output.stdout.strip().splitlines()[-1])
 
 
-def timing(args, torch):
+def timing(args, torch, batch):
     images = mnist(train=False)
-    needle_model = make_models("needle", args.width, args.batch, args.seed)
-    feed = list(batches(images, args.batch, args.steps + 2, args.seed))
-    models = [needle_model]
+    models = [make_models("needle", args.width, args.seed, args.device)]
     if torch is not None:
-        torch.manual_seed(args.seed)
-        models.append(TorchDCGAN(torch, make_models("needle", args.width, args.batch,
-                                                    args.seed)))
+        models.append(make_models("torch", args.width, args.seed, args.device))
+    feed = list(batches(images, batch, args.steps + 2, args.seed))
     cursors = [iter(feed) for _ in models]
 
     def stepper(model, cursor):
-        return lambda: model.step(*next(cursor))
+        def step():
+            model.step(*next(cursor))
+            model.synchronize()
+        return step
 
     medians = interleaved_medians([stepper(m, c) for m, c in zip(models, cursors)],
                                   repeat=args.steps, warmup=2, clock=CLOCKS[args.clock])
-    result = {"needle_ms_per_step": medians[0] * 1e3,
-              "needle_images_per_s": args.batch / medians[0]}
+    result = {"batch": batch, "needle_ms_per_step": medians[0] * 1e3,
+              "needle_images_per_s": batch / medians[0]}
     if torch is not None:
         result.update({"torch_ms_per_step": medians[1] * 1e3,
-                       "torch_images_per_s": args.batch / medians[1],
-                       "ratio_step_time": medians[0] / medians[1]})
+                       "torch_images_per_s": batch / medians[1],
+                       "ratio_step_time": medians[0] / medians[1],
+                       "throughput_vs_torch": medians[1] / medians[0]})
     return result
 
 
@@ -193,25 +222,40 @@ def quality(args, torch):
     evaluator = Evaluator(load_classifier(), mnist(train=False))
     scores = {}
     for framework in ["needle"] + (["torch"] if torch is not None else []):
-        path = os.path.join("/tmp", f"dcgan_bench_{framework}_{os.getpid()}.npy")
-        run = run_worker(framework, args, ["--epochs", str(args.epochs), "--samples-out",
-                                           path, "--samples", str(args.samples)])
-        metrics = evaluator.evaluate(np.load(path))
-        os.remove(path)
-        scores[framework] = {"train_seconds": run["seconds"], "fid": metrics["fid"],
-                             "digits_covered": metrics["digits_covered"]}
+        runs = []
+        for seed in args.quality_seeds or [args.seed]:
+            path = os.path.join("/tmp", f"dcgan_bench_{framework}_{os.getpid()}.npy")
+            run = run_worker(framework, args, ["--epochs", str(args.epochs), "--samples-out",
+                                               path, "--samples", str(args.samples),
+                                               "--seed", str(seed)])
+            metrics = evaluator.evaluate(np.load(path))
+            os.remove(path)
+            runs.append({"seed": seed, "train_seconds": run["seconds"], "fid": metrics["fid"],
+                         "digits_covered": metrics["digits_covered"],
+                         "confident": metrics["confident"]})
+        scores[framework] = {"runs": runs,
+                             "mean_fid": float(np.mean([r["fid"] for r in runs])),
+                             "min_digits_covered": min(r["digits_covered"] for r in runs)}
+    if torch is not None:
+        scores["fid_ratio_needle_vs_torch"] = (scores["needle"]["mean_fid"]
+                                               / scores["torch"]["mean_fid"])
     return scores
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--batch", type=int, nargs="+", default=[64],
+                        help="batch sizes timed (memory and quality use the first)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="cuda: needle on CuPy beside PyTorch on CUDA")
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--steps", type=int, default=20, help="timed steps per framework")
     parser.add_argument("--epochs", type=int, default=0, help="train and score (0: skip)")
     parser.add_argument("--samples", type=int, default=2000, help="images scored per model")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quality_seeds", "--quality-seeds", type=int, nargs="+",
+                        help="with --epochs: train and score once per seed (default: --seed)")
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                         help="cpu: process CPU time; use with one thread on a busy machine")
     parser.add_argument("--no-memory", action="store_true", help="skip the RSS subprocesses")
@@ -221,12 +265,21 @@ def main(argv=None):
     if args.worker:
         return worker(args)
     torch = try_import_torch()
-    report = {"benchmark": "dcgan_vs_torch", "machine": machine(), "batch": args.batch,
-              "width": args.width, "torch": None if torch is None else torch.__version__,
-              "timing": timing(args, torch)}
+    if args.device == "cuda":
+        if not ndl.cuda().enabled():
+            parser.error("--device cuda: needle's cuda() is not available (CuPy and a GPU)")
+        if torch is not None and not torch.cuda.is_available():
+            torch = None  # a CPU-only PyTorch cannot be the GPU comparison
+    report = {"benchmark": "dcgan_vs_torch", "machine": machine(), "device": args.device,
+              "clock": args.clock, "width": args.width,
+              "torch": None if torch is None else torch.__version__,
+              "timing": [timing(args, torch, batch) for batch in args.batch]}
     if not args.no_memory:
-        report["peak_rss_mb"] = {framework: run_worker(framework, args)["peak_rss_mb"]
-                                 for framework in ["needle"] + (["torch"] if torch else [])}
+        runs = {framework: run_worker(framework, args)
+                for framework in ["needle"] + (["torch"] if torch else [])}
+        report["memory"] = {framework: {key: value for key, value in run.items()
+                                        if key.endswith("_mb")}
+                            for framework, run in runs.items()}
     if args.epochs:
         report["quality"] = quality(args, torch)
     print(json.dumps(report, indent=1))
