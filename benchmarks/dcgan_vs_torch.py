@@ -17,7 +17,6 @@ Prints JSON.
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -25,7 +24,8 @@ import time
 import numpy as np
 
 import needle as ndl
-from benchmarks.timing import CLOCKS, interleaved_medians, machine, try_import_torch
+from benchmarks.timing import (CLOCKS, interleaved_medians, machine, peak_rss_mb,
+                               try_import_torch)
 from gan import Adversarial
 from gan.models.dcgan import Discriminator, Generator
 from gan.objectives import NonSaturating
@@ -174,7 +174,7 @@ def worker(args):
     model.synchronize()
     elapsed = time.perf_counter() - start
     result = {"steps": steps, "seconds": elapsed,
-              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+              "peak_rss_mb": peak_rss_mb()}
     if args.device == "cuda":
         result["gpu_pool_mb"] = model.gpu_memory_mb()
     if args.epochs:

@@ -48,6 +48,23 @@ def _timed(fn, clock=time.perf_counter):
     return clock() - start
 
 
+def peak_rss_mb():
+    """This process's peak resident memory in MiB.
+
+    Linux's VmHWM belongs to the process image, so it starts afresh at exec; ru_maxrss
+    (the fallback elsewhere) carries over the parent's peak when the parent was larger.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def machine():
     import os
     return {"cpu_count": os.cpu_count(), "python": platform.python_version(),
