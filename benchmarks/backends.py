@@ -11,7 +11,7 @@ NDArray's tile / untile copies around matmul_tiled, and its axis-0 sum a permute
 "native_kernels": GFLOP/s of the native module's flat matmul and matmul_tiled alone, beside
 the NumPy table's (OpenBLAS). "dcgan": median milliseconds of one D+G training step of the
 28x28 DCGAN (gan.models.dcgan, width 64, batch 64, non-saturating loss, Adam) per device, and
-of its PyTorch twin (benchmarks.dcgan_vs_torch).
+of its PyTorch twin (benchmarks.dcgan_vs_torch) on the CPU and, beside cuda(), on the GPU.
 
 Two-thread timings swing when anything else runs on the machine (see "load_average"); for
 steadier one-thread figures: OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 ... --clock cpu (the
@@ -162,9 +162,11 @@ def bench_dcgan(args, torch, clock):
         functions.append(lambda m=model: m.step(real, z))
     if torch is not None:
         from benchmarks.dcgan_vs_torch import TorchDCGAN
-        twin = TorchDCGAN(torch, DCGANStep(nd.cpu_numpy()))
-        labels.append("torch_cpu")
-        functions.append(lambda: twin.step(real, z))
+        cuda_enabled = any(name == "cuda" for name, _, _ in devices())
+        for label, where, sync in torch_targets(torch, cuda_enabled):
+            twin = TorchDCGAN(torch, DCGANStep(nd.cpu_numpy()), where)
+            labels.append(label)
+            functions.append(lambda t=twin, s=sync: (t.step(real, z), s()))
     times = interleaved_medians(functions, repeat=args.steps, warmup=1, clock=clock)
     result = {"batch": BATCH, "width": WIDTH, "steps": args.steps}
     result.update({f"{label}_ms_per_step": t * 1e3 for label, t in zip(labels, times)})

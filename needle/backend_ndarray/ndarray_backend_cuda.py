@@ -1,8 +1,8 @@
 """Everything CuPy-specific: the guarded import, host/device copies, fused kernels.
 
 The kernels themselves are the shared `ndarray_backend_xp` table with `xp = cupy`. On top of
-it, `FUSED` lists a few hot elementwise chains as single `cupy.ElementwiseKernel`s (one launch
-instead of one per operation). Each has a reference written over `xp`, which runs where CuPy's
+it, `FUSED` lists a few hot elementwise chains and conv_transpose's col2im as single
+`cupy.ElementwiseKernel`s (one launch instead of one per operation or kernel offset). Each has a reference written over `xp`, which runs where CuPy's
 kernel compiler is absent (the CI stand-in) and which the GPU suite compares the kernels with.
 `NEEDLE_FUSED=0` turns them off.
 """
@@ -23,24 +23,82 @@ def _adam_reference(xp, w, g, m, v, lr, beta1, beta2, eps, correction1, correcti
     return w - (m / correction1) * lr / (xp.sqrt(v / correction2) + eps), m, v
 
 
-#: name -> (ElementwiseKernel in/out parameters and body, scalar names, xp reference).
-#: Array arguments come first, then the scalars in the order named.
+def _col2im_reference(xp, cols, canvas_shape, stride, dilation):
+    """Scatter-add (N, H, W, KH, KW, C) columns into a zero canvas, one kernel offset at a
+    time (conv_transpose's col2im; needle.ops.conv does the same over NDArrays)."""
+    _, h, w, kh, kw, _ = cols.shape
+    (sh, sw), (dh, dw) = stride, dilation
+    canvas = xp.zeros(canvas_shape, dtype=cols.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            canvas[:, i * dh:i * dh + (h - 1) * sh + 1:sh,
+                   j * dw:j * dw + (w - 1) * sw + 1:sw, :] += cols[:, :, :, i, j, :]
+    return canvas
+
+
+# One thread per canvas element sums the columns that land on it, in the reference's offset
+# order (so both give the same bits): a gather, deterministic, no atomics.
+_COL2IM_BODY = """
+ptrdiff_t c = i % C, t = i / C;
+ptrdiff_t x = t % CW; t /= CW;
+ptrdiff_t y = t % CH, n = t / CH;
+T acc = 0;
+for (int ki = 0; ki < KH; ki++) {
+    ptrdiff_t yy = y - ki * DH;
+    if (yy < 0 || yy % SH != 0 || yy / SH >= H) continue;
+    for (int kj = 0; kj < KW; kj++) {
+        ptrdiff_t xx = x - kj * DW;
+        if (xx < 0 || xx % SW != 0 || xx / SW >= W) continue;
+        acc += cols[((((n * H + yy / SH) * W + xx / SW) * KH + ki) * KW + kj) * C + c];
+    }
+}
+out = acc;
+"""
+
+
+def _build_col2im(cupy, name):
+    kernel = cupy.ElementwiseKernel(
+        "raw T cols, int32 H, int32 W, int32 KH, int32 KW, int32 C, int32 CH, int32 CW, "
+        "int32 SH, int32 SW, int32 DH, int32 DW", "T out", _COL2IM_BODY, "needle_" + name)
+
+    def col2im(cols, canvas_shape, stride, dilation):
+        _, h, w, kh, kw, c = cols.shape
+        out = cupy.empty(canvas_shape, dtype=cols.dtype)
+        kernel(cupy.ascontiguousarray(cols), h, w, kh, kw, c, canvas_shape[1],
+               canvas_shape[2], *stride, *dilation, out)
+        return out
+
+    return col2im
+
+
+def _elementwise(params, body, scalars, reference):
+    """A fused elementwise chain: arrays first, then the scalars in the order named."""
+    def build(cupy, name):
+        kernel = cupy.ElementwiseKernel(*params, body, "needle_" + name)
+        return lambda *arrays, **values: kernel(*arrays, *(values[n] for n in scalars))
+
+    return SimpleNamespace(build=build, reference=reference, params=params, scalars=scalars)
+
+
+#: name -> spec: `build(cupy, name)` compiles the kernel into a function of xp arrays and
+#: keyword scalars; `reference(xp, ...)` is the same computation over xp arrays.
 FUSED = {
-    "leaky_relu": SimpleNamespace(
-        params=("T x, T slope", "T y"), body="y = x > 0 ? x : x * slope", scalars=("slope",),
-        reference=lambda xp, x, slope: xp.where(x > 0, x, x * slope)),
-    "leaky_relu_grad": SimpleNamespace(
-        params=("T x, T g, T slope", "T dx"), body="dx = x > 0 ? g : g * slope",
-        scalars=("slope",), reference=lambda xp, x, g, slope: xp.where(x > 0, g, g * slope)),
-    "adam": SimpleNamespace(
-        params=("T w, T g, T m, T v, T lr, T beta1, T beta2, T eps, T correction1, "
-                "T correction2, T decay", "T w_new, T m_new, T v_new"),
-        body="""T gd = g + w * decay;
-                m_new = m * beta1 + gd * (1 - beta1);
-                v_new = v * beta2 + (gd * gd) * (1 - beta2);
-                w_new = w - (m_new / correction1) * lr / (sqrt(v_new / correction2) + eps);""",
-        scalars=("lr", "beta1", "beta2", "eps", "correction1", "correction2", "decay"),
-        reference=_adam_reference),
+    "leaky_relu": _elementwise(
+        ("T x, T slope", "T y"), "y = x > 0 ? x : x * slope", ("slope",),
+        lambda xp, x, slope: xp.where(x > 0, x, x * slope)),
+    "leaky_relu_grad": _elementwise(
+        ("T x, T g, T slope", "T dx"), "dx = x > 0 ? g : g * slope", ("slope",),
+        lambda xp, x, g, slope: xp.where(x > 0, g, g * slope)),
+    "adam": _elementwise(
+        ("T w, T g, T m, T v, T lr, T beta1, T beta2, T eps, T correction1, T correction2, "
+         "T decay", "T w_new, T m_new, T v_new"),
+        """T gd = g + w * decay;
+           m_new = m * beta1 + gd * (1 - beta1);
+           v_new = v * beta2 + (gd * gd) * (1 - beta2);
+           w_new = w - (m_new / correction1) * lr / (sqrt(v_new / correction2) + eps);""",
+        ("lr", "beta1", "beta2", "eps", "correction1", "correction2", "decay"),
+        _adam_reference),
+    "col2im": SimpleNamespace(build=_build_col2im, reference=_col2im_reference),
 }
 
 
@@ -63,9 +121,7 @@ def make_fused(cupy, compiled=True):
     table = {}
     for name, spec in FUSED.items():
         if compiled and hasattr(cupy, "ElementwiseKernel"):
-            kernel = cupy.ElementwiseKernel(*spec.params, spec.body, "needle_" + name)
-            table[name] = (lambda *arrays, _k=kernel, _s=spec, **scalars:
-                           _k(*arrays, *(scalars[n] for n in _s.scalars)))
+            table[name] = spec.build(cupy, name)
         else:
             table[name] = (lambda *arrays, _s=spec, **scalars:
                            _s.reference(cupy, *arrays, **scalars))

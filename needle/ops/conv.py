@@ -5,7 +5,7 @@ cross-correlation: torch.conv2d on NCHW input with our weight permuted (3, 2, 0,
 
 Each forward is one GEMM: conv gathers the im2col matrix through a strided view of the padded
 input; conv_transpose multiplies first and scatter-adds the columns back (col2im), looping
-over the KH x KW kernel offsets only. The three ops are each other's gradients, so every
+over the KH x KW kernel offsets only (on cuda(), one gather kernel does the whole col2im). The three ops are each other's gradients, so every
 gradient is again a convolution and double backward (gradient penalties) works:
 
     conv(x, W)               d/dx: conv_transpose(g, W)     d/dW: conv_weight_grad(x, g)
@@ -65,6 +65,10 @@ class _ConvGeometry:
         if self._tiles_without_overlap(h, w, kernel, canvas_h, canvas_w):
             tiles = array_api.transpose(cols, (0, 1, 3, 2, 4, 5))
             canvas = array_api.reshape(tiles, (n, canvas_h, canvas_w, c))
+            return canvas[:, ph:ph + oh, pw:pw + ow, :]
+        canvas = array_api.fused("col2im", cols, canvas_shape=(n, canvas_h, canvas_w, c),
+                                 stride=(sh, sw), dilation=(dh, dw))  # one kernel on cuda()
+        if canvas is not None:
             return canvas[:, ph:ph + oh, pw:pw + ow, :]
         canvas = array_api.full((n, canvas_h, canvas_w, c), 0, dtype=cols.dtype,
                                 device=device_of(cols))

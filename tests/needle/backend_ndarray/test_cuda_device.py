@@ -49,7 +49,8 @@ def test_fused_leaky_relu_matches_composite(create_graph):
     for got, want in zip(leaky_relu_run(fused, x_host, create_graph), expected):
         np.testing.assert_array_equal(got, want)
     # the gradient kernel runs only when the gradient need not be differentiable
-    assert calls == {"leaky_relu": 1, "leaky_relu_grad": 0 if create_graph else 1, "adam": 0}
+    assert calls == {"leaky_relu": 1, "leaky_relu_grad": 0 if create_graph else 1, "adam": 0,
+                     "col2im": 0}
 
 
 @pytest.mark.parametrize("weight_decay", [0.0, 0.01])
@@ -77,11 +78,29 @@ def test_fused_adam_matches_composite(weight_decay):
                                    err_msg=key)
 
 
-def test_every_fused_kernel_declares_its_scalars_and_reference():
+def test_every_fused_kernel_has_a_build_and_a_reference():
     for name, spec in FUSED.items():
-        inputs = [p.split()[-1] for p in spec.params[0].split(",")]
-        assert inputs[len(inputs) - len(spec.scalars):] == list(spec.scalars), name
-        assert callable(spec.reference), name
+        assert callable(spec.build) and callable(spec.reference), name
+        if hasattr(spec, "scalars"):  # elementwise: its scalars end its parameter list
+            inputs = [p.split()[-1] for p in spec.params[0].split(",")]
+            assert inputs[len(inputs) - len(spec.scalars):] == list(spec.scalars), name
+
+
+@pytest.mark.parametrize("stride,padding,output_padding,dilation",
+                         [(2, 1, 0, 1), (2, 1, 1, 1), (1, 0, 0, 2), (3, 2, 1, 1)])
+def test_col2im_kernel_path_matches_the_loop(stride, padding, output_padding, dilation):
+    rng = np.random.default_rng(stride * 10 + dilation)
+    y_host = rng.standard_normal((2, 5, 4, 3)).astype(np.float32)
+    w_host = rng.standard_normal((4, 4, 2, 3)).astype(np.float32)
+    fused = standin_device(True)
+    calls = counting(fused)
+    outputs = []
+    for device in (fused, standin_device(False)):
+        y, w = ndl.Tensor(y_host, device=device), ndl.Tensor(w_host, device=device)
+        outputs.append(ndl.conv_transpose(y, w, stride, padding, output_padding,
+                                          dilation).numpy())
+    assert calls["col2im"] == 1
+    np.testing.assert_array_equal(*outputs)
 
 
 def test_device_rng_draws_on_the_device_and_follows_its_seed():
