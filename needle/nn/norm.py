@@ -4,24 +4,16 @@ Each normalises over a set of axes with the *biased* variance and eps inside the
 
     y = (x - mean) / sqrt(var + eps) * weight + bias,
 
-and is composed from ops, so its gradient is itself differentiable (gradient penalties such as
-WGAN-GP differentiate through these layers twice). `weight` and `bias` are 1-D Parameters,
+and runs as one `ops.Normalize` plus the affine ops; Normalize's gradient is built from ops
+whenever a graph is recorded, so gradient penalties such as WGAN-GP can differentiate
+through these layers twice. `weight` and `bias` are 1-D Parameters,
 ones and zeros.
 """
 from .. import init, ops
-from ..autograd import no_grad
+from ..autograd import Tensor, no_grad
 from .module import Module, Parameter
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm1d", "InstanceNorm2d"]
-
-
-def _reduced_mean(x, axes):
-    """Mean of x over `axes`, with those axes kept as size 1 (ready to broadcast back)."""
-    count = 1
-    for axis in axes:
-        count *= x.shape[axis]
-    kept = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
-    return ops.reshape(ops.summation(x, axes), kept) / count
 
 
 def _along(vector, axis, shape):
@@ -31,12 +23,12 @@ def _along(vector, axis, shape):
 
 
 def _normalize(x, axes, eps):
-    """((x - mean) / sqrt(var + eps), mean, var) over `axes`; mean and var keep the axes."""
-    mean = _reduced_mean(x, axes)
-    centered = x + ops.broadcast_to(-mean, x.shape)
-    var = _reduced_mean(centered * centered, axes)
-    inv_std = ops.broadcast_to((var + eps) ** -0.5, x.shape)
-    return centered * inv_std, mean, var
+    """((x - mean) / sqrt(var + eps), mean, var) over `axes`: one ops.Normalize, whose batch
+    statistics come back as constant Tensors with the axes kept."""
+    op = ops.Normalize(axes, eps)
+    x_hat = op(x)
+    x_hat.realize_cached_data()
+    return x_hat, Tensor.make_const(op.mean), Tensor.make_const(op.var)
 
 
 def _affine(x_hat, weight, bias, axis):

@@ -1,10 +1,10 @@
-"""Reductions: summation, mean, logsumexp and logsoftmax."""
-from ..autograd import TensorOp
+"""Reductions: summation, mean, logsumexp, logsoftmax and normalize."""
+from ..autograd import Tensor, TensorOp, is_grad_enabled
 from ..backend_selection import array_api
 from .shape import broadcast_to, reshape
 
-__all__ = ["Summation", "LogSumExp", "LogSoftmax", "summation", "mean", "logsumexp",
-           "logsoftmax"]
+__all__ = ["Summation", "LogSumExp", "LogSoftmax", "Normalize", "summation", "mean",
+           "logsumexp", "logsoftmax", "normalize"]
 
 
 def _normalize_axes(axes, ndim, name):
@@ -104,3 +104,70 @@ class LogSoftmax(TensorOp):
 
 def logsoftmax(a):
     return LogSoftmax()(a)
+
+
+def _count(shape, axes):
+    count = 1
+    for axis in axes:
+        count *= shape[axis]
+    return count
+
+
+class Normalize(TensorOp):
+    """x_hat = (x - mean) / sqrt(var + eps) over `axes`, with the biased variance: the
+    normalisation inside BatchNorm, LayerNorm and InstanceNorm as one op.
+
+    After the forward, `mean`, `var` and `inv_std` hold the statistics as arrays (reduced axes
+    kept as size 1), e.g. for running averages. With g the output's gradient and means over
+    `axes`, the input's gradient is
+
+        dx = (g - mean(g) - x_hat * mean(g * x_hat)) * inv_std.
+
+    When no graph is being recorded (a training step's backward) that is a few array passes
+    over the forward's x_hat; otherwise it is built from ops on x, so it can be differentiated
+    again (gradient penalties through normalised layers).
+    """
+
+    def __init__(self, axes=None, eps=1e-5):
+        self.axes, self.eps = axes, eps
+
+    def _axes(self, ndim):
+        axes = _normalize_axes(self.axes, ndim, "normalize")
+        if not axes:
+            raise ValueError("normalize: needs at least one axis to normalise over")
+        return axes
+
+    def compute(self, x):
+        axes = self._axes(x.ndim)
+        count = _count(x.shape, axes)
+        self.mean = array_api.sum(x, axis=axes, keepdims=True) / count
+        centered = x - array_api.broadcast_to(self.mean, x.shape)
+        self.var = array_api.sum(centered * centered, axis=axes, keepdims=True) / count
+        self.inv_std = (self.var + self.eps) ** -0.5
+        return centered * array_api.broadcast_to(self.inv_std, x.shape)
+
+    def gradient(self, out_grad, node):
+        x = node.inputs[0]
+        axes = self._axes(len(x.shape))
+        count = _count(x.shape, axes)
+        if is_grad_enabled() and (out_grad.requires_grad or x.requires_grad):
+            centered = x - _expand(summation(x, axes) / count, x.shape, axes)
+            var = summation(centered * centered, axes) / count
+            inv_std = _expand((var + self.eps) ** -0.5, x.shape, axes)
+            x_hat = centered * inv_std
+            g_mean = _expand(summation(out_grad, axes) / count, x.shape, axes)
+            gx_mean = _expand(summation(out_grad * x_hat, axes) / count, x.shape, axes)
+            return (out_grad - g_mean - x_hat * gx_mean) * inv_std
+        g, x_hat = out_grad.realize_cached_data(), node.realize_cached_data()
+
+        def expanded_mean(a):
+            return array_api.broadcast_to(array_api.sum(a, axis=axes, keepdims=True) / count,
+                                          x_hat.shape)
+
+        dx = (g - expanded_mean(g) - x_hat * expanded_mean(g * x_hat)) * \
+            array_api.broadcast_to(self.inv_std, x_hat.shape)
+        return Tensor.make_const(dx)
+
+
+def normalize(x, axes=None, eps=1e-5):
+    return Normalize(axes, eps)(x)

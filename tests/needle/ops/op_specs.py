@@ -99,6 +99,21 @@ def _reduction(draw, values=arrays, min_dims=1, max_dims=4):
 
 
 @st.composite
+def _normalization(draw):
+    """One array and a non-empty set of axes to normalise over (None: all of them)."""
+    case = draw(_reduction())
+    axes = case.params["axes"]
+    if axes == ():
+        case.params["axes"] = None
+    return case
+
+
+def _normalize(x, axes):
+    mean = np.mean(x, axis=axes, keepdims=True)
+    return (x - mean) / np.sqrt(np.var(x, axis=axes, keepdims=True) + 1e-5)
+
+
+@st.composite
 def _broadcast(draw):
     target = draw(shapes())
     return Case((draw(arrays(draw(broadcast_source_shapes(target)))),), {"shape": target})
@@ -235,6 +250,8 @@ SPECS = [
     OpSpec("mean", "reduction", _reduction(), ndl.mean,
            lambda x, axes: np.mean(x, axis=axes), atol32=1e-4),
     OpSpec("logsumexp", "reduction", _reduction(), ndl.logsumexp, _logsumexp, atol32=1e-4),
+    # float32 rounding of x - mean is amplified by up to 1 / sqrt(eps) ~ 316
+    OpSpec("normalize", "reduction", _normalization(), ndl.normalize, _normalize, atol32=1e-3),
     OpSpec("logsoftmax", "reduction", _reduction(min_dims=2, max_dims=2),
            lambda x, axes: ndl.logsoftmax(x),
            lambda x, axes: x - np.logaddexp.reduce(x, axis=1, keepdims=True), atol32=1e-4),

@@ -58,3 +58,26 @@ def test_reductions_reject_out_of_range_axes(device):
     for reduce in (ndl.summation, ndl.logsumexp, ndl.mean):
         with pytest.raises(ValueError, match="out of range"):
             reduce(x, 2)
+    with pytest.raises(ValueError, match="normalize: axis 2 is out of range"):
+        ndl.normalize(x, 2)
+
+
+def test_normalize_needs_an_axis(device):
+    with pytest.raises(ValueError, match="normalize: needs at least one axis"):
+        ndl.normalize(ndl.Tensor(np.ones((2, 3)), device=device), ())
+
+
+@pytest.mark.parametrize("create_graph", [False, True])
+def test_normalize_gradient_paths_agree(create_graph, device):
+    """The array path (no graph recorded) and the op-built path give the same gradient."""
+    rng = np.random.default_rng(5)
+    x = ndl.Tensor(rng.standard_normal((6, 3, 4)), device=device)
+    g = ndl.Tensor(rng.standard_normal((6, 3, 4)), device=device, requires_grad=False)
+    (dx,) = ndl.grad([ndl.normalize(x, (0, 2))], [x], [g], create_graph=create_graph)
+    x_hat = (x.numpy() - x.numpy().mean((0, 2), keepdims=True)) / np.sqrt(
+        x.numpy().var((0, 2), keepdims=True) + 1e-5)
+    mean = lambda a: a.mean((0, 2), keepdims=True)  # noqa: E731
+    expected = (g.numpy() - mean(g.numpy()) - x_hat * mean(g.numpy() * x_hat)) / np.sqrt(
+        x.numpy().var((0, 2), keepdims=True) + 1e-5)
+    np.testing.assert_allclose(dx.numpy(), expected, rtol=1e-10, atol=1e-12)
+    assert dx.requires_grad == create_graph
