@@ -10,7 +10,8 @@ through these layers twice. `weight` and `bias` are 1-D Parameters,
 ones and zeros.
 """
 from .. import init, ops
-from ..autograd import Tensor, no_grad
+from ..autograd import Tensor
+from ..backend_selection import array_api
 from .module import Module, Parameter
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm1d", "InstanceNorm2d"]
@@ -75,12 +76,11 @@ class BatchNorm1d(Module):
         return _affine(x_hat, self.weight, self.bias, 1)
 
     def _update_running_stats(self, mean, var):
-        with no_grad():
-            m = self.momentum
-            batch_mean = ops.reshape(mean, (self.dim,))
-            batch_var = ops.reshape(var, (self.dim,))
-            self.running_mean.data = self.running_mean * (1 - m) + batch_mean * m
-            self.running_var.data = self.running_var * (1 - m) + batch_var * m
+        """running = (1 - momentum) * running + momentum * batch, on arrays: no graph."""
+        m = self.momentum
+        for buffer, batch in ((self.running_mean, mean), (self.running_var, var)):
+            batch = array_api.reshape(batch.realize_cached_data(), (self.dim,))
+            buffer.data = Tensor.make_const(buffer.realize_cached_data() * (1 - m) + batch * m)
 
 
 class BatchNorm2d(BatchNorm1d):
