@@ -3,6 +3,8 @@
 Parameters are plain Tensors with hand-set gradients, so each test checks the update rule
 itself, independent of any layer.
 """
+import gc
+
 import numpy as np
 import pytest
 
