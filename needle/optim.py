@@ -192,13 +192,14 @@ class Adam(Optimizer):
             self._write(p, w - m_hat * lr / (v_hat ** 0.5 + eps))
 
     def _fused_step(self, p, w, g, lr, b1, b2, eps, correction1, correction2, decay):
-        """The whole update as one kernel where the device has it (cuda()); False if not."""
-        zeros = None
+        """The whole update as one kernel where the device has it (cuda()); False if not.
+        A parameter's first step (no moments yet) always takes the composite path."""
         if p not in self.m:
-            zeros = array_api.full(w.shape, 0, dtype=w.dtype, device=p.device)
-        result = array_api.fused("adam", w, g, self.m.get(p, zeros), self.v.get(p, zeros),
-                                 lr=lr, beta1=b1, beta2=b2, eps=eps, correction1=correction1,
-                                 correction2=correction2, decay=decay)
+            return False
+        result = array_api.fused("adam", w, g, self.m[p], self.v[p], lr=lr, beta1=b1,
+                                 beta2=b2, one_minus_beta1=1 - b1, one_minus_beta2=1 - b2,
+                                 eps=eps, correction1=correction1, correction2=correction2,
+                                 decay=decay)
         if result is None:
             return False
         w_new, self.m[p], self.v[p] = result

@@ -21,11 +21,11 @@ log = logging.getLogger(__name__)
 class BackendDevice:
     """A device wrapping a backend table; unknown attributes forward to the table."""
 
-    def __init__(self, name, mod, fast=True, random=None):
+    def __init__(self, name, mod, fast=True):
         self.name = name
         self.mod = mod
         self.xp = getattr(mod, "xp", None) if fast else None
-        self.random = random  # an on-device generator (cupy.random) or None: NumPy's
+        self.random = None  # an on-device generator (see use_device_rng), or NumPy's global
 
     def __eq__(self, other):
         return isinstance(other, BackendDevice) and self.name == other.name
@@ -50,9 +50,20 @@ class BackendDevice:
         from .ndarray import NDArray
         return NDArray(host, device=self)
 
+    def use_device_rng(self, enabled=True):
+        """cuda() only: draw rand/randn (init, dropout) with CuPy's generator on the GPU
+        (seed it with `cupy.random.seed`) instead of NumPy's global RNG on the host, which
+        gives the course's values on every device and stays the default. Returns the device.
+        """
+        if self.name != "cuda" or self.xp is None:
+            raise ValueError(f"use_device_rng: only an available cuda() device has its own "
+                             f"generator, not {self!r}")
+        self.random = self.xp.random if enabled else None
+        return self
+
     def rand(self, *shape, dtype="float32"):
         """Uniform [0, 1) from NumPy's global RNG on the host (course golden values), or
-        from the device's own generator when it has one (`cuda(device_rng=True)`)."""
+        from the device's own generator after `use_device_rng()`."""
         if self.random is not None:
             return self._adopt(self.random.rand(*shape, dtype=dtype))
         return self._from_host(np.random.rand(*shape).astype(dtype))
@@ -98,23 +109,14 @@ def cpu():
 
 
 @functools.cache
-def _cuda_backend():
-    cupy = load_cupy()
-    return cupy, None if cupy is None else make_cuda_backend(cupy)
-
-
-@functools.cache
-def cuda(device_rng=False):
+def cuda():
     """CuPy on the GPU; constructible everywhere, `enabled()` is False without a GPU.
 
-    Random draws (init, dropout) come from NumPy's global RNG on the host and are copied over,
-    so seeds give the course's values on every device. `device_rng=True` draws them on the
-    GPU with CuPy's generator instead (faster for large tensors; seed it with
-    `cupy.random.seed`). Both are the same device: their arrays mix freely.
+    Random draws come from NumPy's global RNG on the host and are copied over, so seeds give
+    the course's values on every device; `cuda().use_device_rng()` draws on the GPU instead.
     """
-    cupy, backend = _cuda_backend()
-    random = cupy.random if device_rng and cupy is not None else None
-    return BackendDevice("cuda", backend, random=random)
+    cupy = load_cupy()
+    return BackendDevice("cuda", None if cupy is None else make_cuda_backend(cupy))
 
 
 def default_device():

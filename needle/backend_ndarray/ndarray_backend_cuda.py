@@ -1,10 +1,11 @@
 """Everything CuPy-specific: the guarded import, host/device copies, fused kernels.
 
-The kernels themselves are the shared `ndarray_backend_xp` table with `xp = cupy`. On top of
-it, `FUSED` lists a few hot elementwise chains and conv_transpose's col2im as single
-`cupy.ElementwiseKernel`s (one launch instead of one per operation or kernel offset). Each has a reference written over `xp`, which runs where CuPy's
-kernel compiler is absent (the CI stand-in) and which the GPU suite compares the kernels with.
-`NEEDLE_FUSED=0` turns them off.
+The kernels themselves are the shared `ndarray_backend_xp` table with `xp = cupy`. On top
+of it, `FUSED` lists a few hot elementwise chains and conv_transpose's col2im as single
+`cupy.ElementwiseKernel`s (one launch instead of one per operation or kernel offset). Each
+has a reference written over `xp`, which runs where CuPy's kernel compiler is absent (the CI
+stand-in) and which the GPU suite compares the kernels with. `NEEDLE_FUSED=0`, read when the
+device is first made, turns them off.
 """
 import importlib
 import os
@@ -16,10 +17,11 @@ INSTALL_HINT = ("install CuPy for your CUDA version (e.g. `pip install cupy-cuda
                 "on a machine with an NVIDIA GPU")
 
 
-def _adam_reference(xp, w, g, m, v, lr, beta1, beta2, eps, correction1, correction2, decay):
+def _adam_reference(xp, w, g, m, v, lr, beta1, beta2, one_minus_beta1, one_minus_beta2, eps,
+                    correction1, correction2, decay):
     g = g + w * decay
-    m = m * beta1 + g * (1 - beta1)
-    v = v * beta2 + (g * g) * (1 - beta2)
+    m = m * beta1 + g * one_minus_beta1
+    v = v * beta2 + (g * g) * one_minus_beta2
     return w - (m / correction1) * lr / (xp.sqrt(v / correction2) + eps), m, v
 
 
@@ -89,14 +91,16 @@ FUSED = {
     "leaky_relu_grad": _elementwise(
         ("T x, T g, T slope", "T dx"), "dx = x > 0 ? g : g * slope", ("slope",),
         lambda xp, x, g, slope: xp.where(x > 0, g, g * slope)),
+    # 1 - beta comes in computed in double, as the composite's Python floats are
     "adam": _elementwise(
-        ("T w, T g, T m, T v, T lr, T beta1, T beta2, T eps, T correction1, T correction2, "
-         "T decay", "T w_new, T m_new, T v_new"),
+        ("T w, T g, T m, T v, T lr, T beta1, T beta2, T one_minus_beta1, T one_minus_beta2, "
+         "T eps, T correction1, T correction2, T decay", "T w_new, T m_new, T v_new"),
         """T gd = g + w * decay;
-           m_new = m * beta1 + gd * (1 - beta1);
-           v_new = v * beta2 + (gd * gd) * (1 - beta2);
+           m_new = m * beta1 + gd * one_minus_beta1;
+           v_new = v * beta2 + (gd * gd) * one_minus_beta2;
            w_new = w - (m_new / correction1) * lr / (sqrt(v_new / correction2) + eps);""",
-        ("lr", "beta1", "beta2", "eps", "correction1", "correction2", "decay"),
+        ("lr", "beta1", "beta2", "one_minus_beta1", "one_minus_beta2", "eps", "correction1",
+         "correction2", "decay"),
         _adam_reference),
     "col2im": SimpleNamespace(build=_build_col2im, reference=_col2im_reference),
 }

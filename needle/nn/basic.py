@@ -118,9 +118,10 @@ class Residual(Module):
 class Dropout(Module):
     """Zero each element with probability p in training, scaling the rest by 1 / (1 - p).
 
-    The mask is randb(p=1 - p), i.e. rand <= 1 - p, drawn from NumPy's global RNG on every
-    training call (even for p = 0, as the course does, so RNG streams line up). Evaluation
-    mode is the identity and draws nothing.
+    The mask is randb(p=1 - p), i.e. rand <= 1 - p, drawn from NumPy's global RNG (or
+    cuda()'s own generator after `use_device_rng()`) on every training call (even for p = 0,
+    as the course does, so RNG streams line up). Evaluation mode is the identity and draws
+    nothing.
     """
 
     def __init__(self, p=0.5):

@@ -26,10 +26,8 @@ def _along(vector, axis, shape):
 def _normalize(x, axes, eps):
     """((x - mean) / sqrt(var + eps), mean, var) over `axes`: one ops.Normalize, whose batch
     statistics come back as constant Tensors with the axes kept."""
-    op = ops.Normalize(axes, eps)
-    x_hat = op(x)
-    x_hat.realize_cached_data()
-    return x_hat, Tensor.make_const(op.mean), Tensor.make_const(op.var)
+    x_hat, mean, var = ops.Normalize(axes, eps).with_statistics(x)
+    return x_hat, Tensor.make_const(mean), Tensor.make_const(var)
 
 
 def _affine(x_hat, weight, bias, axis):
@@ -77,7 +75,7 @@ class BatchNorm1d(Module):
 
     def _update_running_stats(self, mean, var):
         """running = (1 - momentum) * running + momentum * batch, on arrays: no graph."""
-        m = self.momentum
+        m = float(self.momentum)  # a NumPy float64 would promote float32 buffers
         for buffer, batch in ((self.running_mean, mean), (self.running_var, var)):
             batch = array_api.reshape(batch.realize_cached_data(), (self.dim,))
             buffer.data = Tensor.make_const(buffer.realize_cached_data() * (1 - m) + batch * m)

@@ -5,8 +5,9 @@ cross-correlation: torch.conv2d on NCHW input with our weight permuted (3, 2, 0,
 
 Each forward is one GEMM: conv gathers the im2col matrix through a strided view of the padded
 input; conv_transpose multiplies first and scatter-adds the columns back (col2im), looping
-over the KH x KW kernel offsets only (on cuda(), one gather kernel does the whole col2im). The three ops are each other's gradients, so every
-gradient is again a convolution and double backward (gradient penalties) works:
+over the KH x KW kernel offsets only (on cuda(), one gather kernel does the whole col2im).
+The three ops are each other's gradients, so every gradient is again a convolution and
+double backward (gradient penalties) works:
 
     conv(x, W)               d/dx: conv_transpose(g, W)     d/dW: conv_weight_grad(x, g)
     conv_transpose(y, W)     d/dy: conv(g, W)               d/dW: conv_weight_grad(g, y)

@@ -1,4 +1,6 @@
 """Reductions: summation, mean, logsumexp, logsoftmax and normalize."""
+import copy
+
 from ..autograd import Tensor, TensorOp, is_grad_enabled
 from ..backend_selection import array_api
 from .shape import broadcast_to, reshape
@@ -28,6 +30,14 @@ def _expand(x, input_shape, axes):
     return broadcast_to(reshape(x, _kept_shape(input_shape, axes)), input_shape)
 
 
+def _count(shape, axes):
+    """How many elements the reduced `axes` of `shape` hold."""
+    count = 1
+    for axis in axes:
+        count *= shape[axis]
+    return count
+
+
 class Summation(TensorOp):
     """Sum over `axes` (None: all), dropping them (no keepdims)."""
 
@@ -50,10 +60,7 @@ def summation(a, axes=None):
 
 
 def mean(a, axes=None):
-    count = 1
-    for axis in _normalize_axes(axes, len(a.shape), "mean"):
-        count *= a.shape[axis]
-    return summation(a, axes) / count
+    return summation(a, axes) / _count(a.shape, _normalize_axes(axes, len(a.shape), "mean"))
 
 
 class LogSumExp(TensorOp):
@@ -106,30 +113,36 @@ def logsoftmax(a):
     return LogSoftmax()(a)
 
 
-def _count(shape, axes):
-    count = 1
-    for axis in axes:
-        count *= shape[axis]
-    return count
-
-
 class Normalize(TensorOp):
     """x_hat = (x - mean) / sqrt(var + eps) over `axes`, with the biased variance: the
     normalisation inside BatchNorm, LayerNorm and InstanceNorm as one op.
 
-    After the forward, `mean`, `var` and `inv_std` hold the statistics as arrays (reduced axes
-    kept as size 1), e.g. for running averages. With g the output's gradient and means over
-    `axes`, the input's gradient is
+    Each application gets its own op object, which keeps that application's statistics as
+    arrays (reduced axes kept as size 1): `mean` and `var` for running averages (see
+    `with_statistics`), `inv_std` for the gradient. With g the output's gradient and means over `axes`, the input's
+    gradient is
 
         dx = (g - mean(g) - x_hat * mean(g * x_hat)) * inv_std.
 
     When no graph is being recorded (a training step's backward) that is a few array passes
     over the forward's x_hat; otherwise it is built from ops on x, so it can be differentiated
-    again (gradient penalties through normalised layers).
+    again (gradient penalties through normalised layers). The two paths are tested to agree.
     """
 
     def __init__(self, axes=None, eps=1e-5):
-        self.axes, self.eps = axes, eps
+        # a Python number: a NumPy float64 eps would promote float32 data
+        self.axes, self.eps = axes, eps.item() if hasattr(eps, "item") else eps
+
+    def __call__(self, x):
+        return self.with_statistics(x)[0]
+
+    def with_statistics(self, x):
+        """(x_hat, mean, var): the output and this application's statistics as arrays (also
+        under no_grad, where the output keeps no op)."""
+        op = copy.copy(self)  # this application's own op object: reuse of `self` stays safe
+        x_hat = Tensor.make_from_op(op, [x])
+        x_hat.realize_cached_data()
+        return x_hat, op.mean, op.var
 
     def _axes(self, ndim):
         axes = _normalize_axes(self.axes, ndim, "normalize")

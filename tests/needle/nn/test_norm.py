@@ -113,12 +113,16 @@ def test_batch_norm_matches_the_numpy_formula(layer_class, _, shape, device):
     np.testing.assert_allclose(layer(_tensor(x, device)).numpy(), expected, rtol=1e-10)
 
 
-def test_batch_norm_buffers_are_tensors_without_graph():
-    layer = nn.BatchNorm2d(3)
+@pytest.mark.parametrize("momentum, eps", [(0.1, 1e-5), (np.float64(0.1), np.float64(1e-5))])
+def test_batch_norm_buffers_are_tensors_without_graph(momentum, eps):
+    """NumPy float64 hyperparameters must not promote the float32 output or buffers."""
+    layer = nn.BatchNorm2d(3, eps=eps, momentum=momentum)
     assert len(layer.parameters()) == 2
     assert layer.weight.shape == (3,) and layer.bias.shape == (3,)
     x = ndl.Tensor(np.random.randn(2, 3, 4, 4).astype("float32"))
-    layer(x).sum().backward()
+    out = layer(x)
+    assert out.dtype == "float32"
+    out.sum().backward()
     for buffer in (layer.running_mean, layer.running_var):
         assert not isinstance(buffer, nn.Parameter)
         assert buffer.op is None and not buffer.requires_grad

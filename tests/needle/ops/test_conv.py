@@ -110,14 +110,21 @@ def test_conv_transpose_forward_matches_reference(case, seed, data, device):
 
 
 # col2im's one-copy path (no two kernel offsets meet) and its neighbours that must not take it:
-# (H, W, K, stride, padding, output_padding, dilation).
-NO_OVERLAP_GEOMETRIES = [(1, 1, 7, 1, 0, 0, 1), (1, 1, 4, 2, 1, 0, 1), (3, 2, 2, 2, 0, 0, 1),
-                         (3, 3, 3, 3, 1, 2, 1), (1, 1, 3, 2, 0, 1, 1), (2, 2, 2, 2, 0, 0, 2),
-                         (1, 3, 3, 3, 1, 0, 1), (2, 2, 3, 2, 0, 0, 1)]
+# (H, W, K, stride, padding, output_padding, dilation), whether the one-copy path applies.
+NO_OVERLAP_GEOMETRIES = [((1, 1, 7, 1, 0, 0, 1), True), ((1, 1, 4, 2, 1, 0, 1), True),
+                         ((3, 2, 2, 2, 0, 0, 1), True), ((1, 3, 3, 3, 1, 0, 1), True),
+                         ((3, 3, 3, 3, 1, 2, 1), False), ((1, 1, 3, 2, 0, 1, 1), False),
+                         ((2, 2, 2, 2, 0, 0, 2), False), ((2, 2, 3, 2, 0, 0, 1), False)]
 
 
-@pytest.mark.parametrize("geometry", NO_OVERLAP_GEOMETRIES)
-def test_conv_transpose_without_overlapping_offsets_matches_reference(geometry, device):
+@pytest.mark.parametrize("geometry, one_copy", NO_OVERLAP_GEOMETRIES)
+def test_conv_transpose_without_overlapping_offsets_matches_reference(geometry, one_copy,
+                                                                     device, monkeypatch):
+    from needle.ops.conv import _ConvGeometry
+    decided = []
+    check = _ConvGeometry._tiles_without_overlap
+    monkeypatch.setattr(_ConvGeometry, "_tiles_without_overlap",
+                        lambda self, *args: decided.append(check(self, *args)) or decided[-1])
     h, w, k, stride, padding, output_padding, dilation = geometry
     rng = np.random.default_rng(h * 100 + k)
     y, W = rng.standard_normal((2, h, w, 3)), rng.standard_normal((k, k, 2, 3))
@@ -125,6 +132,7 @@ def test_conv_transpose_without_overlapping_offsets_matches_reference(geometry, 
                              output_padding, dilation)
     expected = reference_conv_transpose(y, W, stride, padding, output_padding, dilation)
     np.testing.assert_allclose(out.numpy(), expected, rtol=1e-10, atol=1e-10)
+    assert decided == [one_copy]
 
 
 @settings(max_examples=8)

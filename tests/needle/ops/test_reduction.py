@@ -81,3 +81,27 @@ def test_normalize_gradient_paths_agree(create_graph, device):
         x.numpy().var((0, 2), keepdims=True) + 1e-5)
     np.testing.assert_allclose(dx.numpy(), expected, rtol=1e-10, atol=1e-12)
     assert dx.requires_grad == create_graph
+
+
+def test_normalize_op_object_can_be_reused(device):
+    """Each application keeps its own statistics, so reusing one op object is safe."""
+    rng = np.random.default_rng(6)
+    op = ndl.ops.Normalize((0,))
+    x1 = ndl.Tensor(rng.standard_normal((5, 3)), device=device)
+    x2 = ndl.Tensor(rng.standard_normal((5, 3)) * 10 + 3, device=device)
+    y1, y2 = op(x1), op(x2)
+    g = ndl.Tensor(rng.standard_normal((5, 3)), device=device, requires_grad=False)
+    for x, y in ((x1, y1), (x2, y2)):
+        (fast,) = ndl.grad([y], [x], [g])
+        (built,) = ndl.grad([y], [x], [g], create_graph=True)
+        np.testing.assert_allclose(fast.numpy(), built.numpy(), atol=1e-10)
+    assert y1.op is not y2.op and op is not y1.op
+    with ndl.no_grad():
+        _, mean, var = op.with_statistics(x2)
+    np.testing.assert_allclose(ndl.Tensor.make_const(mean).numpy().ravel(), x2.numpy().mean(0))
+    np.testing.assert_allclose(ndl.Tensor.make_const(var).numpy().ravel(), x2.numpy().var(0))
+
+
+def test_normalize_keeps_float32_with_numpy_float64_eps(device):
+    x = ndl.Tensor(np.ones((4, 3), dtype=np.float32), device=device)
+    assert ndl.normalize(x, (0,), eps=np.float64(1e-5)).dtype == "float32"
