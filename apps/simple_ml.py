@@ -13,13 +13,11 @@ This module does `from apps.models import *` as the course's does, so the reposi
 must be importable (it is when tests run as `python -m pytest` from the root); with only
 `apps/` on sys.path it falls back to `from models import *`.
 """
-import gzip
-import struct
-
 import numpy as np
 
 import needle as ndl
 import needle.nn as nn
+from needle.data.idx import read_idx
 
 try:
     from apps.models import *  # noqa: F401,F403  (the course's import)
@@ -36,25 +34,11 @@ __all__ = ["parse_mnist", "softmax_loss", "nn_epoch", "loss_err",  # noqa: F405
 
 
 # ---- hw1 ----------------------------------------------------------------------------------
-def _read_idx_gz(filename, magic, ndim):
-    with gzip.open(filename, "rb") as f:
-        raw = f.read()
-    header = 4 + 4 * ndim
-    found, *shape = struct.unpack(f">{1 + ndim}I", raw[:header])
-    if found != magic:
-        raise ValueError(f"{filename}: bad magic number {found:#010x}, expected {magic:#010x}")
-    count = int(np.prod(shape))
-    if len(raw) - header != count:
-        raise ValueError(f"{filename}: header promises {count} bytes of data, file has "
-                         f"{len(raw) - header}")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
-
-
 def parse_mnist(image_filesname, label_filename):
     """Read gzip MNIST images and labels: (X float32 (N, 784) in [0, 1] (pixel / 255),
     y uint8 (N,)). (The first parameter's odd name is the course's.)"""
-    images = _read_idx_gz(image_filesname, 0x00000803, 3)
-    labels = _read_idx_gz(label_filename, 0x00000801, 1)
+    images = read_idx(image_filesname, 3)  # checks gzip, magic, size (DataFileError)
+    labels = read_idx(label_filename, 1)
     if len(images) != len(labels):
         raise ValueError(f"{image_filesname} has {len(images)} images but {label_filename} "
                          f"has {len(labels)} labels")
