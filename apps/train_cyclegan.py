@@ -414,7 +414,7 @@ class CycleGANRun:
 
 def plot_cyclegan_history(history, path):
     """D losses, G's loss terms and D's mean outputs against the step, in three panels."""
-    from gan.plots import plt  # matplotlib with the Agg backend selected
+    from gan.plots import plot_series, plt, save_figure  # matplotlib, Agg backend
 
     panels = [("D loss", ("d_A_loss", "d_B_loss")),
               ("G terms", ("gan_G", "gan_F", "cycle_A", "cycle_B", "idt_G", "idt_F")),
@@ -422,20 +422,13 @@ def plot_cyclegan_history(history, path):
     figure, axes = plt.subplots(len(panels), 1, figsize=(8, 8), sharex=True)
     for ax, (label, keys) in zip(axes, panels):
         for key in keys:
-            records = [r for r in history if key in r]
-            if records:
-                ax.plot([r["step"] for r in records], [r[key] for r in records], label=key)
+            if any(key in r for r in history):
+                plot_series(ax, history, key, key)
         ax.set_ylabel(label)
         ax.legend(fontsize="small", ncol=3)
     axes[0].set_title("CycleGAN")
     axes[-1].set_xlabel("step")
-    figure.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    temp = f"{path}.{os.getpid()}.tmp.png"
-    figure.savefig(temp, dpi=100)
-    plt.close(figure)
-    os.replace(temp, path)
-    return path
+    return save_figure(figure, path)
 
 
 # ---- wiring ----------------------------------------------------------------------------

@@ -17,7 +17,6 @@ import os
 import sys
 import time
 
-import matplotlib
 import numpy as np
 from tqdm import tqdm
 
@@ -29,13 +28,10 @@ from gan.models.dcgan import Discriminator, Generator
 from gan.models.mlp import MLPCritic, MLPGenerator
 from gan.objectives import Wasserstein
 from gan.penalties import GradientPenalty
-from gan.plots import plot_history
+from gan.plots import plot_history, save_figure
 from gan.runfiles import RunManifest, clean_stale_temp_files, read_history
 
 from .common import add_common_options, make_parser, mnist_images, resolve_device
-
-matplotlib.use("Agg")  # files only; no display needed
-import matplotlib.pyplot as plt  # noqa: E402
 
 POINT_STEPS_PER_EPOCH = 1000
 DEFAULT_EPOCHS = {"mnist": 1, "ring8": 20, "grid25": 20}
@@ -283,6 +279,7 @@ class PointsLoop:
 
 def plot_points(points, mixture, path, title=""):
     """Scatter generated points over the mode centres (with 3-std circles); atomic PNG."""
+    from gan.plots import plt  # matplotlib with the Agg backend, imported on first use
     figure, axes = plt.subplots(figsize=(5, 5))
     axes.scatter(points[:, 0], points[:, 1], s=2, alpha=0.4, label="generated")
     axes.scatter(mixture.centres[:, 0], mixture.centres[:, 1], marker="x", c="red", s=30,
@@ -295,13 +292,7 @@ def plot_points(points, mixture, path, title=""):
     axes.set_aspect("equal")
     axes.legend(loc="upper right", fontsize=7)
     axes.set_title(title, fontsize=9)
-    figure.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    temp = f"{path}.{os.getpid()}.tmp.png"
-    figure.savefig(temp, dpi=100)
-    plt.close(figure)
-    os.replace(temp, path)
-    return path
+    return save_figure(figure, path)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The training-curve figure: losses and D's outputs against the step (matplotlib)."""
 import os
 
-__all__ = ["plot_history"]
+__all__ = ["plot_history", "plot_series", "save_figure"]
 
 
 def _pyplot():
@@ -24,22 +24,29 @@ def plot_history(history, path, title="training"):
     plt = _pyplot()
     figure, (losses, outputs) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
     for key, label in (("d_loss", "D loss"), ("g_loss", "G loss")):
-        _plot(losses, history, key, label)
+        plot_series(losses, history, key, label)
     losses.set_ylabel("loss")
     losses.legend()
     losses.set_title(title)
     for key, label in (("d_real", "D(x)"), ("d_fake", "D(G(z))")):
-        _plot(outputs, history, key, label)
+        plot_series(outputs, history, key, label)
     outputs.set_xlabel("step")
     outputs.set_ylabel("D output")
     outputs.legend()
+    return save_figure(figure, path)
+
+
+def save_figure(figure, path):
+    """Write `figure` to the PNG `path` atomically (temporary file, then os.replace; a full
+    disk leaves no half-written file) and close it."""
+    plt = _pyplot()
     figure.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     temp = f"{path}.{os.getpid()}.tmp.png"
     try:
         figure.savefig(temp, dpi=100)
         os.replace(temp, path)
-    except BaseException:  # a full disk: no half-written file stays
+    except BaseException:
         if os.path.exists(temp):
             os.remove(temp)
         raise
@@ -48,7 +55,7 @@ def plot_history(history, path, title="training"):
     return path
 
 
-def _plot(axes, history, key, label):
+def plot_series(axes, history, key, label):
     """Plot `key` against the step over the records that have it (evaluations do not)."""
     records = [record for record in history if key in record]
     axes.plot([r["step"] for r in records], [r[key] for r in records], label=label)
