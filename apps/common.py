@@ -7,14 +7,16 @@ plain `args.epochs` and `args.resume`.
 """
 import argparse
 import os
+import sys
 
 import numpy as np
 
 import needle as ndl
+from gan import TrainingDiverged
 from needle.data import load_mnist
 
 __all__ = ["make_parser", "add_common_options", "resolve_device", "mnist_images",
-           "resolve_run_length", "DEFAULT_DATA_DIR"]
+           "resolve_run_length", "run_training", "DEFAULT_DATA_DIR"]
 
 DEFAULT_DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "data", "mnist")
@@ -112,6 +114,17 @@ def resolve_device(name):
                          "For cuda, install CuPy matching your CUDA version "
                          "(e.g. pip install cupy-cuda12x) on a machine with an NVIDIA GPU.")
     return device
+
+
+def run_training(app, train, out_dir):
+    """Run `train()` and print where the outputs are; returns its final record. A diverged
+    run (NaN/Inf loss, last good checkpoint kept) exits with the app's name and the reason."""
+    try:
+        record = train()
+    except TrainingDiverged as error:
+        sys.exit(f"{app}: {error}")
+    print(f"{app}: done; outputs in {out_dir}: {record}")
+    return record
 
 
 def mnist_images(args, image_size=28):

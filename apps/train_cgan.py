@@ -6,17 +6,16 @@ train_dcgan (samples/*.png, losses.png, metrics.jsonl, run.json, checkpoints/); 
 grid has one row per digit, 0 at the top. With --num_classes k < 10 it trains on the digits
 0..k-1 only.
 """
-import sys
-
 import numpy as np
 
 import needle as ndl
-from gan import Adversarial, Trainer, TrainerConfig, TrainingDiverged
+from gan import Adversarial, Trainer, TrainerConfig
 from gan.models.conditional import ConditionalDiscriminator, ConditionalGenerator
 from gan.models.dcgan import SUPPORTED_SIZES
 from gan.objectives import OBJECTIVES, get_objective
 
-from .common import add_common_options, make_parser, mnist_images, resolve_device
+from .common import (add_common_options, make_parser, mnist_images, resolve_device,
+                     run_training)
 
 
 def build_parser():
@@ -66,12 +65,7 @@ def main(argv=None):
     trainer = Trainer(generator, adversarial, ndl.optim.Adam(generator.parameters(), **adam),
                       images, config, labels=labels, device=device,
                       run_info={"app": "train_cgan", "args": vars(args)})
-    try:
-        record = trainer.train()
-    except TrainingDiverged as error:
-        sys.exit(f"train_cgan: {error}")
-    print(f"train_cgan: done; outputs in {args.out_dir}: {record}")
-    return record
+    return run_training("train_cgan", trainer.train, args.out_dir)
 
 
 if __name__ == "__main__":

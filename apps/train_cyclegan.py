@@ -47,7 +47,7 @@ from gan.runfiles import RunManifest, append_record, clean_stale_temp_files, rea
 from needle.data import load_mnist
 from needle.data.idx import DataFileError
 
-from .common import add_common_options, make_parser, resolve_device
+from .common import add_common_options, make_parser, resolve_device, run_training
 
 __all__ = ["build_parser", "main", "thicken", "load_image_folder", "mnist_domains",
            "folder_domains"]
@@ -462,12 +462,7 @@ def main(argv=None):
         evaluate = label_kept_evaluator(device)
     run = CycleGANRun(args, model, train, test_A, test_B, device, evaluate)
     max_steps = args.max_steps if args.max_steps is not None or not args.dry_run else 3
-    try:
-        record = run.train(max_steps)
-    except TrainingDiverged as error:
-        sys.exit(f"train_cyclegan: {error}")
-    print(f"train_cyclegan: done; outputs in {args.out_dir}: {record}")
-    return record
+    return run_training("train_cyclegan", lambda: run.train(max_steps), args.out_dir)
 
 
 if __name__ == "__main__":

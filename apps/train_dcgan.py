@@ -5,16 +5,15 @@ for one epoch on the bundled data/mnist and writes, under --out_dir: samples/*.p
 losses.png, metrics.jsonl (with health warnings), run.json and checkpoints/. A killed run
 continues bit for bit with --resume; --more_epochs N trains N epochs past its target.
 """
-import sys
-
 import numpy as np
 
 import needle as ndl
-from gan import Adversarial, Trainer, TrainerConfig, TrainingDiverged
+from gan import Adversarial, Trainer, TrainerConfig
 from gan.models.dcgan import SUPPORTED_SIZES, Discriminator, Generator
 from gan.objectives import OBJECTIVES, get_objective
 
-from .common import add_common_options, make_parser, mnist_images, resolve_device
+from .common import (add_common_options, make_parser, mnist_images, resolve_device,
+                     run_training)
 
 
 def build_parser():
@@ -70,12 +69,7 @@ def main(argv=None):
                       ndl.optim.Adam(generator.parameters(), lr=g_lr, **betas),
                       images, config, device=device, evaluate=evaluate,
                       run_info={"app": "train_dcgan", "args": vars(args)})
-    try:
-        record = trainer.train()
-    except TrainingDiverged as error:
-        sys.exit(f"train_dcgan: {error}")
-    print(f"train_dcgan: done; outputs in {args.out_dir}: {record}")
-    return record
+    return run_training("train_dcgan", trainer.train, args.out_dir)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,8 @@ from gan.penalties import GradientPenalty
 from gan.plots import plot_history, save_figure
 from gan.runfiles import RunManifest, clean_stale_temp_files, read_history
 
-from .common import add_common_options, make_parser, mnist_images, resolve_device
+from .common import (add_common_options, make_parser, mnist_images, resolve_device,
+                     run_training)
 
 POINT_STEPS_PER_EPOCH = 1000
 DEFAULT_EPOCHS = {"mnist": 1, "ring8": 20, "grid25": 20}
@@ -80,12 +81,8 @@ def main(argv=None):
     if args.lr_decay and args.data == "mnist":
         parser.error("--lr_decay applies to the 2-D data only (gan.Trainer keeps lr fixed)")
     device = resolve_device(args.device)
-    if args.data == "mnist":
-        record = _train_mnist(args, device)
-    else:
-        record = _train_points(args, device)
-    print(f"train_wgan_gp: done; outputs in {args.out_dir}: {record}")
-    return record
+    train = _train_mnist if args.data == "mnist" else _train_points
+    return run_training("train_wgan_gp", lambda: train(args, device), args.out_dir)
 
 
 def _models(generator, critic, args):
@@ -112,10 +109,7 @@ def _train_mnist(args, device):
                            health=not args.no_health, debug=args.debug)
     trainer = Trainer(generator, adversarial, g_optimizer, images, config, device=device,
                       run_info={"app": "train_wgan_gp", "args": vars(args)})
-    try:
-        return trainer.train()
-    except TrainingDiverged as error:
-        sys.exit(f"train_wgan_gp: {error}")
+    return trainer.train()
 
 
 # ---- 2-D mixtures: a compact loop (gan.Trainer is for NCHW images) ----------------------
@@ -128,10 +122,7 @@ def _train_points(args, device):
     adversarial, g_optimizer = _models(generator, critic, args)
     adversarial.watch(generator).debug = args.debug  # graph-hygiene checks (gan.Adversarial)
     loop = PointsLoop(generator, adversarial, g_optimizer, mixture, args, device)
-    try:
-        return loop.train()
-    except TrainingDiverged as error:
-        sys.exit(f"train_wgan_gp: {error}")
+    return loop.train()
 
 
 class PointsLoop:
