@@ -20,19 +20,15 @@ native module also reads OMP_NUM_THREADS, or NEEDLE_NUM_THREADS).
 import argparse
 import json
 import os
-import time
 
 import numpy as np
 
-import needle as ndl
-from benchmarks.timing import gemm_peak_gflops, interleaved_medians, machine, try_import_torch
-from gan import Adversarial
-from gan.models.dcgan import Discriminator, Generator
-from gan.objectives import NonSaturating
+from benchmarks.dcgan_vs_torch import LATENT, NeedleDCGAN, TorchDCGAN
+from benchmarks.timing import (CLOCKS, gemm_peak_gflops, interleaved_medians, machine,
+                               try_import_torch)
 from needle import backend_ndarray as nd
 
-CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
-LATENT, BATCH, WIDTH = 100, 64, 64
+BATCH, WIDTH = 64, 64
 
 
 def devices():
@@ -127,44 +123,21 @@ def bench_native_kernels(args, clock):
 
 
 # ---- DCGAN step -------------------------------------------------------------------------------
-class DCGANStep:
-    """G and D (gan.models.dcgan) on one device, trained with Adversarial + Adam."""
-
-    def __init__(self, device, seed=0):
-        np.random.seed(seed)
-        self.device = device
-        self.G = Generator(LATENT, width=WIDTH, device=device)
-        self.D = Discriminator(width=WIDTH, device=device)
-        adam = dict(lr=2e-4, beta1=0.5, beta2=0.999)
-        self.adv = Adversarial(self.D, NonSaturating(),
-                               ndl.optim.Adam(self.D.parameters(), **adam))
-        self.opt_G = ndl.optim.Adam(self.G.parameters(), **adam)
-
-    def step(self, real, z):
-        device = self.device
-        fake = self.G(ndl.Tensor(z, device=device, requires_grad=False))
-        self.adv.discriminator_step(ndl.Tensor(real, device=device, requires_grad=False), fake)
-        loss = self.adv.generator_loss(fake)
-        self.opt_G.reset_grad()
-        loss.backward(create_graph=False)
-        self.opt_G.step()
-        return loss.numpy()  # waits for the device
-
-
 def bench_dcgan(args, torch, clock):
     rng = np.random.default_rng(1)
     real = rng.uniform(-1, 1, (BATCH, 1, 28, 28)).astype(np.float32)
     z = rng.standard_normal((BATCH, LATENT)).astype(np.float32)
     labels, functions = [], []
-    for label, device, _ in devices():
-        model = DCGANStep(device)
+    for label, device, sync in devices():
+        np.random.seed(0)  # the same initial weights on every device
+        model = NeedleDCGAN(WIDTH, device)
         labels.append(label)
-        functions.append(lambda m=model: m.step(real, z))
+        functions.append(lambda m=model, s=sync: (m.step(real, z), s()))
     if torch is not None:
-        from benchmarks.dcgan_vs_torch import TorchDCGAN
         cuda_enabled = any(name == "cuda" for name, _, _ in devices())
         for label, where, sync in torch_targets(torch, cuda_enabled):
-            twin = TorchDCGAN(torch, DCGANStep(nd.cpu_numpy()), where)
+            np.random.seed(0)
+            twin = TorchDCGAN(torch, NeedleDCGAN(WIDTH, nd.cpu_numpy()), where)
             labels.append(label)
             functions.append(lambda t=twin, s=sync: (t.step(real, z), s()))
     times = interleaved_medians(functions, repeat=args.steps, warmup=1, clock=clock)
