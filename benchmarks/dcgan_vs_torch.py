@@ -52,13 +52,15 @@ class NeedleDCGAN:
         self.opt_G = ndl.optim.Adam(self.G.parameters(), **adam)
 
     def step(self, real, z):
+        """One D step and one G step; returns (D's logged figures, G's loss Tensor)."""
         fake = self.G(ndl.Tensor(z, device=self.device, requires_grad=False))
-        self.adv.discriminator_step(ndl.Tensor(real, device=self.device, requires_grad=False),
-                                    fake)
+        d_figures = self.adv.discriminator_step(
+            ndl.Tensor(real, device=self.device, requires_grad=False), fake)
         loss = self.adv.generator_loss(fake)
         self.opt_G.reset_grad()
         loss.backward(create_graph=False)
         self.opt_G.step()
+        return d_figures, loss
 
     def sample(self, z):
         self.G.eval()

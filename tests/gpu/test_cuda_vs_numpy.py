@@ -12,9 +12,7 @@ import numpy as np
 import pytest
 
 import needle as ndl
-from gan import Adversarial
-from gan.models.dcgan import Discriminator, Generator
-from gan.objectives import NonSaturating
+from benchmarks.dcgan_vs_torch import NeedleDCGAN
 
 pytestmark = [pytest.mark.gpu, pytest.mark.nd_only,
               pytest.mark.skipif(not ndl.cuda().enabled(),
@@ -95,35 +93,22 @@ def test_conv_ops_nhwc_match_including_double_backward():
     np.testing.assert_allclose(penalties[1][1], penalties[0][1], rtol=1e-3, atol=1e-3)
 
 
-class DCGANStep:
-    def __init__(self, device):
-        np.random.seed(0)
-        self.device = device
-        self.G = Generator(100, width=16, device=device)
-        self.D = Discriminator(width=16, device=device)
-        adam = dict(lr=2e-4, beta1=0.5, beta2=0.999)
-        self.adv = Adversarial(self.D, NonSaturating(), ndl.optim.Adam(self.D.parameters(),
-                                                                       **adam))
-        self.opt_G = ndl.optim.Adam(self.G.parameters(), **adam)
-
-    def step(self, real, z):
-        fake = self.G(ndl.Tensor(z, device=self.device, requires_grad=False))
-        d_figures = self.adv.discriminator_step(
-            ndl.Tensor(real, device=self.device, requires_grad=False), fake)
-        loss = self.adv.generator_loss(fake)
-        self.opt_G.reset_grad()
-        loss.backward(create_graph=False)
-        self.opt_G.step()
-        return d_figures["d_loss"], float(loss.numpy())
-
-
 def test_dcgan_training_steps_match_numpy_device():
     rng = np.random.default_rng(3)
     batches = [(rng.uniform(-1, 1, (16, 1, 28, 28)).astype(np.float32),
                 rng.standard_normal((16, 100)).astype(np.float32)) for _ in range(3)]
-    cpu, gpu = DCGANStep(ndl.cpu_numpy()), DCGANStep(ndl.cuda())
+    models = []
+    for device in (ndl.cpu_numpy(), ndl.cuda()):
+        np.random.seed(0)  # the same initial weights
+        models.append(NeedleDCGAN(16, device))
+    cpu, gpu = models
+
+    def losses(model, real, z):
+        d_figures, g_loss = model.step(real, z)
+        return d_figures["d_loss"], float(g_loss.numpy())
+
     for real, z in batches:
-        np.testing.assert_allclose(gpu.step(real, z), cpu.step(real, z), rtol=1e-3)
+        np.testing.assert_allclose(losses(gpu, real, z), losses(cpu, real, z), rtol=1e-3)
     for name, value in cpu.G.state_dict().items():
         np.testing.assert_allclose(gpu.G.state_dict()[name], value, rtol=1e-3, atol=1e-4,
                                    err_msg=name)
