@@ -34,9 +34,10 @@ import hashlib
 import json
 import numbers
 import os
-import secrets
 
 import numpy as np
+
+from .fileio import atomic_write
 
 __all__ = ["save", "load", "load_metadata", "CheckpointError"]
 
@@ -114,41 +115,15 @@ def _canonical_header(payload):
 
 
 def _write_atomic(path, payload):
-    folder = os.path.dirname(os.path.abspath(path))
-    temp_path = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}."
-                                     f"{secrets.token_hex(4)}.tmp")
-    # O_EXCL: never clobber another writer's temp file; mode 0o666 & ~umask like open().
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     try:
-        handle = os.open(temp_path, flags, 0o666)
-        try:
-            with os.fdopen(handle, "wb") as f:
-                f.write(payload)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(temp_path, path)
-        except BaseException:
-            if os.path.exists(temp_path):
-                os.remove(temp_path)
-            raise
-    except OSError as error:  # name the file being saved, not the temporary one
-        message = f"save: cannot write {path} ({len(payload)} bytes): " \
-                  f"{error.strerror or error}; any earlier file there is unchanged"
+        atomic_write(path, payload)
+    except OSError as error:  # name the op and the size too
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        message = f"save: cannot write {path} ({len(payload)} bytes): {reason}; any " \
+                  "earlier file there is unchanged"
         if error.errno is None:
             raise OSError(message) from error
         raise OSError(error.errno, message) from error
-    _fsync_directory(folder)
-
-
-def _fsync_directory(folder):
-    """Make the rename durable; not possible (nor needed) on Windows."""
-    if os.name != "posix":
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _read_header(path, data):

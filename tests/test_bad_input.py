@@ -235,12 +235,12 @@ class _FullDiskOS:
 
 
 class full_disk:
-    """Context manager: needle.save's writer (and so every checkpoint) hits ENOSPC."""
+    """Context manager: needle's one atomic writer (so every save and checkpoint) hits ENOSPC."""
 
     def __enter__(self):
-        import needle.serialization as serialization
-        self.module, self.real = serialization, serialization.os
-        serialization.os = _FullDiskOS(self.real)
+        import needle.fileio as fileio
+        self.module, self.real = fileio, fileio.os
+        fileio.os = _FullDiskOS(self.real)
 
     def __exit__(self, *exc):
         self.module.os = self.real
