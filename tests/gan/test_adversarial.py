@@ -34,14 +34,39 @@ def test_discriminator_step_updates_only_d():
     assert 0 < figures["d_real"] < 1 and figures["d_grad_norm"] > 0
 
 
-def test_generator_loss_reaches_g_and_composes():
+def test_generator_step_leaves_d_unchanged():
+    """generator_loss, its backward and G's optimizer step move G and leave D's weights."""
     G, D, adv, real = setup_models()
-    fake = G(ndl.init.randn(6, 8))
-    loss = adv.generator_loss(fake) + ndl.ops.mean(ndl.ops.abs(fake)) * 10
+    g_opt = ndl.optim.Adam(G.parameters(), lr=1e-2)
+    adv.discriminator_step(real, G(ndl.init.randn(6, 8)))  # D's optimizer now has state
+    d_before, g_before = snapshot(D), snapshot(G)
+    loss = adv.generator_loss(G(ndl.init.randn(6, 8)))
+    g_opt.reset_grad()
     loss.backward(create_graph=False)
-    assert all(p.grad is not None for p in G.parameters())
-    d_before = snapshot(D)
+    assert all(p.grad is not None for p in D.parameters())  # G's loss reached D too
+    g_opt.step()
+    assert all(not np.array_equal(a, b) for a, b in zip(g_before, snapshot(G)))
     assert all(np.array_equal(a, b) for a, b in zip(d_before, snapshot(D)))
+
+
+def test_generator_loss_composes_with_l1_as_a_sum_of_gradients():
+    """(generator_loss + 10 * L1).backward() gives G the sum of the two gradients apart."""
+    G, D, adv, real = setup_models()
+    target = ndl.Tensor(np.random.RandomState(3).uniform(-1, 1, (6, 1, 28, 28))
+                        .astype(np.float32), requires_grad=False)
+    fake = G(ndl.init.randn(6, 8))
+    adversarial, l1 = adv.generator_loss(fake), ndl.ops.mean(ndl.ops.abs(fake - target))
+    params = G.parameters()
+    g_adv = [g.numpy() for g in ndl.grad([adversarial], params)]
+    g_l1 = [g.numpy() for g in ndl.grad([l1], params)]
+    (adversarial + l1 * 10).backward(create_graph=False)
+    for p, a, b in zip(params, g_adv, g_l1):
+        expected = a + 10 * b
+        # both terms matter: the sum is far from either one alone
+        for part in (a, 10 * b):
+            assert np.abs(expected - part).max() > 1e-3 * np.abs(expected).max()
+        np.testing.assert_allclose(p.grad.numpy(), expected, rtol=1e-4,
+                                   atol=1e-6 * np.abs(expected).max())
 
 
 def test_penalty_is_reported_and_weight_clip_applied():
