@@ -19,7 +19,7 @@ from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
-GAN = ["safetensors>=0.4", "tqdm>=4.60", "Pillow>=9", "matplotlib>=3.5", "scipy>=1.9"]
+GAN = ["safetensors>=0.4", "tqdm>=4.60", "Pillow>=10.1", "matplotlib>=3.5", "scipy>=1.9"]
 
 
 class CMakeExtension(Extension):

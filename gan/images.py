@@ -1,11 +1,25 @@
-"""Sample grids as PNG files (Pillow), with the training step in their metadata."""
+"""Sample grids as pictures (Pillow): tiles, a title above them, a label left of each row.
+
+    save_grid(images, "run/samples/step_00000500.png", rows=10,
+              title="train_cgan  step 500  epoch 1", row_labels=[str(d) for d in range(10)])
+
+The format follows the extension (.png, or .jpg/.jpeg for JPEG); `metadata` goes into PNG
+text chunks (a JPEG gets it as its comment). Files are written through needle.fileio's
+atomic writer, so a full disk or a kill never leaves a half-written picture.
+"""
 import math
 import os
 
 import numpy as np
-from PIL import Image, PngImagePlugin
+from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
-__all__ = ["to_uint8", "make_grid", "save_grid"]
+from needle.fileio import atomic_writer
+
+__all__ = ["to_uint8", "grid_shape", "make_grid", "save_grid", "image_format", "FORMATS"]
+
+#: File extension -> Pillow format name.
+FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+_INK, _PAPER = 0, 255  # text and background (the tiles' padding is _PAPER too)
 
 
 def to_uint8(images):
@@ -14,12 +28,17 @@ def to_uint8(images):
     return np.round(images).astype(np.uint8).transpose(0, 2, 3, 1)
 
 
-def make_grid(images, rows=None, padding=2, fill=255):
+def grid_shape(count, rows=None):
+    """(rows, cols) of a grid of `count` tiles: `rows` rows, or a near-square grid."""
+    rows = rows or int(math.ceil(math.sqrt(count)))
+    return rows, int(math.ceil(count / rows))
+
+
+def make_grid(images, rows=None, padding=2, fill=_PAPER):
     """Tile NCHW images in [-1, 1] into one (H, W, C) uint8 picture, `rows` rows."""
     tiles = to_uint8(images)
     n, h, w, c = tiles.shape
-    rows = rows or int(math.ceil(math.sqrt(n)))
-    cols = int(math.ceil(n / rows))
+    rows, cols = grid_shape(n, rows)
     grid = np.full((rows * (h + padding) + padding, cols * (w + padding) + padding, c), fill,
                    dtype=np.uint8)
     for index in range(n):  # one copy per tile (at most a few hundred), not per pixel
@@ -29,23 +48,78 @@ def make_grid(images, rows=None, padding=2, fill=255):
     return grid
 
 
-def save_grid(images, path, rows=None, scale=2, metadata=None):
-    """Write a grid PNG atomically; `metadata` ({str: str}) goes into PNG text chunks."""
+def image_format(path):
+    """The Pillow format for `path`'s extension; ValueError naming the file otherwise."""
+    extension = os.path.splitext(str(path))[1].lower()
+    if extension not in FORMATS:
+        raise ValueError(f"cannot tell the image format of {str(path)!r} from its extension "
+                         f"{extension or '(none)'!r}; use one of {', '.join(FORMATS)}")
+    return FORMATS[extension]
+
+
+def _annotate(picture, title, row_labels, row_centres, scale):
+    """`picture` on a larger canvas with `title` above it and `row_labels` at its left,
+    each label centred on its row (`row_centres`: y of each row's middle in `picture`)."""
+    font = ImageFont.load_default(size=7 * scale)  # Pillow's own font: no font files needed
+    title_font = ImageFont.load_default(size=8 * scale)
+    draw = ImageDraw.Draw(picture)  # only for measuring text here
+    gap = 3 * scale
+    label_boxes = [draw.textbbox((0, 0), label, font=font) for label in row_labels or ()]
+    left = max((box[2] for box in label_boxes), default=-gap) + 2 * gap if row_labels else 0
+    title_box = draw.textbbox((0, 0), title, font=title_font) if title else None
+    top = title_box[3] + 2 * gap if title else 0
+    width = max(left + picture.width, title_box[2] + 2 * gap if title else 0)
+    bands = len(picture.getbands())
+    canvas = Image.new(picture.mode, (width, top + picture.height), (_PAPER,) * bands)
+    canvas.paste(picture, (left, top))
+    draw = ImageDraw.Draw(canvas)
+    if title:
+        draw.text((gap, gap), title, fill=(_INK,) * bands, font=title_font)
+    for label, box, centre in zip(row_labels or (), label_boxes, row_centres):
+        x = left - gap - box[2]  # right-aligned against the grid
+        y = top + centre - (box[1] + box[3]) / 2
+        draw.text((x, y), label, fill=(_INK,) * bands, font=font)
+    return canvas
+
+
+def save_grid(images, path, rows=None, scale=2, metadata=None, title=None, row_labels=None):
+    """Write NCHW images in [-1, 1] as a grid picture at `path` (format from the extension),
+    atomically; returns `path`.
+
+    rows: rows of tiles (default near-square); scale: pixel magnification (nearest);
+    metadata: {str: value} stored as PNG text (a JPEG's comment); title: a line drawn above
+    the grid; row_labels: one string per row, drawn at its left.
+    """
+    fmt = image_format(path)
+    count = len(images)
+    rows, _ = grid_shape(count, rows)
+    if row_labels is not None and len(row_labels) != rows:
+        raise ValueError(f"save_grid: {len(row_labels)} row labels for {rows} rows of "
+                         f"{path}")
     grid = make_grid(images, rows=rows)
     picture = Image.fromarray(grid[:, :, 0] if grid.shape[2] == 1 else grid)
     if scale != 1:
         picture = picture.resize((picture.width * scale, picture.height * scale),
                                  Image.NEAREST)
-    info = PngImagePlugin.PngInfo()
-    for key, value in (metadata or {}).items():
-        info.add_text(key, str(value))
+    if title or row_labels:
+        tile, padding = np.shape(images)[2], 2  # make_grid's tile height and padding
+        centres = [scale * (padding + r * (tile + padding) + tile / 2) for r in range(rows)]
+        picture = _annotate(picture, title, [str(label) for label in row_labels or ()],
+                            centres, scale)
+    text = {str(key): str(value) for key, value in (metadata or {}).items()}
+    if title:
+        text.setdefault("title", title)
+    options = {}
+    if fmt == "PNG":
+        info = PngImagePlugin.PngInfo()
+        for key, value in text.items():
+            info.add_text(key, value)
+        options["pnginfo"] = info
+    else:
+        options["quality"] = 95
+        if text:
+            options["comment"] = "; ".join(f"{k}={v}" for k, v in text.items())
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    temp = f"{path}.{os.getpid()}.tmp"
-    try:
-        picture.save(temp, format="PNG", pnginfo=info)
-        os.replace(temp, path)
-    except BaseException:  # a full disk or a kill signal: no half-written file stays
-        if os.path.exists(temp):
-            os.remove(temp)
-        raise
+    with atomic_writer(path) as f:
+        picture.save(f, format=fmt, **options)
     return path

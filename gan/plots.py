@@ -1,6 +1,8 @@
 """The training-curve figure: losses and D's outputs against the step (matplotlib)."""
 import os
 
+from needle.fileio import atomic_writer
+
 __all__ = ["plot_history", "plot_series", "save_figure"]
 
 
@@ -37,25 +39,22 @@ def plot_history(history, path, title="training"):
 
 
 def save_figure(figure, path):
-    """Write `figure` to the PNG `path` atomically (temporary file, then os.replace; a full
-    disk leaves no half-written file) and close it."""
+    """Write `figure` to the PNG `path` through needle.fileio's atomic writer (a full disk
+    leaves no half-written file) and close it."""
     plt = _pyplot()
-    figure.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    temp = f"{path}.{os.getpid()}.tmp.png"
     try:
-        figure.savefig(temp, dpi=100)
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.remove(temp)
-        raise
+        figure.tight_layout()
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with atomic_writer(path) as f:
+            figure.savefig(f, format="png", dpi=100)
     finally:
         plt.close(figure)
     return path
 
 
 def plot_series(axes, history, key, label):
-    """Plot `key` against the step over the records that have it (evaluations do not)."""
+    """Plot `key` against the step over the records that have it (evaluations do not); a
+    series of fewer than two points is drawn as markers (a line needs two)."""
     records = [record for record in history if key in record]
-    axes.plot([r["step"] for r in records], [r[key] for r in records], label=label)
+    axes.plot([r["step"] for r in records], [r[key] for r in records], label=label,
+              marker="o" if len(records) < 2 else None)

@@ -289,10 +289,9 @@ def grid_on_full_disk(tmp_path):
     save_grid(images(4), str(path))
     real = Image.Image.save
 
-    def half_then_enospc(self, fp, *args, **kwargs):
+    def half_then_enospc(self, fp, *args, **kwargs):  # fp: needle.fileio's temporary file
         real(self, fp, *args, **kwargs)
-        with open(fp, "r+b") as f:
-            f.truncate(os.path.getsize(fp) // 2)
+        fp.truncate(fp.tell() // 2)
         raise OSError(errno.ENOSPC, "No space left on device")
 
     Image.Image.save = half_then_enospc
