@@ -2,17 +2,20 @@
 
 Loads the generator of a train_dcgan or train_cgan run (run.json's "app" and "args" say
 which model to build; the weights are the "generator." entries of the newest verified
-checkpoints/step_*.safetensors) and writes one PNG:
+checkpoints/step_*.safetensors) and writes one picture (PNG, or JPEG for --out x.jpg),
+titled with the app, the checkpoint's step and epoch, and the mode:
 
   grid         --n samples G(z), z ~ N(0, I) from RandomState(--seed), row-major (a
-               conditional generator gets one row per digit instead).
+               conditional generator gets one row per digit instead, labelled with it).
   interpolate  --rows random pairs (z0, z1); for each pair a row of linear interpolations
-               (1 - t) z0 + t z1 and, under it, a row of spherical ones (slerp, Shoemake
-               1985; White 2016 argues it stays on the shell where Gaussian z live).
+               (1 - t) z0 + t z1 ("lerp") and, under it, a row of spherical ones ("slerp",
+               Shoemake 1985; White 2016 argues it stays on the shell where Gaussian z live).
   arithmetic   latent vector arithmetic as in Radford et al. (2016), fig. 7: three groups
                of three samples; each group's z are averaged, and A - B + C is decoded, with
-               three more decodings of it plus U(-0.25, 0.25) noise. Rows: the three A
-               samples and mean(A), likewise B and C, then A - B + C and its variants.
+               three more decodings of it plus U(-0.25, 0.25) noise. Rows "A", "B", "C":
+               the group's three samples, then (column "mean") the decoded mean; row
+               "A - B + C": the three noisy variants, then (column "mean") the exact
+               mean(A) - mean(B) + mean(C).
 
 There are no attribute labels (no "smiling woman"), so the groups are picked by index from
 the same seeded batch that `--mode grid` draws: run grid first with the same --seed and --n,
@@ -21,22 +24,32 @@ slanted 7s), and pass them as --groups "i,j,k;l,m,n;o,p,q". By default the group
 3-5 and 6-8. For a train_cgan generator every arithmetic image gets the digit --label, so
 the grid's position i has the same z but, in general, another digit.
 """
+import argparse
 import json
 import os
 
 import numpy as np
 
 import needle as ndl
-from gan.checkpoint import latest_checkpoint
-from gan.images import save_grid
+from gan.checkpoint import checkpoint_info, latest_checkpoint
+from gan.images import image_format, save_grid
 from gan.models.conditional import ConditionalGenerator
 from gan.models.dcgan import Generator
 
 from .common import DEVICES, make_parser, resolve_device
 
-__all__ = ["build_parser", "main", "load_generator", "lerp", "slerp"]
+__all__ = ["build_parser", "main", "load_generator", "lerp", "slerp", "picture"]
 
 MODES = ("grid", "interpolate", "arithmetic")
+
+
+def picture_path(text):
+    """argparse type of --out: a file name whose extension names a format we write."""
+    try:
+        image_format(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
 
 
 def build_parser():
@@ -45,7 +58,8 @@ def build_parser():
     add("--checkpoint", required=True,
         help="run folder of train_dcgan / train_cgan (or one of its checkpoint files)")
     add("--mode", choices=MODES, default="grid", help="which picture (see above)")
-    add("--out", default=None, help="PNG to write; none: RUN_DIR/sample_<mode>.png")
+    add("--out", type=picture_path, default=None,
+        help="picture to write, .png or .jpg/.jpeg; none: RUN_DIR/sample_<mode>.png")
     add("--n", type=int, default=64, help="samples in the grid / the seeded batch")
     add("--seed", type=int, default=0, help="seed of the latent vectors")
     add("--rows", type=int, default=4, help="interpolate: pairs of latent vectors")
@@ -139,7 +153,8 @@ def _decode(generator, z, labels, device):
 
 
 def picture(generator, mode, args, device):
-    """(NCHW images, rows, PNG text) for `mode`."""
+    """(NCHW images, layout) for `mode`; layout holds save_grid's rows, row_labels,
+    col_labels and metadata."""
     latent_dim = generator.latent_dim
     rng = np.random.RandomState(args.seed)
     conditional = isinstance(generator, ConditionalGenerator)
@@ -149,19 +164,23 @@ def picture(generator, mode, args, device):
             per_class = max(1, args.n // classes)
             labels = np.repeat(np.arange(classes), per_class)
             z = rng.randn(len(labels), latent_dim)
-            return _decode(generator, z, labels, device), classes, {}
+            return _decode(generator, z, labels, device), dict(
+                rows=classes, row_labels=[str(digit) for digit in range(classes)])
         z = rng.randn(args.n, latent_dim)
-        return _decode(generator, z, None, device), None, {}
+        return _decode(generator, z, None, device), {}
     if mode == "interpolate":
         pairs = rng.randn(args.rows, 2, latent_dim)
         t = np.linspace(0, 1, args.steps)
-        z, labels = [], []
+        z, labels, names = [], [], []
         for row, (z0, z1) in enumerate(pairs):
             label = row % classes if args.label is None else args.label
             z += [lerp(z0, z1, t), slerp(z0, z1, t)]
             labels += [label] * (2 * args.steps)
+            digit = f" {label}" if conditional else ""
+            names += [f"lerp{digit}", f"slerp{digit}"]
         images = _decode(generator, np.concatenate(z), labels, device)
-        return images, 2 * args.rows, {"rows": "per pair: linear, then spherical"}
+        return images, dict(rows=2 * args.rows, row_labels=names,
+                            metadata={"rows": "per pair: linear, then spherical"})
     groups = _parse_groups(args.groups)
     if max(max(g) for g in groups) >= args.n or min(min(g) for g in groups) < 0:
         raise SystemExit(f"sample: --groups indices must be in [0, --n) = [0, {args.n})")
@@ -172,23 +191,29 @@ def picture(generator, mode, args, device):
     z = []
     for group, mean in zip(groups, means):
         z += [batch[i] for i in group] + [mean]
-    z += [result] + [result + e for e in noise]
+    z += [result + e for e in noise] + [result]
     label = 0 if args.label is None else args.label
     images = _decode(generator, np.stack(z), [label] * len(z), device)
-    return images, 4, {"rows": "A x3 + mean(A); B x3 + mean(B); C x3 + mean(C); "
-                               "A - B + C and 3 noisy variants", "groups": args.groups}
+    return images, dict(
+        rows=4, row_labels=["A", "B", "C", "A - B + C"], col_labels=["", "", "", "mean"],
+        metadata={"rows": "A x3 + mean(A); B x3 + mean(B); C x3 + mean(C); 3 noisy "
+                          "variants of A - B + C, then mean(A) - mean(B) + mean(C)",
+                  "groups": args.groups})
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     device = resolve_device(args.device)
     generator, info, checkpoint = load_generator(args.checkpoint, device)
-    images, rows, text = picture(generator, args.mode, args, device)
+    images, layout = picture(generator, args.mode, args, device)
     run_dir = _run_files(args.checkpoint)[0]
     out = args.out or os.path.join(run_dir, f"sample_{args.mode}.png")
-    save_grid(images, out, rows=rows,
-              metadata=dict(text, mode=args.mode, seed=args.seed, app=info.get("app"),
-                            checkpoint=os.path.basename(checkpoint)))
+    saved = checkpoint_info(checkpoint)
+    app = info.get("app")
+    title = f"{app}  step {saved.get('step')}  epoch {saved.get('epoch')}  {args.mode}"
+    metadata = dict(layout.pop("metadata", {}), mode=args.mode, seed=args.seed, app=app,
+                    checkpoint=os.path.basename(checkpoint))
+    save_grid(images, out, title=title, metadata=metadata, **layout)
     print(f"sample: wrote {out}")
     return out
 

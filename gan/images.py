@@ -57,55 +57,66 @@ def image_format(path):
     return FORMATS[extension]
 
 
-def _annotate(picture, title, row_labels, row_centres, scale):
-    """`picture` on a larger canvas with `title` above it and `row_labels` at its left,
-    each label centred on its row (`row_centres`: y of each row's middle in `picture`)."""
+def _annotate(picture, scale, title, rows, cols):
+    """`picture` on a larger canvas: `title` above it, then the column labels, and the row
+    labels at its left. rows / cols: [(label, centre)], the centre being the y (x) of the
+    row's (column's) middle in `picture`."""
     font = ImageFont.load_default(size=7 * scale)  # Pillow's own font: no font files needed
     title_font = ImageFont.load_default(size=8 * scale)
-    draw = ImageDraw.Draw(picture)  # only for measuring text here
+    measure = ImageDraw.Draw(picture).textbbox
     gap = 3 * scale
-    label_boxes = [draw.textbbox((0, 0), label, font=font) for label in row_labels or ()]
-    left = max((box[2] for box in label_boxes), default=-gap) + 2 * gap if row_labels else 0
-    title_box = draw.textbbox((0, 0), title, font=title_font) if title else None
-    top = title_box[3] + 2 * gap if title else 0
-    width = max(left + picture.width, title_box[2] + 2 * gap if title else 0)
-    bands = len(picture.getbands())
-    canvas = Image.new(picture.mode, (width, top + picture.height), (_PAPER,) * bands)
+    row_boxes = [measure((0, 0), label, font=font) for label, _ in rows]
+    col_boxes = [measure((0, 0), label, font=font) for label, _ in cols]
+    title_box = measure((0, 0), title, font=title_font) if title else (0, 0, 0, 0)
+    left = max(box[2] for box in row_boxes) + 2 * gap if rows else 0
+    title_height = title_box[3] + 2 * gap if title else 0
+    top = title_height + (max(box[3] for box in col_boxes) + gap if cols else 0)
+    width = max(left + picture.width, title_box[2] + 2 * gap)
+    ink = (_INK,) * len(picture.getbands())
+    canvas = Image.new(picture.mode, (width, top + picture.height),
+                       (_PAPER,) * len(picture.getbands()))
     canvas.paste(picture, (left, top))
     draw = ImageDraw.Draw(canvas)
     if title:
-        draw.text((gap, gap), title, fill=(_INK,) * bands, font=title_font)
-    for label, box, centre in zip(row_labels or (), label_boxes, row_centres):
-        x = left - gap - box[2]  # right-aligned against the grid
-        y = top + centre - (box[1] + box[3]) / 2
-        draw.text((x, y), label, fill=(_INK,) * bands, font=font)
+        draw.text((gap, gap), title, fill=ink, font=title_font)
+    for (label, centre), box in zip(rows, row_boxes):  # right-aligned against the grid
+        draw.text((left - gap - box[2], top + centre - (box[1] + box[3]) / 2), label,
+                  fill=ink, font=font)
+    for (label, centre), box in zip(cols, col_boxes):  # centred over its column
+        draw.text((left + centre - box[2] / 2, title_height), label, fill=ink, font=font)
     return canvas
 
 
-def save_grid(images, path, rows=None, scale=2, metadata=None, title=None, row_labels=None):
+def save_grid(images, path, rows=None, scale=2, metadata=None, title=None, row_labels=None,
+              col_labels=None):
     """Write NCHW images in [-1, 1] as a grid picture at `path` (format from the extension),
     atomically; returns `path`.
 
     rows: rows of tiles (default near-square); scale: pixel magnification (nearest);
     metadata: {str: value} stored as PNG text (a JPEG's comment); title: a line drawn above
-    the grid; row_labels: one string per row, drawn at its left.
+    the grid; row_labels: one string per row, drawn at its left; col_labels: one string per
+    column ("" for none), drawn above it.
     """
     fmt = image_format(path)
     count = len(images)
-    rows, _ = grid_shape(count, rows)
-    if row_labels is not None and len(row_labels) != rows:
-        raise ValueError(f"save_grid: {len(row_labels)} row labels for {rows} rows of "
-                         f"{path}")
+    rows, cols = grid_shape(count, rows)
+    for name, labels, expected in (("row", row_labels, rows), ("column", col_labels, cols)):
+        if labels is not None and len(labels) != expected:
+            raise ValueError(f"save_grid: {len(labels)} {name} labels for {expected} "
+                             f"{name}s of {path}")
     grid = make_grid(images, rows=rows)
     picture = Image.fromarray(grid[:, :, 0] if grid.shape[2] == 1 else grid)
     if scale != 1:
         picture = picture.resize((picture.width * scale, picture.height * scale),
                                  Image.NEAREST)
-    if title or row_labels:
-        tile, padding = np.shape(images)[2], 2  # make_grid's tile height and padding
-        centres = [scale * (padding + r * (tile + padding) + tile / 2) for r in range(rows)]
-        picture = _annotate(picture, title, [str(label) for label in row_labels or ()],
-                            centres, scale)
+    if title or row_labels or col_labels:
+        height, width, padding = np.shape(images)[2], np.shape(images)[3], 2  # make_grid's
+        picture = _annotate(
+            picture, scale, title,
+            [(str(label), scale * (padding + r * (height + padding) + height / 2))
+             for r, label in enumerate(row_labels or ())],
+            [(str(label), scale * (padding + c * (width + padding) + width / 2))
+             for c, label in enumerate(col_labels or ())])
     text = {str(key): str(value) for key, value in (metadata or {}).items()}
     if title:
         text.setdefault("title", title)

@@ -80,6 +80,21 @@ def test_title_goes_above_and_labels_left_of_their_rows(tmp_path):
         assert (picture[y:y + padding, :left] > 200).all()
 
 
+def test_column_labels_go_over_their_columns(tmp_path):
+    images = ramp(8, size=12)
+    grid, _, _ = read(save_grid(images, str(tmp_path / "plain.png"), rows=2))
+    picture, _, _ = read(save_grid(images, str(tmp_path / "g.png"), rows=2,
+                                   col_labels=["", "", "", "mean"]))
+    top = picture.shape[0] - grid.shape[0]
+    assert picture.shape[1] == grid.shape[1] and top > 0
+    np.testing.assert_array_equal(picture[top:], grid)
+    column = (12 + 2) * 2
+    inked = [(picture[:top, 4 + c * column:4 + c * column + 24] < 128).any() for c in range(4)]
+    assert inked == [False, False, False, True]
+    with pytest.raises(ValueError, match=r"save_grid: 3 column labels for 4 columns"):
+        save_grid(images, str(tmp_path / "g.png"), rows=2, col_labels=["a", "b", "c"])
+
+
 def test_a_long_title_widens_the_picture_on_white(tmp_path):
     images = ramp(2, channels=3, size=4)
     path = save_grid(images, str(tmp_path / "g.png"), rows=1, scale=1,

@@ -1,9 +1,10 @@
-"""apps.sample on a tiny train_dcgan run: the three pictures, their layout, the latent paths."""
+"""apps.sample on tiny train_dcgan / train_cgan runs: the three pictures, their layout and
+labels, the format from --out, the latent paths."""
 import numpy as np
 import pytest
 from PIL import Image
 
-from apps import sample, train_dcgan
+from apps import sample, train_cgan, train_dcgan
 
 
 @pytest.fixture(scope="module")
@@ -13,27 +14,65 @@ def dcgan_run(tmp_path_factory):
     return run
 
 
-def tiles(path, tile=28, padding=2, scale=2):
-    """(rows, cols) of a gan.images.save_grid picture."""
-    with Image.open(path) as picture:
-        width, height = picture.size
-    step = (tile + padding) * scale
-    return (height - padding * scale) // step, (width - padding * scale) // step
+@pytest.fixture
+def saved(monkeypatch):
+    """The save_grid calls apps.sample makes (they still write their files)."""
+    calls = []
+    real = sample.save_grid
+
+    def recording(images, path, **kwargs):
+        calls.append(dict(kwargs, count=len(images), path=path))
+        return real(images, path, **kwargs)
+
+    monkeypatch.setattr(sample, "save_grid", recording)
+    return calls
 
 
-def test_sample_app_writes_the_three_pictures(dcgan_run, tmp_path):
+def test_sample_app_writes_the_three_pictures(dcgan_run, tmp_path, saved):
     grid = sample.main(["--checkpoint", str(dcgan_run), "--n", "16",
                         "--out", str(tmp_path / "grid.png")])
-    assert tiles(grid) == (4, 4)
     line = sample.main(["--checkpoint", str(dcgan_run), "--mode", "interpolate", "--rows", "2",
-                        "--steps", "5", "--out", str(tmp_path / "interpolate.png")])
-    assert tiles(line) == (4, 5)  # per pair: a linear row, then a spherical one
+                        "--steps", "5", "--out", str(tmp_path / "interpolate.jpg")])
     arithmetic = sample.main(["--checkpoint", str(dcgan_run), "--mode", "arithmetic",
                               "--n", "16", "--groups", "1,2,3;4,5,6;9,10,11"])
     assert arithmetic == str(dcgan_run / "sample_arithmetic.png")
-    assert tiles(arithmetic) == (4, 4)
+    grid_call, line_call, arithmetic_call = saved
+    assert grid_call["count"] == 16 and grid_call.get("rows") is None
+    assert grid_call["title"] == "train_dcgan  step 3  epoch 0  grid"
+    assert line_call["count"] == 20 and line_call["rows"] == 4  # per pair: lerp, then slerp
+    assert line_call["row_labels"] == ["lerp", "slerp", "lerp", "slerp"]
+    assert arithmetic_call["count"] == 16 and arithmetic_call["rows"] == 4
+    assert arithmetic_call["row_labels"] == ["A", "B", "C", "A - B + C"]
+    assert arithmetic_call["col_labels"] == ["", "", "", "mean"]
+    with Image.open(grid) as picture:
+        assert picture.format == "PNG" and picture.text["title"] == grid_call["title"]
+    with Image.open(line) as picture:
+        assert picture.format == "JPEG"
     with Image.open(arithmetic) as picture:
         assert picture.text["mode"] == "arithmetic" and picture.text["app"] == "train_dcgan"
+        assert picture.text["checkpoint"] == "step_00000003.safetensors"
+
+
+def test_conditional_rows_carry_their_digit(tmp_path, saved):
+    run = tmp_path / "cgan"
+    train_cgan.main(["--dry_run", "--out_dir", str(run), "--width", "8", "--no_progress"])
+    sample.main(["--checkpoint", str(run), "--n", "20"])
+    sample.main(["--checkpoint", str(run), "--mode", "interpolate", "--rows", "3",
+                 "--steps", "4"])
+    grid_call, line_call = saved
+    assert grid_call["count"] == 20 and grid_call["rows"] == 10
+    assert grid_call["row_labels"] == [str(d) for d in range(10)]
+    assert grid_call["title"] == "train_cgan  step 3  epoch 0  grid"
+    assert line_call["row_labels"] == ["lerp 0", "slerp 0", "lerp 1", "slerp 1",
+                                       "lerp 2", "slerp 2"]
+
+
+def test_an_unknown_picture_format_is_refused_before_loading(dcgan_run, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        sample.main(["--checkpoint", str(dcgan_run), "--out", str(tmp_path / "x.gif")])
+    assert exit_info.value.code == 2
+    assert "argument --out: cannot tell the image format of" in capsys.readouterr().err
+    assert not (tmp_path / "x.gif").exists()
 
 
 def test_arithmetic_groups_index_the_grid_batch(dcgan_run):
@@ -41,12 +80,20 @@ def test_arithmetic_groups_index_the_grid_batch(dcgan_run):
     args = sample.build_parser().parse_args(["--checkpoint", str(dcgan_run), "--n", "12",
                                              "--groups", "0,1,2;5,6,7;9,10,11"])
     device = generator.parameters()[0].device
-    grid, _, _ = sample.picture(generator, "grid", args, device)
-    arithmetic, rows, _ = sample.picture(generator, "arithmetic", args, device)
-    assert rows == 4 and arithmetic.shape == (16, 1, 28, 28)
+    grid, _ = sample.picture(generator, "grid", args, device)
+    arithmetic, layout = sample.picture(generator, "arithmetic", args, device)
+    assert layout["rows"] == 4 and arithmetic.shape == (16, 1, 28, 28)
     np.testing.assert_allclose(arithmetic[0:3], grid[0:3], atol=1e-5)    # row A
     np.testing.assert_allclose(arithmetic[4:7], grid[5:8], atol=1e-5)    # row B
     np.testing.assert_allclose(arithmetic[8:11], grid[9:12], atol=1e-5)  # row C
+    # the "mean" column: the decoded group means, and mean(A) - mean(B) + mean(C) last
+    z = np.random.RandomState(0).randn(12, generator.latent_dim)
+    means = [z[[0, 1, 2]].mean(0), z[[5, 6, 7]].mean(0), z[[9, 10, 11]].mean(0)]
+    expected = np.stack(means + [means[0] - means[1] + means[2]]).astype(np.float32)
+    import needle as ndl
+    with ndl.no_grad():
+        decoded = generator(ndl.Tensor(expected, device=device, requires_grad=False)).numpy()
+    np.testing.assert_allclose(arithmetic[[3, 7, 11, 15]], decoded, atol=1e-5)
 
 
 def test_sample_loads_the_saved_generator_weights(dcgan_run):
