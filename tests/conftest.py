@@ -1,4 +1,4 @@
-"""Shared test configuration: hypothesis profile and the device fixture."""
+"""Shared test configuration: hypothesis profile, the device fixture, CI's skip policy."""
 import os
 
 from hypothesis import HealthCheck, settings
@@ -15,6 +15,11 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 import needle as ndl  # noqa: E402
 import pytest  # noqa: E402
+
+# Under CI=true, skips for a missing PyTorch or native build fail (tests/support/ci_skips.py);
+# every run ends with the skip reasons and their counts.
+from tests.support.ci_skips import (  # noqa: E402,F401
+    pytest_make_collect_report, pytest_runtest_makereport, pytest_terminal_summary)
 
 if ndl.backend_selection.BACKEND == "np":
     # The NumPy flavour (NEEDLE_BACKEND=np): one device, NumPy arrays as Tensor data.

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from needle.data import read_idx
+from tests.support.ci_skips import skip_unbuilt
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SRC = ROOT / "src"
@@ -247,7 +248,7 @@ def test_prebuilt_extension_matches_numpy(mnist_train, monkeypatch):
     built = [p for p in glob.glob(str(SRC / "simple_ml_ext*.so"))
              if os.path.getmtime(p) >= os.path.getmtime(source)]
     if not built:
-        pytest.skip("src/simple_ml_ext is not built (cmake -S . -B build && cmake --build "
+        skip_unbuilt("src/simple_ml_ext is not built (cmake -S . -B build && cmake --build "
                     "build); test_cmake_builds_extension covers the build")
     _check_extension(_load_extension(built[0]), mnist_train, monkeypatch)
 
@@ -256,7 +257,7 @@ def test_prebuilt_extension_matches_numpy(mnist_train, monkeypatch):
 def test_cmake_builds_extension(tmp_path, mnist_train, monkeypatch):
     """The documented CMake command builds the extension (here into a temporary folder)."""
     if shutil.which("cmake") is None:
-        pytest.skip("cmake is not installed")
+        skip_unbuilt("cmake is not installed")
     pytest.importorskip("pybind11")
     build, out = tmp_path / "build", tmp_path / "out"
     configure = ["cmake", "-S", str(ROOT), "-B", str(build),
