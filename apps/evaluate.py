@@ -1,46 +1,66 @@
-"""Score a trained DCGAN with the MNIST-classifier metrics: python -m apps.evaluate --help
+"""Score a trained generator with the MNIST-classifier metrics: python -m apps.evaluate --help
 
     python -m apps.evaluate --checkpoint runs/dcgan          # newest checkpoint of a run
     python -m apps.evaluate --checkpoint runs/dcgan/checkpoints/step_00000937.safetensors
+    python -m apps.evaluate --checkpoint runs/cgan           # overall and per digit
     python -m apps.evaluate --real                            # the floor: real digits
 
-Prints one JSON object: fid, confident, digits_covered, kl_to_uniform, class_histogram (see
-gan/metrics.py), with the checkpoint and its step. The reference statistics are those of
-the first --real_count MNIST test images. --real scores --num_samples MNIST *training*
-images instead of generated ones: different real digits, so its FID (not exactly 0) is the
-best a generator can hope for with that many samples.
+Runs of train_dcgan, train_cgan and train_wgan_gp --data mnist get fid, confident,
+digits_covered, kl_to_uniform and class_histogram (see gan/metrics.py) against the first
+--real_count MNIST test images; a train_cgan run also gets label_kept (the share of samples
+the classifier gives the digit they were asked for) and, per digit, the FID against that
+digit's test images, label_kept and the confident share. A train_wgan_gp run on 2-D points
+(ring8, grid25) gets its mixture's modes covered and high-quality share instead. The run
+folder's run.json says which app made it.
+
+The scores go to RUN/eval.json (written atomically; with the checkpoint and its step) and
+to the screen: a few readable lines, or the JSON object with --json. --real scores
+--num_samples MNIST *training* images instead of generated ones: different real digits, so
+its FID (not exactly 0) is the best a generator can hope for with that many samples; it
+writes no eval.json.
+
+The classifier must record a test accuracy of at least 98% in its metadata (the shipped
+gan/weights/mnist_classifier.safetensors records 99.27%); others are refused.
 """
 import json
 import os
+import sys
+import traceback
 
 import numpy as np
 
 import needle as ndl
-from gan.checkpoint import latest_checkpoint
-from gan.metrics import DEFAULT_CLASSIFIER_PATH, Evaluator, load_classifier
-from gan.models.dcgan import Generator
-from needle.data import load_mnist
-from needle.serialization import load_metadata
+from gan.metrics import DEFAULT_CLASSIFIER_PATH, Evaluator, UnfitClassifierError, \
+    load_classifier
+from gan.mixtures import MIXTURES
+from needle.data import DataFileError, load_mnist
+from needle.fileio import atomic_write
+from needle.serialization import CheckpointError
 
 from .common import DEFAULT_DATA_DIR, DEVICES, make_parser, resolve_device
+from .run_models import RunFolderError, load_generator, open_run
 
-__all__ = ["build_parser", "main", "find_checkpoint", "load_generator"]
+__all__ = ["build_parser", "main", "evaluate_run", "EVAL_NAME"]
 
-_GENERATOR_PREFIX = "generator."
+EVAL_NAME = "eval.json"
+USER_ERRORS = (RunFolderError, UnfitClassifierError, DataFileError, CheckpointError,
+               FileNotFoundError)
 
 
 def build_parser():
     parser = make_parser(__doc__.splitlines()[0])
     add = parser.add_argument
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", help="a train_dcgan run folder (its newest checkpoint) "
-                                             "or one checkpoint file")
+    source.add_argument("--checkpoint",
+                        help="a run folder (its newest intact checkpoint) or one checkpoint "
+                             "file of train_dcgan, train_cgan or train_wgan_gp")
     source.add_argument("--real", action="store_true",
                         help="score real MNIST training images instead of a generator")
     add("--data_dir", "--data-dir", default=DEFAULT_DATA_DIR,
         help="folder with the four MNIST .gz files")
     add("--classifier", default=DEFAULT_CLASSIFIER_PATH, help="classifier weights file")
-    add("--num_samples", "--num-samples", type=int, default=2000, help="images to score")
+    add("--num_samples", "--num-samples", type=int, default=2000,
+        help="images (or 2-D points) to score")
     add("--real_count", "--real-count", type=int, default=10000,
         help="MNIST test images behind the reference feature statistics")
     add("--seed", type=int, default=0, help="seed of the latent samples' own RandomState")
@@ -52,74 +72,89 @@ def build_parser():
         help="override the run's image size")
     add("--device", choices=sorted(DEVICES), default="cpu_numpy",
         help="cpu_numpy: NumPy; cpu: the course's flat-memory device; cuda: CuPy on a GPU")
+    add("--json", action="store_true", help="print the scores as one JSON object")
+    add("--debug", action="store_true", help="show the traceback of an error")
     return parser
 
 
-def find_checkpoint(path):
-    """(checkpoint file, run folder) for a run folder or a checkpoint file."""
-    if os.path.isfile(path):
-        folder = os.path.dirname(os.path.abspath(path))
-        run_dir = os.path.dirname(folder) if os.path.basename(folder) == "checkpoints" \
-            else folder
-        return path, run_dir
-    if not os.path.isdir(path):
-        raise SystemExit(f"evaluate: {path} is neither a run folder nor a checkpoint file")
-    for folder in (os.path.join(path, "checkpoints"), path):
-        checkpoint = latest_checkpoint(folder) if os.path.isdir(folder) else None
-        if checkpoint is not None:
-            return checkpoint, path
-    raise SystemExit(f"evaluate: no intact checkpoint under {path}")
+def _points(generator, count, seed, device):
+    """`count` points from generator(z), z ~ N(0, I) from RandomState(seed)."""
+    z = np.random.RandomState(seed).randn(count, generator.latent_dim).astype(np.float32)
+    with ndl.no_grad():
+        return generator(ndl.Tensor(z, device=device, requires_grad=False)).numpy()
 
 
-def _run_settings(run_dir, checkpoint):
-    """The run's generator settings: run.json's args, else the checkpoint's trainer config."""
-    settings = {"latent_dim": 100, "width": 64, "image_size": 28}
-    run_json = os.path.join(run_dir, "run.json")
-    if os.path.exists(run_json):
-        with open(run_json) as f:
-            info = json.load(f)
-        recorded = dict(info.get("config", {}), **info.get("args", {}))
-    else:
-        info = json.loads(load_metadata(checkpoint).get("gan.trainer", "{}"))
-        recorded = info.get("config", {})
-    settings.update({key: recorded[key] for key in settings if recorded.get(key) is not None})
-    return settings
+def evaluate_run(args, device):
+    """The scores of the run at args.checkpoint (see the module docstring)."""
+    run = open_run(args.checkpoint)
+    generator = load_generator(run, device, latent_dim=args.latent_dim, width=args.width,
+                               image_size=args.image_size)
+    where = {"app": run.app, "checkpoint": run.checkpoint, "step": run.step}
+    if run.is_points:
+        mixture = MIXTURES[run.args["data"]]()
+        scores = mixture.mode_metrics(_points(generator, args.num_samples, args.seed, device))
+        return dict(scores, source="generator", data=run.args["data"],
+                    num_samples=args.num_samples, **where), run
+    evaluator = Evaluator.from_mnist(args.data_dir, args.real_count,
+                                     load_classifier(args.classifier, device=device),
+                                     num_samples=args.num_samples, seed=args.seed,
+                                     batch_size=args.batch_size)
+    scores = dict(evaluator(generator), source="generator", latent_dim=generator.latent_dim,
+                  image_size=generator.image_size, **where)
+    scores["reference"] = f"first {min(args.real_count, 10000)} MNIST test images"
+    return scores, run
 
 
-def load_generator(checkpoint, run_dir, device=None, **overrides):
-    """The DCGAN Generator stored (under "generator.") in `checkpoint`, in eval mode."""
-    settings = _run_settings(run_dir, checkpoint)
-    settings.update({key: value for key, value in overrides.items() if value is not None})
-    generator = Generator(settings["latent_dim"], channels=1, image_size=settings["image_size"],
-                          width=settings["width"], device=device)
-    state = ndl.load(checkpoint)
-    generator.load_state_dict({key[len(_GENERATOR_PREFIX):]: value
-                               for key, value in state.items()
-                               if key.startswith(_GENERATOR_PREFIX)})
-    return generator.eval(), settings
+def _summary(scores):
+    """A few readable lines for the screen."""
+    if "modes_covered" in scores:
+        return [f"{scores['modes_covered']} of {scores['n_modes']} modes covered, "
+                f"{scores['high_quality']:.1%} of {scores['num_samples']} points of high "
+                f"quality ({scores['data']})"]
+    lines = [f"FID {scores['fid']:.2f}, {scores['digits_covered']} of 10 digits covered, "
+             f"{scores['confident']:.0%} confident, KL to uniform {scores['kl_to_uniform']:.2f}"
+             + (f", label kept {scores['label_kept']:.1%}" if "label_kept" in scores else "")
+             + f" ({scores['num_samples']} samples vs the {scores['reference']})"]
+    for row in scores.get("per_class", []):
+        lines.append(f"  digit {row['label']}: FID {row['fid']:.2f}, label kept "
+                     f"{row['label_kept']:.1%}, {row['confident']:.0%} confident "
+                     f"({row['num_samples']} samples)")
+    return lines
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    device = resolve_device(args.device)
-    classifier = load_classifier(args.classifier, device=device)
-    evaluator = Evaluator.from_mnist(args.data_dir, args.real_count, classifier,
-                                     num_samples=args.num_samples, seed=args.seed,
-                                     batch_size=args.batch_size)
-    if args.real:
-        train = load_mnist(args.data_dir, train=True)
-        images = train.images[:args.num_samples].reshape(-1, 1, 28, 28) * 2 - 1
-        scores = dict(evaluator(np.ascontiguousarray(images)), source="mnist-train")
+    try:
+        device = resolve_device(args.device)
+        if args.real:
+            evaluator = Evaluator.from_mnist(args.data_dir, args.real_count,
+                                             load_classifier(args.classifier, device=device),
+                                             num_samples=args.num_samples, seed=args.seed,
+                                             batch_size=args.batch_size)
+            train = load_mnist(args.data_dir, train=True)
+            images = train.images[:args.num_samples].reshape(-1, 1, 28, 28) * 2 - 1
+            scores = dict(evaluator(np.ascontiguousarray(images),
+                                    train.labels[:args.num_samples]), source="mnist-train")
+            scores["reference"] = f"first {min(args.real_count, 10000)} MNIST test images"
+            out, heading = None, "real MNIST training digits"
+        else:
+            scores, run = evaluate_run(args, device)
+            out = atomic_write(os.path.join(run.folder, EVAL_NAME),
+                               json.dumps(scores, indent=1) + "\n")
+            heading = f"{run.app} run {run.folder}, step {run.step}"
+    except USER_ERRORS as error:
+        if args.debug:
+            traceback.print_exc()
+        sys.exit(f"evaluate: {error}")
+    if args.json:
+        print(json.dumps(scores))
     else:
-        checkpoint, run_dir = find_checkpoint(args.checkpoint)
-        generator, settings = load_generator(checkpoint, run_dir, device=device,
-                                             latent_dim=args.latent_dim, width=args.width,
-                                             image_size=args.image_size)
-        info = json.loads(load_metadata(checkpoint).get("gan.trainer", "{}"))
-        scores = dict(evaluator(generator), source="generator", checkpoint=checkpoint,
-                      step=info.get("step"), **settings)
-    scores["reference"] = f"first {min(args.real_count, 10000)} MNIST test images"
-    print(json.dumps(scores))
+        lines = _summary(scores)
+        print(f"evaluate: {heading}: {lines[0]}")
+        for line in lines[1:]:
+            print(line)
+        if out is not None:
+            print(f"evaluate: scores in {out}")
     return scores
 
 

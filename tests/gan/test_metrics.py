@@ -262,10 +262,10 @@ def test_train_classifier_dry_run(tmp_path):
     result = train_classifier.main(["--dry_run", "--no_progress", "--batch_size", "32",
                                     "--width", "4", "--out", str(out)])
     assert result["steps"] == 3 and out.exists()
-    model = load_classifier(str(out))
+    model = load_classifier(str(out), min_accuracy=0)  # 3 steps: far below the 98% bar
     assert model.feature_dim == 128
     metadata = ndl.serialization.load_metadata(str(out))
-    assert {"test_accuracy", "epochs", "seed", "command"} <= set(metadata)
+    assert {"test_accuracy", "test_images", "epochs", "seed", "command"} <= set(metadata)
 
 
 @needs_classifier
@@ -278,6 +278,52 @@ def test_evaluate_app_on_a_checkpoint(tmp_path, capsys):
     with open(tmp_path / "run.json", "w") as f:
         json.dump({"args": {"latent_dim": 8, "width": 4, "image_size": 32}}, f)
     scores = evaluate.main(["--checkpoint", str(tmp_path), "--num_samples", "200",
-                            "--real_count", "500"])
+                            "--real_count", "500", "--json"])
     assert scores["step"] == 7 and scores["num_samples"] == 200
+    assert scores["app"] == "train_dcgan"  # a run.json without "app": as such runs were
     assert json.loads(capsys.readouterr().out)["fid"] == pytest.approx(scores["fid"])
+    with open(tmp_path / "eval.json") as f:
+        assert json.load(f) == json.loads(json.dumps(scores))
+
+
+# ---- per-class scores ----------------------------------------------------------------------
+@needs_classifier
+def test_per_class_scores_on_labelled_real_digits(classifier, mnist_test):
+    images, labels = mnist_test
+    evaluator = Evaluator(classifier, images[:3000], real_labels=labels[:3000])
+    held, held_labels = images[3000:4500], labels[3000:4500]
+    scores = evaluator(held, held_labels)
+    rows = scores["per_class"]
+    assert [row["label"] for row in rows] == list(range(10))
+    assert sum(row["num_samples"] for row in rows) == 1500
+    # The per-class FID by hand: NumPy means and covariances, the eigh-only formula.
+    features, probs = predict(classifier, held)
+    real_features, _ = predict(classifier, images[:3000])
+    for row in rows:
+        label = row["label"]
+        mine, real = features[held_labels == label], real_features[labels[:3000] == label]
+        expected = frechet_reference(real.mean(axis=0), np.cov(real, rowvar=False),
+                                     mine.mean(axis=0), np.cov(mine, rowvar=False))
+        assert row["fid"] == pytest.approx(expected, rel=1e-3, abs=1e-3)
+        assert row["label_kept"] == pytest.approx(
+            (probs[held_labels == label].argmax(axis=1) == label).mean())
+        assert row["num_samples"] == (held_labels == label).sum()
+    assert scores["label_kept"] > 0.98 and min(row["label_kept"] for row in rows) > 0.95
+    # The same images under the wrong digits: nothing kept, every class far from its real one.
+    wrong = evaluator(held, (held_labels + 1) % 10)
+    assert wrong["label_kept"] < 0.05
+    by_label = {row["label"]: row["fid"] for row in rows}
+    assert all(row["fid"] > 5 * by_label[row["label"]] for row in wrong["per_class"])
+
+
+@needs_classifier
+def test_per_class_scores_of_a_conditional_generator(classifier, mnist_test):
+    images, labels = mnist_test
+    evaluator = Evaluator(classifier, images[:2000], real_labels=labels[:2000],
+                          num_samples=100)
+    scores = evaluator(ToyConditionalGenerator())
+    assert [row["label"] for row in scores["per_class"]] == list(range(10))
+    assert all(row["num_samples"] == 10 for row in scores["per_class"])
+    assert 0 <= scores["label_kept"] <= 1
+    assert "per_class" not in Evaluator(classifier, images[:2000],
+                                        num_samples=100)(ToyConditionalGenerator())
