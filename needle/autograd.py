@@ -22,10 +22,14 @@ TENSOR_COUNTER = 0
 
 
 class _Mode:
-    """Process-wide autograd switches, changed only through the context managers below."""
+    """Process-wide autograd switches, changed only through the context managers below.
+
+    `wanted` is set only while `grad()` walks the graph: the nodes on a path from its
+    inputs to its outputs, the only ones whose gradients that walk needs (needs_grad)."""
 
     grad_enabled = True
     anomaly = False
+    wanted = None
 
 
 @contextlib.contextmanager
@@ -49,6 +53,14 @@ def enable_grad():
 
 def is_grad_enabled():
     return _Mode.grad_enabled
+
+
+def needs_grad(x):
+    """Whether an op's `gradient` must compute the gradient of its input `x`: x requires
+    grad and, inside `grad()`, lies on a path from the requested inputs (so a gradient
+    penalty's walk computes no weight gradients it would drop). Ops with costly input
+    gradients (matmul, conv) ask this instead of reading `x.requires_grad`."""
+    return x.requires_grad and (_Mode.wanted is None or x in _Mode.wanted)
 
 
 @contextlib.contextmanager
@@ -95,11 +107,24 @@ class Op:
 
     def gradient_as_tuple(self, out_grad: "Value", node: "Value") -> Tuple["Value"]:
         output = self.gradient(out_grad, node)
-        if isinstance(output, tuple):
-            return output
         if isinstance(output, list):
-            return tuple(output)
-        return (output,)
+            output = tuple(output)
+        elif not isinstance(output, tuple):
+            output = (output,)
+        if backend_selection.BACKEND == "np":  # NumPy broadcast the inputs implicitly
+            output = tuple(_sum_to_shape(grad, x) for grad, x in zip(output, node.inputs))
+        return output
+
+
+def _sum_to_shape(grad, x):
+    """`grad` summed over the axes NumPy broadcast `x` along (NumPy flavour only)."""
+    if not isinstance(grad, Tensor) or not isinstance(x, Tensor) or grad.shape == x.shape:
+        return grad
+    from .ops import reshape, summation
+    lead = len(grad.shape) - len(x.shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(x.shape)
+                                      if n == 1 and grad.shape[lead + i] != 1)
+    return reshape(summation(grad, axes), x.shape) if axes else reshape(grad, x.shape)
 
 
 class TensorOp(Op):
@@ -203,10 +228,18 @@ class TensorTuple(Value):
 
 
 def _resolve_dtype(array, dtype):
-    """Explicit dtype wins; NumPy arrays and NDArrays keep theirs; lists/scalars: float32."""
+    """The dtype a new Tensor gets (COURSE_API.md sec. 3.6); an explicit dtype always wins.
+
+    NDArray flavour (the default, hw3/hw4): float32 whatever the input, as the course's
+    NDArray is; an NDArray keeps its own dtype (it was made with one on purpose).
+    NumPy flavour (hw1/hw2): what `numpy.array(array)` infers, so Python floats, lists of
+    floats and float64 arrays are float64 and ints stay ints.
+    """
     if dtype is not None:
         return str(numpy.dtype(dtype))
-    if isinstance(array, (numpy.ndarray, NDArray)):
+    if backend_selection.BACKEND == "np":
+        return None
+    if isinstance(array, NDArray):
         return str(array.dtype)
     return "float32"
 
@@ -413,27 +446,43 @@ def _is_float(dtype):
     return numpy.dtype(dtype).kind == "f"
 
 
-def _reverse_accumulate(outputs, out_grads):
-    """Gradients of sum(out_grad * output) for every node that requires grad."""
+def _reverse_accumulate(outputs, out_grads, inputs=None):
+    """Gradients of sum(out_grad * output) for every node that requires grad; with
+    `inputs`, only for the nodes on a path from one of them to an output (pruned)."""
     grads_to_sum = {}
     for output, out_grad in zip(outputs, out_grads):
         grads_to_sum.setdefault(output, []).append(out_grad)
+    topo_order = find_topo_sort(outputs)
+    wanted = None if inputs is None else _on_paths_from(inputs, topo_order)
     grads = {}
-    for node in reversed(find_topo_sort(outputs)):
-        if not node.requires_grad or node not in grads_to_sum:
-            continue
-        grad = sum_node_list(grads_to_sum.pop(node))
-        grads[node] = grad
-        if node.op is None:
-            continue
-        for input_node, input_grad in zip(node.inputs, _input_gradients(node, grad)):
-            if input_grad is None or not input_node.requires_grad:
+    previous, _Mode.wanted = _Mode.wanted, wanted
+    try:
+        for node in reversed(topo_order):
+            if not node.requires_grad or node not in grads_to_sum:
                 continue
-            if _Mode.anomaly:
-                _check_finite(input_grad.realize_cached_data(), node.op, node.inputs,
-                              "gradient")
-            grads_to_sum.setdefault(input_node, []).append(input_grad)
+            grad = sum_node_list(grads_to_sum.pop(node))
+            grads[node] = grad
+            if node.op is None:
+                continue
+            for input_node, input_grad in zip(node.inputs, _input_gradients(node, grad)):
+                if input_grad is None or not needs_grad(input_node):
+                    continue
+                if _Mode.anomaly:
+                    _check_finite(input_grad.realize_cached_data(), node.op, node.inputs,
+                                  "gradient")
+                grads_to_sum.setdefault(input_node, []).append(input_grad)
+    finally:
+        _Mode.wanted = previous
     return grads
+
+
+def _on_paths_from(inputs, topo_order):
+    """The nodes of `topo_order` (inputs before users) that depend on one of `inputs`."""
+    wanted = set(inputs)
+    for node in topo_order:
+        if node not in wanted and any(x in wanted for x in node.inputs):
+            wanted.add(node)
+    return wanted
 
 
 def _input_gradients(node, grad):
@@ -480,7 +529,7 @@ def grad(outputs, inputs, grad_outputs=None, create_graph=False, allow_unused=Fa
                              f"output of shape {output.shape}")
         seeds.append(seed)
     with enable_grad() if create_graph else no_grad():
-        grads = _reverse_accumulate(outputs, seeds)
+        grads = _reverse_accumulate(outputs, seeds, inputs)
     result = []
     for i, x in enumerate(inputs):
         if x not in grads and not allow_unused:

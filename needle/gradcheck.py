@@ -7,7 +7,7 @@ element. Only when it fails does the check probe element by element, to report t
 element: its input, index, analytic and numeric values.
 
     from needle.gradcheck import gradcheck, gradgradcheck
-    x = ndl.Tensor(np.random.randn(3, 4))            # float64 keeps its dtype
+    x = ndl.Tensor(np.random.randn(3, 4), dtype="float64")   # float64 only on request
     gradcheck(lambda x: ndl.tanh(x) * x, x)          # raises GradcheckError on a mismatch
     gradgradcheck(lambda x: ndl.tanh(x) * x, x)      # the same, for the gradient itself
 """
@@ -34,7 +34,7 @@ def _check_inputs(inputs, name):
             raise TypeError(f"{name}: input {i} is a {type(x).__name__}, expected a Tensor")
         if str(x.dtype) != "float64":
             raise TypeError(f"{name}: input {i} has dtype {x.dtype}; numeric checks need "
-                            "float64 (pass a float64 NumPy array to Tensor)")
+                            "float64 (build it with Tensor(..., dtype=\"float64\"))")
 
 
 def _perturbed(inputs, index, delta):

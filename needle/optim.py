@@ -63,6 +63,7 @@ class Optimizer:
 
     _hyper = ("lr",)
     _counters = ()
+    _param_counters = ()
     _slots = ()
 
     def __init__(self, params):
@@ -98,6 +99,10 @@ class Optimizer:
         """A flat {name: number or NumPy array} dict; arrays are keyed "<slot>.<index>"."""
         state = {name: float(getattr(self, name)) for name in self._hyper}
         state.update({name: int(getattr(self, name)) for name in self._counters})
+        for name in self._param_counters:
+            table = getattr(self, name)
+            state.update({f"{name}.{index}": int(table[p])
+                          for index, p in enumerate(self.params) if p in table})
         for slot in self._slots:
             table = getattr(self, slot)
             for index, p in enumerate(self.params):
@@ -108,11 +113,15 @@ class Optimizer:
     def load_state_dict(self, state):
         """Restore `state_dict()` output (also after needle.save/needle.load)."""
         tables = {slot: {} for slot in self._slots}
+        counters = {name: {} for name in self._param_counters}
         for key, value in state.items():
             if key in self._hyper or key in self._counters:
                 setattr(self, key, _as_number(value, float if key in self._hyper else int))
                 continue
             slot, _, index = key.rpartition(".")
+            if slot in counters and index.isdigit() and int(index) < len(self.params):
+                counters[slot][self.params[int(index)]] = _as_number(value, int)
+                continue
             if slot not in tables or not index.isdigit() or int(index) >= len(self.params):
                 raise ValueError(f"{type(self).__name__}.load_state_dict: unexpected key "
                                  f"{key!r} (this optimizer has {len(self.params)} parameters "
@@ -125,6 +134,12 @@ class Optimizer:
             tables[slot][p] = array_api.array(value, dtype=p.dtype, device=p.device)
         for slot, table in tables.items():
             setattr(self, slot, table)
+        for name, table in counters.items():
+            setattr(self, name, table)
+        self._restore_param_counters(state)
+
+    def _restore_param_counters(self, state):
+        """Hook for state saved before per-parameter counters existed (see Adam)."""
 
 
 class SGD(Optimizer):
@@ -158,13 +173,17 @@ class SGD(Optimizer):
 class Adam(Optimizer):
     """Adam with bias correction; weight decay is L2 folded into the gradient (not AdamW).
 
-    t += 1 once per step();  g = grad + weight_decay * w;  m = b1 m + (1 - b1) g;
-    v = b2 v + (1 - b2) g^2;  w = w - lr * m_hat / (sqrt(v_hat) + eps), with
-    m_hat = m / (1 - b1^t), v_hat = v / (1 - b2^t).
+    g = grad + weight_decay * w;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
+    w = w - lr * m_hat / (sqrt(v_hat) + eps), with m_hat = m / (1 - b1^k),
+    v_hat = v / (1 - b2^k), where k counts the steps that updated this parameter, as
+    PyTorch's Adam does (a parameter whose first gradient comes at step 5 gets the bias
+    correction of its first step). `t` counts step() calls, as the course's Adam does; when
+    every parameter has a gradient at every step, k == t and the values are the course's.
     """
 
     _hyper = ("lr", "beta1", "beta2", "eps", "weight_decay")
     _counters = ("t",)
+    _param_counters = ("step_count",)
     _slots = ("m", "v")
 
     def __init__(self, params, lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
@@ -172,14 +191,16 @@ class Adam(Optimizer):
         self.lr, self.beta1, self.beta2 = lr, beta1, beta2
         self.eps, self.weight_decay = eps, weight_decay
         self.t = 0
-        self.m, self.v = {}, {}
+        self.m, self.v, self.step_count = {}, {}, {}
 
     def step(self):
         self.t += 1
         lr, b1, b2 = float(self.lr), float(self.beta1), float(self.beta2)
         eps, decay = float(self.eps), float(self.weight_decay)
-        correction1, correction2 = 1 - b1 ** self.t, 1 - b2 ** self.t
         for _, p, w, g in self._updates():
+            k = self.step_count.get(p, 0) + 1
+            self.step_count[p] = k
+            correction1, correction2 = 1 - b1 ** k, 1 - b2 ** k
             if self._fused_step(p, w, g, lr, b1, b2, eps, correction1, correction2, decay):
                 continue
             if decay:
@@ -190,6 +211,12 @@ class Adam(Optimizer):
             self.m[p], self.v[p] = m, v
             m_hat, v_hat = m / correction1, v / correction2
             self._write(p, w - m_hat * lr / (v_hat ** 0.5 + eps))
+
+    def _restore_param_counters(self, state):
+        # State saved before per-parameter counts: every parameter with moments had
+        # stepped t times (the course's single counter).
+        for p in self.m:
+            self.step_count.setdefault(p, self.t)
 
     def _fused_step(self, p, w, g, lr, b1, b2, eps, correction1, correction2, decay):
         """The whole update as one kernel where the device has it (cuda()); False if not.

@@ -37,10 +37,19 @@ class BackendDevice:
         return self.name + "()"
 
     def __getattr__(self, name):
+        """Forward to the backend table. Without one (cuda() with no CuPy), a name the table
+        would have raises the "install CuPy" error; any other name is an AttributeError, as
+        Python's protocols expect (pytest's collection asks every parametrize value for
+        `__name__`)."""
         mod = self.__dict__.get("mod")
+        if name.startswith("__") and name not in _FORWARDED_DUNDERS:
+            # a module's own __name__, __file__, ... are not the device's
+            raise AttributeError(f"{self.__dict__.get('name')}() has no attribute {name!r}")
         if mod is None:
-            raise RuntimeError(f"{self.__dict__.get('name')}() is not available: "
-                               f"{INSTALL_HINT}")
+            if name in _TABLE_NAMES:
+                raise RuntimeError(f"{self.__dict__.get('name')}() is not available: "
+                                   f"{INSTALL_HINT}")
+            raise AttributeError(f"{self.__dict__.get('name')}() has no attribute {name!r}")
         return getattr(mod, name)
 
     def enabled(self):
@@ -91,6 +100,10 @@ class BackendDevice:
 
 
 _CPU_NUMPY = BackendDevice("cpu_numpy", make_numpy_backend("cpu_numpy"))
+# The course's device constants, read as `device.__tile_size__` (COURSE_API.md sec. 10.3).
+_FORWARDED_DUNDERS = frozenset({"__tile_size__", "__device_name__"})
+# The names a backend table offers (the flat-memory interface and its fast paths).
+_TABLE_NAMES = frozenset(name for name in dir(_CPU_NUMPY.mod) if not name.startswith("__"))
 
 
 def cpu_numpy():

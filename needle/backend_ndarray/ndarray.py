@@ -35,10 +35,11 @@ class NDArray:
             if device == other.device and dtype in (None, other.dtype):
                 self._init(other + 0)
                 return
+            dtype = other.dtype if dtype is None else dtype
             other = other.numpy()
-        host = np.asarray(other, dtype=dtype)
-        if dtype is None and not isinstance(other, np.ndarray):
-            host = host.astype(np.float32)
+        # float32 unless a dtype is given, whatever the input (the course's NDArray is
+        # float32-only; COURSE_API.md sec. 3.6)
+        host = np.asarray(other, dtype=np.float32 if dtype is None else dtype)
         device = default_device() if device is None else device
         out = NDArray.make(host.shape, device=device, dtype=str(host.dtype))
         device.from_numpy(np.ascontiguousarray(host), out._handle)
@@ -259,10 +260,27 @@ class NDArray:
         if other._shape != self._shape:
             raise ValueError(f"{op}: shape mismatch {self._shape} vs {other._shape}")
 
+    def _promoted(self, other, op):
+        """(self, other) in one dtype, by PyTorch's rule: a float meeting an integer or bool
+        array keeps the float's dtype (never a silent float64); two different floats are an
+        error naming both; integers of different widths promote as NumPy does."""
+        if other.dtype == self.dtype:
+            return self, other
+        a_float, b_float = np.dtype(self.dtype).kind == "f", np.dtype(other.dtype).kind == "f"
+        if a_float and b_float:
+            raise TypeError(f"{op}: operands have different dtypes: {self.dtype} and "
+                            f"{other.dtype}; convert one with .astype()")
+        if a_float or b_float:
+            dtype = self.dtype if a_float else other.dtype
+        else:
+            dtype = str(np.result_type(self.dtype, other.dtype))
+        return self.astype(dtype), other.astype(dtype)
+
     def _binary(self, other, op, xp_name, ewise, scalar):
         xp = self._device.xp
         if isinstance(other, NDArray):
             self._check_operand(other, op)
+            self, other = self._promoted(other, op)
             if xp is not None:
                 return NDArray._wrap(self._device, getattr(xp, xp_name)(self._view(),
                                                                         other._view()))
@@ -283,6 +301,7 @@ class NDArray:
             return self._binary(other, op, xp_name, ewise, scalar)
         if isinstance(other, NDArray):
             self._check_operand(other, op)
+            self, other = self._promoted(other, op)
             other = other._view()
         else:
             other = _as_scalar(other)

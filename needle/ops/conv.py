@@ -13,7 +13,7 @@ double backward (gradient penalties) works:
     conv_transpose(y, W)     d/dy: conv(g, W)               d/dW: conv_weight_grad(g, y)
     conv_weight_grad(x, g)   d/dx: conv_transpose(g, G)     d/dg: conv(x, G)
 """
-from ..autograd import TensorOp
+from ..autograd import TensorOp, needs_grad
 from ..backend_selection import array_api, device_of
 
 __all__ = ["Conv", "ConvTranspose", "ConvWeightGrad", "conv", "conv_transpose",
@@ -136,11 +136,11 @@ class Conv(TensorOp):
         g = self.geometry
         kernel = W.shape[:2]
         grad_x = grad_W = None
-        if x.requires_grad:
+        if needs_grad(x):
             output_padding = g.output_padding_for(x.shape[1:3], kernel, out_grad.shape[1:3])
             grad_x = conv_transpose(out_grad, W, g.stride, g.padding, output_padding,
                                     g.dilation)
-        if W.requires_grad:
+        if needs_grad(W):
             grad_W = conv_weight_grad(x, out_grad, kernel, g.stride, g.padding, g.dilation)
         return grad_x, grad_W
 
@@ -188,10 +188,10 @@ class ConvTranspose(TensorOp):
     def gradient(self, out_grad, node):
         y, W = node.inputs
         g = self.geometry
-        grad_y = conv(out_grad, W, g.stride, g.padding, g.dilation) if y.requires_grad \
+        grad_y = conv(out_grad, W, g.stride, g.padding, g.dilation) if needs_grad(y) \
             else None
         grad_W = conv_weight_grad(out_grad, y, W.shape[:2], g.stride, g.padding,
-                                  g.dilation) if W.requires_grad else None
+                                  g.dilation) if needs_grad(W) else None
         return grad_y, grad_W
 
 
@@ -217,11 +217,11 @@ class ConvWeightGrad(TensorOp):
         x, g = node.inputs
         geo = self.geometry
         grad_x = grad_g = None
-        if x.requires_grad:
+        if needs_grad(x):
             output_padding = geo.output_padding_for(x.shape[1:3], self.kernel, g.shape[1:3])
             grad_x = conv_transpose(g, out_grad, geo.stride, geo.padding, output_padding,
                                     geo.dilation)
-        if g.requires_grad:
+        if needs_grad(g):
             grad_g = conv(x, out_grad, geo.stride, geo.padding, geo.dilation)
         return grad_x, grad_g
 

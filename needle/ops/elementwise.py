@@ -5,7 +5,7 @@ piecewise ops (relu, leaky_relu, abs, clip, maximum) are constants. Conventions 
 = 0, abs'(0) = 0, leaky_relu'(0) = slope, maximum/minimum split ties evenly (as PyTorch does).
 """
 from ..autograd import Tensor, TensorOp, is_grad_enabled
-from ..backend_selection import array_api
+from ..backend_selection import BACKEND, array_api
 
 __all__ = ["EWiseAdd", "AddScalar", "EWiseMul", "MulScalar", "EWisePow", "PowerScalar",
            "EWiseDiv", "DivScalar", "Negate", "Log", "Exp", "ReLU", "Tanh", "Sigmoid",
@@ -16,7 +16,9 @@ __all__ = ["EWiseAdd", "AddScalar", "EWiseMul", "MulScalar", "EWisePow", "PowerS
 
 
 def _check_same_shape(name, a, b):
-    if a.shape != b.shape:
+    """The NDArray flavour never broadcasts implicitly; the NumPy flavour follows NumPy
+    (COURSE_API.md sec. 3.6), its gradients summed back to each input's shape (Op)."""
+    if a.shape != b.shape and BACKEND == "nd":
         raise ValueError(f"{name}: shape mismatch {a.shape} vs {b.shape} "
                          "(needle never broadcasts implicitly; use broadcast_to)")
 

@@ -1,5 +1,5 @@
 """Matrix multiplication, with NumPy broadcasting of batch axes."""
-from ..autograd import TensorOp
+from ..autograd import TensorOp, needs_grad
 from ..backend_selection import array_api
 from .shape import sum_to_shape, transpose
 
@@ -21,9 +21,9 @@ class MatMul(TensorOp):
     def gradient(self, out_grad, node):
         a, b = node.inputs
         grad_a = sum_to_shape(matmul(out_grad, transpose(b)), a.shape) \
-            if a.requires_grad else None
+            if needs_grad(a) else None
         grad_b = sum_to_shape(matmul(transpose(a), out_grad), b.shape) \
-            if b.requires_grad else None
+            if needs_grad(b) else None
         return grad_a, grad_b
 
 

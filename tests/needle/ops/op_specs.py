@@ -314,7 +314,7 @@ def check_forward(spec, case, device, dtype, layouts=None):
 
 def check_gradients(spec, case, device, second_order=False):
     """float64 gradcheck (or gradgradcheck) of the op at the case's values on `device`."""
-    tensors = [ndl.Tensor(x, device=device) for x in case.arrays]
+    tensors = [ndl.Tensor(x, device=device, dtype="float64") for x in case.arrays]
     assert all(t.dtype == "float64" for t in tensors)
 
     def op(*xs):
