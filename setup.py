@@ -83,6 +83,8 @@ setup(
     extras_require={
         "io": ["safetensors>=0.4"],
         "gan": GAN,
-        "test": ["pytest>=7", "hypothesis>=6.80", "numdifftools>=0.9"] + GAN,
+        # websocket-client: the report's browser test reads Chromium's DevTools protocol
+        "test": ["pytest>=7", "hypothesis>=6.80", "numdifftools>=0.9",
+                 "websocket-client>=1.6"] + GAN,
     },
 )
