@@ -5,6 +5,11 @@
 Prints JSON: per layer and batch size, median milliseconds for needle and PyTorch, their
 ratio (needle / torch, < 1 is faster), and needle's achieved GFLOP/s as a share of this
 machine's float32 GEMM peak (measured here with a large np.matmul).
+
+Both do the same work: the forward pass alone, no copy to NumPy; forward+backward from the
+same precomputed upstream gradient (ones), into the input and the parameters, with every
+`.grad` cleared before each PyTorch step (PyTorch would otherwise add each step's gradients
+to the last; needle's backward overwrites `.grad`).
 """
 import argparse
 import json
@@ -54,26 +59,32 @@ def bench_layer(torch, name, kind, c_in, c_out, size_in, size_out, batch, repeat
     x_np = np.random.randn(batch, c_in, size_in, size_in).astype(np.float32)
     layer = needle_layer(kind, c_in, c_out)
     x = ndl.Tensor(x_np, requires_grad=True)
+    with ndl.no_grad():
+        out_shape = layer(x).shape
+    seed = ndl.Tensor(np.ones(out_shape, np.float32), requires_grad=False)
 
     def needle_forward():
         with ndl.no_grad():
-            layer(x).numpy()
+            layer(x)
 
     def needle_step():
-        out = layer(x)
-        out.backward(create_graph=False)
+        layer(x).backward(seed, create_graph=False)
 
     functions = [needle_forward, needle_step]
     if torch is not None:
         t_layer = torch_layer(torch, kind, c_in, c_out)
         t_x = torch.tensor(x_np, requires_grad=True)
+        t_seed = torch.ones(out_shape)
+        leaves = [t_x] + list(t_layer.parameters())
 
         def torch_forward():
             with torch.no_grad():
                 t_layer(t_x)
 
         def torch_step():
-            t_layer(t_x).sum().backward()
+            for leaf in leaves:
+                leaf.grad = None
+            t_layer(t_x).backward(t_seed)
 
         functions += [torch_forward, torch_step]
     times = interleaved_medians(functions, repeat=repeat, clock=clock)

@@ -6,8 +6,11 @@
 
 Both frameworks get the 28x28 DCGAN of apps.train_dcgan (G 100-256-128-1, D 1-64-128-1), the
 same initial weights (needle's, copied into PyTorch), the same batches, noise, Adam settings
-and non-saturating loss. `--device cuda` runs needle on CuPy and PyTorch on CUDA (each step
-ends with a device synchronize, batches are copied from the host every step for both).
+and non-saturating loss. Each step logs the same figures in both, as a training loop does:
+D's loss, D(x), D(G(z)), the norm of D's gradient (each gradient copied to the host, as
+gan.Adversarial does) and G's loss, so both pay the same host syncs. `--device cuda` runs
+needle on CuPy and PyTorch on CUDA (each step ends with a device synchronize, batches are
+copied from the host every step for both).
 Timing alternates needle and PyTorch steps in this process (medians);
 peak RSS comes from one subprocess per framework running the same steps alone. With
 --epochs, each framework trains in its own subprocess and both generators are scored by
@@ -16,6 +19,7 @@ Prints JSON.
 """
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -32,6 +36,9 @@ from gan.objectives import NonSaturating
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LATENT = 100
+#: What each framework's step returns (and a training loop logs): D's loss, D(x) and D(G(z))
+#: as mean probabilities, the global norm of D's gradient, G's loss.
+FIGURES = ("d_loss", "d_real", "d_fake", "d_grad_norm", "g_loss")
 
 
 def mnist(train=True):
@@ -52,15 +59,16 @@ class NeedleDCGAN:
         self.opt_G = ndl.optim.Adam(self.G.parameters(), **adam)
 
     def step(self, real, z):
-        """One D step and one G step; returns (D's logged figures, G's loss Tensor)."""
+        """One D step and one G step; returns the logged figures (FIGURES), as floats."""
         fake = self.G(ndl.Tensor(z, device=self.device, requires_grad=False))
-        d_figures = self.adv.discriminator_step(
+        figures = self.adv.discriminator_step(
             ndl.Tensor(real, device=self.device, requires_grad=False), fake)
         loss = self.adv.generator_loss(fake)
         self.opt_G.reset_grad()
         loss.backward(create_graph=False)
         self.opt_G.step()
-        return d_figures, loss
+        figures["g_loss"] = float(loss.numpy())
+        return {name: figures[name] for name in FIGURES}
 
     def sample(self, z):
         self.G.eval()
@@ -108,11 +116,18 @@ class TorchDCGAN:
         d_loss = self.softplus(-real_logits).mean() + self.softplus(fake_logits).mean()
         self.opt_D.zero_grad()
         d_loss.backward()
+        grads = [p.grad.detach().cpu().numpy() for p in self.D.parameters() if p.grad is not None]
+        d_grad_norm = math.sqrt(sum(float(np.vdot(g, g)) for g in grads))
         self.opt_D.step()
+        figures = {"d_loss": d_loss.item(), "d_real": torch.sigmoid(real_logits).mean().item(),
+                   "d_fake": torch.sigmoid(fake_logits).mean().item(),
+                   "d_grad_norm": d_grad_norm}
         g_loss = self.softplus(-self.D(fake).view(-1)).mean()
         self.opt_G.zero_grad()
         g_loss.backward()
         self.opt_G.step()
+        figures["g_loss"] = g_loss.item()
+        return figures
 
     def sample(self, z):
         self.G.eval()

@@ -6,12 +6,15 @@
 Prints JSON: for each op (elementwise on 1M floats, matmul, summation, broadcast_to,
 logsumexp, an MLP training step), median milliseconds of the forward pass and of
 forward+backward for needle and PyTorch, and their ratio (needle / torch, < 1 is faster).
-Both sides backpropagate the same precomputed upstream gradient; needle uses
-`backward(create_graph=False)`; a tanh row and the MLP row also time the course default
-`create_graph=True`, to show what differentiable gradients cost. "overhead" gives the
-per-call Python overhead in microseconds: add on (2, 2) tensors, forward+backward and
-forward only. Runs in about half a minute on the default settings (--device cpu, whose
-flat-memory matmul is slow, about two minutes).
+Both sides backpropagate the same precomputed upstream gradient and take the inputs'
+gradients with the functional API (`ndl.grad`, `torch.autograd.grad`), so both do the same
+arithmetic: `.backward()` would have PyTorch clone a gradient that reaches two leaves (add's)
+or that is a broadcast view (summation's) before storing it in `.grad`, where needle stores
+the array it has. A tanh row and the MLP row (which steps through `.backward()` in both) also
+time the course default `create_graph=True`, to show what differentiable gradients cost.
+"overhead" gives the per-call Python overhead in microseconds: add on (2, 2) tensors,
+forward+backward and forward only. Runs in about half a minute on the default settings
+(--device cpu, whose flat-memory matmul is slow, about two minutes).
 
 Two-thread timings swing when anything else runs on the machine ("load_average_before_after"
 is reported). For steadier one-thread figures on a busy machine, count CPU time:
@@ -89,13 +92,13 @@ def needle_functions(fn, arrays, device, create_graph=False):
             fn(*xs)
 
     def step():
-        fn(*xs).backward(seed, create_graph=create_graph)
+        ndl.grad([fn(*xs)], xs, [seed], create_graph=create_graph)
 
     return forward, step
 
 
 def torch_functions(torch, fn, arrays):
-    """(forward, forward+backward) closures over PyTorch tensors; grads reset each step."""
+    """(forward, forward+backward) closures over PyTorch tensors."""
     xs = [torch.tensor(a, requires_grad=True) for a in arrays]
     seed = torch.ones(fn(*xs).shape)
 
@@ -104,9 +107,7 @@ def torch_functions(torch, fn, arrays):
             fn(*xs)
 
     def step():
-        for x in xs:
-            x.grad = None
-        fn(*xs).backward(seed)
+        torch.autograd.grad([fn(*xs)], xs, [seed])
 
     return forward, step
 
