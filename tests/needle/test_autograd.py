@@ -69,7 +69,7 @@ def test_reflected_operators_with_scalars(expression, expected, device):
     out = expression(t)
     assert out.dtype == "float32"
     np.testing.assert_allclose(out.numpy(), expected(values.astype(np.float64)), rtol=1e-6)
-    wide = ndl.Tensor(values.astype(np.float64), device=device)
+    wide = ndl.Tensor(values, device=device, dtype="float64")
     assert ndl.gradcheck(expression, wide)
 
 
@@ -124,17 +124,26 @@ def test_backward_without_graph_gives_constant_grads():
 
 
 # ---- Tensor data, dtype and identity -------------------------------------------------------
-def test_dtype_is_kept_from_numpy_and_defaults_to_float32(device):
-    wide = ndl.Tensor(np.array([1.0, 2.0]), device=device)
+def test_an_explicit_dtype_is_kept_through_ops_and_gradients(device):
+    wide = ndl.Tensor(np.array([1.0, 2.0]), device=device, dtype="float64")
     assert wide.dtype == "float64"
-    assert ndl.Tensor([1.0, 2.0], device=device).dtype == "float32"
-    assert ndl.Tensor(3.0, device=device).dtype == "float32"
     assert ndl.Tensor(np.ones(2, np.float32), device=device).dtype == "float32"
     assert ndl.Tensor(np.ones(2), device=device, dtype="float32").dtype == "float32"
     out = (wide * 2.0 + 1.0) / 3.0
     assert out.dtype == "float64"
     out.sum().backward()
     assert wide.grad.dtype == "float64"
+
+
+@pytest.mark.nd_only
+def test_ndarray_flavour_is_float32_unless_a_dtype_is_given(device):
+    """COURSE_API.md sec. 3.6: float64 NumPy arrays included; an NDArray keeps its dtype."""
+    assert ndl.Tensor(np.array([1.0, 2.0]), device=device).dtype == "float32"
+    assert ndl.Tensor([1.0, 2.0], device=device).dtype == "float32"
+    assert ndl.Tensor(3.0, device=device).dtype == "float32"
+    assert ndl.Tensor(np.arange(3), device=device).dtype == "float32"
+    wide = ndl.backend_ndarray.NDArray(np.ones(2), device=device, dtype="float64")
+    assert ndl.Tensor(wide, device=device).dtype == "float64"
 
 
 @pytest.mark.nd_only
@@ -146,11 +155,11 @@ def test_cached_data_is_an_ndarray_of_the_right_device(device):
 
 
 def test_data_getter_shares_storage_and_setter_checks_dtype():
-    x = ndl.Tensor(np.array([1.0, 2.0]))
+    x = ndl.Tensor(np.array([1.0, 2.0]), dtype="float64")
     data = x.data
     assert not data.requires_grad and data.op is None
     assert data.realize_cached_data() is x.realize_cached_data()
-    x.data = ndl.Tensor(np.array([5.0, 6.0]))
+    x.data = ndl.Tensor(np.array([5.0, 6.0]), dtype="float64")
     np.testing.assert_array_equal(x.numpy(), [5.0, 6.0])
     assert x.requires_grad and x.op is None
     x.data = x.data * 2.0  # the optimizer idiom: no graph is recorded
