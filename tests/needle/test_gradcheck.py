@@ -11,7 +11,8 @@ from needle.gradcheck import GradcheckError, gradcheck, gradgradcheck
 
 
 def _tensor(shape, seed=0, low=-2.0, high=2.0, device=None):
-    return ndl.Tensor(np.random.default_rng(seed).uniform(low, high, shape), device=device)
+    return ndl.Tensor(np.random.default_rng(seed).uniform(low, high, shape), device=device,
+                      dtype="float64")
 
 
 def test_passes_on_correct_functions(device):
