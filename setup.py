@@ -83,8 +83,11 @@ setup(
     extras_require={
         "io": ["safetensors>=0.4"],
         "gan": GAN,
-        # websocket-client: the report's browser test reads Chromium's DevTools protocol
+        # --tensorboard: event files through tensorboardX (a standalone writer)
+        "tensorboard": ["tensorboardX>=2.6"],
+        # websocket-client: the report's browser test reads Chromium's DevTools protocol;
+        # tensorboard: its EventAccumulator reads the event files back
         "test": ["pytest>=7", "hypothesis>=6.80", "numdifftools>=0.9",
-                 "websocket-client>=1.6"] + GAN,
+                 "websocket-client>=1.6", "tensorboardX>=2.6", "tensorboard>=2.14"] + GAN,
     },
 )
