@@ -33,12 +33,12 @@ def _draw(seed, dtype="float64"):
 
 
 def _params(weights, device):
-    return [ndl.Tensor(w, device=device) for w in weights]
+    return [ndl.Tensor(w, device=device, dtype=w.dtype) for w in weights]
 
 
 def _set_grads(params, grads, device):
     for p, g in zip(params, grads):
-        p.grad = ndl.Tensor(g, device=device, requires_grad=False)
+        p.grad = ndl.Tensor(g, device=device, dtype=g.dtype, requires_grad=False)
 
 
 # ---- references, written from the formulas (COURSE_API.md section 7, PyTorch docs) ----
@@ -144,7 +144,7 @@ def test_skips_params_without_grad_and_reset_grad(device):
     weights, grads = _draw(3)
     params = _params(weights, device)
     opt = optim.Adam(params, lr=0.1)
-    params[0].grad = ndl.Tensor(grads[0][0], device=device)
+    params[0].grad = ndl.Tensor(grads[0][0], device=device, dtype="float64")
     opt.step()
     assert opt.t == 1 and params[0] in opt.m and params[1] not in opt.m
     np.testing.assert_array_equal(params[1].numpy(), weights[1])
@@ -183,7 +183,10 @@ def test_state_dict_layout_and_errors():
     opt.step()
     state = opt.state_dict()
     assert state["t"] == 1 and state["lr"] == 0.5
-    assert sorted(k for k in state if "." in k) == ["m.0", "m.1", "m.2", "v.0", "v.1", "v.2"]
+    assert sorted(k for k in state if "." in k) == [
+        "m.0", "m.1", "m.2", "step_count.0", "step_count.1", "step_count.2",
+        "v.0", "v.1", "v.2"]
+    assert all(state[f"step_count.{i}"] == 1 for i in range(3))
     assert state["m.2"].dtype == np.float32 and state["m.2"].shape == SHAPES[2]
     with pytest.raises(ValueError, match="unexpected key 'u.0'"):
         opt.load_state_dict({"u.0": np.zeros(SHAPES[0])})
