@@ -149,37 +149,47 @@ def _divergence(records):
 
 
 def run_status(manifest, records, alive=False, status=None):
-    """(status, one line saying it): status is one of STATUSES, or "stopped" when the records
-    do not tell how a run that is no longer alive ended."""
-    if status is not None and status not in STATUSES:
-        raise ValueError(f"report: status must be one of {', '.join(STATUSES)}, got "
-                         f"{status!r}")
+    """(status, one line saying it). The caller's `status` when given (the engine's
+    "finished", "interrupted", "diverged"); else "running" while alive; else what the folder
+    tells: run.json's or the last record's status (not a "running" that no process is
+    behind any more), a NaN/Inf figure, the last step against the target; else "stopped"."""
     step = _last_step(records, manifest)
     target = _target_steps(manifest)
     where = "no step yet" if step is None else f"step {step}"
     if target is not None and step is not None:
         where += f" of {target}"
-    last = records[-1] if records else {}
-    told = status or (None if alive else manifest.get("status") or last.get("status")
-                      or last.get("event"))
     diverged = _divergence(records)
-    if told == "diverged" or (told is None and not alive and diverged):
-        detail = f": {diverged[1]} is {diverged[2]} at step {diverged[0]}" if diverged else ""
-        return "diverged", f"diverged{detail}"
-    if told in STATUSES:
-        return told, f"{told} at {where}"
-    if alive:
-        return "running", f"running: {where}"
-    config = manifest.get("config") or {}
+    if status or alive:
+        state, why = (str(status) if status else "running"), ""
+    else:
+        state, why = _ending(manifest, records, step, target)
+    if state == "running":
+        return state, f"running: {where}"
+    if state == "diverged" and diverged:
+        return state, f"diverged: {diverged[1]} is {diverged[2]} at step {diverged[0]}"
+    if state == "stopped":
+        return state, f"not running; last at {where}"
+    return state, f"{state} at {where}{why}"
+
+
+def _ending(manifest, records, step, target):
+    """(status, why) of a run that no process is training any more, as far as its folder
+    tells."""
+    last = records[-1] if records else {}
+    told = manifest.get("status") or last.get("status") or last.get("event")
+    if told in STATUSES and told != "running":
+        return told, ""
+    if _divergence(records):
+        return "diverged", ""
     if target is not None and step is not None:
-        state = "finished" if step >= target else "interrupted"
-        return state, f"{state} at {where}"
-    ended = [r["epoch"] for r in records if not _is_interval(r) and _number(r.get("epoch"))]
+        return ("finished" if step >= target else "interrupted"), ""
+    config = manifest.get("config") or {}
     if step is not None and _number(config.get("max_steps")) and step >= config["max_steps"]:
-        return "finished", f"finished at {where} (max_steps {config['max_steps']})"
+        return "finished", f" (max_steps {config['max_steps']})"
+    ended = [r["epoch"] for r in records if not _is_interval(r) and _number(r.get("epoch"))]
     if _number(config.get("epochs")) and ended and max(ended) >= config["epochs"]:
-        return "finished", f"finished at {where} ({config['epochs']} epochs)"
-    return "stopped", f"not running; last at {where}"
+        return "finished", f" ({config['epochs']} epochs)"
+    return "stopped", ""
 
 
 # ---- page parts --------------------------------------------------------------------------
@@ -212,8 +222,9 @@ def _header(out_dir, manifest, records, status, line, alive):
     if rate and alive:
         facts.append(rate)
     reload = f"; this page reloads every {REFRESH_SECONDS} s" if alive else ""
+    style = status if status in STATUSES else "stopped"
     return (f"<h1>{_e(app)} &middot; {_e(name)}</h1>"
-            f'<p><span class="status {_e(status)}">{_e(status)}</span>{_e(line)}{reload}</p>'
+            f'<p><span class="status {style}">{_e(status)}</span>{_e(line)}{reload}</p>'
             f'<p class="meta">{" &middot; ".join(facts)}</p>')
 
 
@@ -415,7 +426,7 @@ def write_report(out_dir, alive=True, status=None):
 
     alive: the run is still training (the page reloads itself every REFRESH_SECONDS);
     status: how the run ended when the caller knows ("finished", "interrupted",
-    "diverged"), else the records tell. Safe on a folder with no metrics yet, a single
+    "diverged"; another word is shown as given), else the folder tells (run_status). Safe on a folder with no metrics yet, a single
     record, no run.json, or a last line cut short.
     """
     if not os.path.isdir(out_dir):

@@ -166,6 +166,7 @@ def test_alive_pages_reload_and_final_ones_do_not(run):
 
 @pytest.mark.parametrize("case, expected", [
     (dict(status="interrupted"), "interrupted at step 200"),
+    (dict(status="diverged"), "diverged at step 200"),
     (dict(target={"steps": 937}), "interrupted at step 200 of 937"),
     (dict(target=200), "finished at step 200 of 200"),
     (dict(config={"epochs": 5}), "not running; last at step 200"),
@@ -179,9 +180,23 @@ def test_the_final_page_says_how_the_run_ended(run, case, expected):
 
 def test_a_caller_that_knows_the_ending_says_it(run):
     report.write_report(str(run), alive=False, status="interrupted")
-    assert "interrupted at step 200" in read_page(run).words
-    with pytest.raises(ValueError, match="status must be one of .*got 'done'"):
-        report.write_report(str(run), alive=False, status="done")
+    page = read_page(run)
+    assert "interrupted at step 200" in page.words
+    assert page.all("span", **{"class": "status interrupted"})
+    report.write_report(str(run), alive=False, status="<stopped by hand>")
+    page = read_page(run)
+    assert "<stopped by hand> at step 200" in page.words  # shown as given, escaped
+    assert page.all("span", **{"class": "status stopped"})
+
+
+def test_a_run_json_still_saying_running_after_a_kill_is_not_believed(run):
+    (run / "run.json").write_text(json.dumps(manifest(status="running",
+                                                      target={"steps": 937})))
+    report.write_report(str(run), alive=False)
+    assert "interrupted at step 200 of 937" in read_page(run).words
+    (run / "run.json").write_text(json.dumps(manifest(status="finished")))
+    report.write_report(str(run), alive=False)
+    assert "finished at step 200" in read_page(run).words
 
 
 def test_a_nan_loss_reads_as_divergence(run):
