@@ -25,7 +25,7 @@ from gan.models.mlp import MLPGenerator
 from needle.serialization import CheckpointError
 
 __all__ = ["Run", "RunFolderError", "open_run", "load_generator", "load_translator",
-           "IMAGE_APPS"]
+           "IMAGE_APPS", "DIRECTIONS"]
 
 IMAGE_APPS = ("train_dcgan", "train_cgan", "train_wgan_gp")  # MNIST image generators
 DIRECTIONS = {"AtoB": "G", "BtoA": "F"}  # CycleGAN: G maps A to B, F maps B to A
