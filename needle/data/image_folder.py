@@ -36,8 +36,8 @@ import numpy as np
 from .dataset import Dataset
 from .idx import DataFileError
 
-__all__ = ["ImageFolder", "list_images", "read_images", "random_crop_flip", "load_size_for",
-           "IMAGE_EXTENSIONS", "MAX_IMAGE_PIXELS"]
+__all__ = ["ImageFolder", "match_channels", "list_images", "read_images", "random_crop_flip",
+           "load_size_for", "IMAGE_EXTENSIONS", "MAX_IMAGE_PIXELS"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp",
                     ".pgm", ".ppm")
@@ -215,3 +215,15 @@ class ImageFolder(Dataset):
             images = random_crop_flip(images, self.image_size)
         images = _to_float(images)
         return images[0] if single else images
+
+
+def match_channels(*folders):
+    """Give ImageFolders read with channels=None one layout: when any is colour (3), the
+    grayscale ones repeat their band (exact: their images are grayscale). Returns it."""
+    channels = max(folder.channels for folder in folders)
+    for folder in folders:
+        if folder.channels != channels:
+            folder._images = np.repeat(folder._images, channels, axis=1)
+            folder.held_out = np.repeat(folder.held_out, channels, axis=1)
+            folder.channels = channels
+    return channels

@@ -11,7 +11,7 @@ from PIL import Image
 
 import needle as ndl
 from needle.data import DataFileError, DataLoader, ImageFolder
-from needle.data.image_folder import load_size_for, random_crop_flip
+from needle.data.image_folder import load_size_for, match_channels, random_crop_flip
 
 
 def save(path, array, mode=None):
@@ -116,6 +116,22 @@ def test_channels_follow_the_images(tmp_path):
     assert abs((forced[2][0, 0, 0] + 1) * 127.5 - luma) <= 1
     with pytest.raises(ValueError, match="channels must be 1, 3 or None"):
         ImageFolder(str(gray), 8, channels=2)
+
+
+def test_two_domains_get_one_layout(tmp_path):
+    for name, image in (("gray", np.full((8, 8), 30)), ("colour", np.full((8, 8, 3), 90))):
+        (tmp_path / name).mkdir()
+        save(tmp_path / name / "a.png", image)
+        save(tmp_path / name / "b.png", image)
+    colour = np.array(np.full((8, 8, 3), 90))
+    colour[..., 2] = 10
+    save(tmp_path / "colour" / "b.png", colour)
+    gray = ImageFolder(str(tmp_path / "gray"), 8, hold_out=1)
+    rgb = ImageFolder(str(tmp_path / "colour"), 8, hold_out=1)
+    assert (gray.channels, rgb.channels) == (1, 3)
+    assert match_channels(gray, rgb) == 3 and gray.channels == 3
+    assert gray[np.arange(1)].shape == (1, 3, 8, 8) and gray.held_out.shape == (1, 3, 8, 8)
+    np.testing.assert_allclose(gray.held_out, 30 / 127.5 - 1)
 
 
 # ---- held out images ------------------------------------------------------------------------
