@@ -11,10 +11,10 @@ from the network. It shows the latest grid large, the grids over time, D/G losse
 D(x)/D(G(z)) against the step, the evaluation scores of each epoch end, the health warnings
 with their remedies, and the command and configuration. All text from the run is escaped.
 
-Whether a finished page says "finished", "interrupted" or "diverged" comes from `status` when
-the caller knows it, else from the records: a "status" in run.json or in the last record, a
-NaN/Inf figure (diverged), the step reached against the run's target (finished, or
-interrupted short of it).
+Whether a final page says "finished", "interrupted" or "diverged" comes from `status` when
+the caller knows it, else from the folder: a "status" in run.json or in the last record (but
+not a "running" that no process is behind any more), a NaN/Inf figure (diverged), the step
+reached against the run's target (finished, or interrupted short of it).
 """
 import datetime
 import html
@@ -426,8 +426,9 @@ def write_report(out_dir, alive=True, status=None):
 
     alive: the run is still training (the page reloads itself every REFRESH_SECONDS);
     status: how the run ended when the caller knows ("finished", "interrupted",
-    "diverged"; another word is shown as given), else the folder tells (run_status). Safe on a folder with no metrics yet, a single
-    record, no run.json, or a last line cut short.
+    "diverged"; another word is shown as given), else the folder tells (run_status).
+    Safe on a folder with no metrics yet, a single record, no run.json, or a last line cut
+    short.
     """
     if not os.path.isdir(out_dir):
         raise FileNotFoundError(f"write_report: no run folder {out_dir!r}")

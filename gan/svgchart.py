@@ -3,7 +3,8 @@
     svg = line_chart("losses", [("D loss", [(50, 1.2), (100, 1.0)]), ("G loss", [...])])
 
 Each series is (label, [(x, y), ...]). Points whose y is NaN or Inf (or <= 0 on a log
-scale) are left out and break the line there. A series of fewer than two points, or of a
+scale) are left out and break the line there; a series longer than MAX_POINTS is thinned
+evenly, so a long run's page stays small. A series of fewer than two points, or of a
 few dozen, also gets a marker at each point (with its value as a tooltip), so a run with
 one logged interval still shows something.
 """
@@ -18,6 +19,7 @@ COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 WIDTH, HEIGHT = 520, 250
 LEFT, RIGHT, TOP, BOTTOM = 58, 14, 44, 34
 MARKERS_UP_TO = 40  # points per series drawn with markers
+MAX_POINTS = 1000  # per series; a longer one is thinned evenly (its last point kept)
 
 
 def nice_ticks(low, high, count=5):
@@ -53,6 +55,13 @@ def _label(value, step=None):
     return f"{value:.{digits}g}"
 
 
+def _thin(points):
+    if len(points) <= MAX_POINTS:
+        return points
+    stride = math.ceil(len(points) / MAX_POINTS)
+    return points[::stride] + ([points[-1]] if (len(points) - 1) % stride else [])
+
+
 def _runs(points, log):
     """The points split where a value is missing (NaN/Inf, or <= 0 on a log scale)."""
     runs, current = [], []
@@ -71,7 +80,7 @@ def _runs(points, log):
 def line_chart(title, series, x_label="step", log=False, unit_range=False):
     """An <svg> element (text) plotting `series` against x; `log`: y on a log10 scale;
     `unit_range`: y spans [0, 1] when every value lies in it (D's probabilities)."""
-    runs = [(label, _runs(points, log)) for label, points in series]
+    runs = [(label, _runs(_thin(list(points)), log)) for label, points in series]
     xs = [x for _, parts in runs for part in parts for x, _ in part]
     ys = [y for _, parts in runs for part in parts for _, y in part]
     out = [f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" '

@@ -94,3 +94,14 @@ def test_a_narrow_log_span_gets_ticks_at_two_and_five():
     root = parse(line_chart("norms", [("g", [(0, 3.0), (1, 4.0)])], log=True))
     labels = [t.text for t in root.iter(f"{SVG}text") if t.get("class") == "tick"]
     assert labels[:2] == ["2", "5"]
+
+
+def test_a_long_series_is_thinned_keeping_its_ends():
+    points = [(i, float(i % 7)) for i in range(5 * svgchart.MAX_POINTS + 3)]
+    (line,) = polylines(parse(line_chart("x", [("s", points)])))
+    assert len(line) <= svgchart.MAX_POINTS + 1
+    plot_w = WIDTH - LEFT - RIGHT
+    assert line[0][0] == pytest.approx(LEFT, abs=0.05)
+    x_ticks = nice_ticks(0, len(points) - 1)
+    last_x = LEFT + (len(points) - 1 - x_ticks[0]) / (x_ticks[-1] - x_ticks[0]) * plot_w
+    assert line[-1][0] == pytest.approx(last_x, abs=0.05)
