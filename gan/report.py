@@ -213,9 +213,11 @@ def _header(out_dir, manifest, records, status, line, alive):
     app = manifest.get("app") or "run"
     name = os.path.basename(os.path.abspath(out_dir))
     facts = []
-    for key, label in (("run_id", "run"), ("started", "started"), ("device", "device")):
+    if manifest.get("run_id"):
+        facts.append(f"run {_e(str(manifest['run_id'])[:8])}")
+    for key in ("started", "device"):
         if manifest.get(key):
-            facts.append(f"{label} {_e(manifest[key])}")
+            facts.append(f"{key} {_e(manifest[key])}")
     now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
     facts.append(f"page written {now}")
     rate = _rate(records, manifest)

@@ -63,6 +63,7 @@ def write_records(folder, records, tail=""):
 
 def manifest(**extra):
     return dict({"app": "train_dcgan", "command": COMMAND, "seed": 0, "device": "cpu_numpy()",
+                 "run_id": "0123456789abcdef",
                  "args": {"lr": 0.0002, "out_dir": "runs/<b>&co", "epochs": 2},
                  "config": {"epochs": 2, "max_steps": None, "health": True},
                  "checkpoints": [{"step": 200, "file": "checkpoints/step_00000200.safetensors"}],
@@ -122,6 +123,7 @@ def test_the_page_shows_the_run(run):
     assert "D(x) = 0.9990 > 0.99" in words and "use the non-saturating objective" in words
     assert COMMAND in words and "0.0002" in words
     assert "finished" in words and "finished at step 200 (2 epochs)" in words
+    assert "run 01234567 · started 2026-01-01T10:00:00 · device cpu_numpy()" in words
 
 
 def test_the_page_is_self_contained(run):
