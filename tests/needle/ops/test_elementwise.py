@@ -41,7 +41,7 @@ def test_scalar_ops_accept_numpy_scalars_without_upcasting(op, reference, scalar
 
 
 def _grad_of_sum(fn, *arrays, device):
-    tensors = [ndl.Tensor(np.asarray(a, np.float64), device=device) for a in arrays]
+    tensors = [ndl.Tensor(a, device=device, dtype="float64") for a in arrays]
     fn(*tensors).sum().backward()
     return [t.grad.numpy() for t in tensors]
 

@@ -26,7 +26,7 @@ def test_noncontiguous_layouts_really_are_views(layout, device):
 def test_broadcast_to_new_leading_axes_and_scalars(source, device):
     """hw1 broadcasts () and (1,) to (3, 3, 3); the gradient sums the copies back."""
     x = np.random.default_rng(0).standard_normal(source)
-    tensor = ndl.Tensor(x, device=device)
+    tensor = ndl.Tensor(x, device=device, dtype="float64")
     out = ndl.broadcast_to(tensor, (3, 3, 3))
     np.testing.assert_array_equal(out.numpy(), np.broadcast_to(x, (3, 3, 3)))
     out.sum().backward()
@@ -80,16 +80,17 @@ def test_stack_gradient_is_one_tensor_tuple(axis, device):
     """hw4's check: gradient_as_tuple of stack gives a TensorTuple; `.tuple()` unpacks it."""
     rng = np.random.default_rng(axis + 5)
     pieces = [rng.standard_normal((3, 4)) for _ in range(3)]
-    tensors = [ndl.Tensor(p, device=device) for p in pieces]
+    tensors = [ndl.Tensor(p, device=device, dtype="float64") for p in pieces]
     out = ndl.stack(tensors, axis)
     weights = rng.standard_normal(out.shape)
-    grads = out.op.gradient_as_tuple(ndl.Tensor(weights, device=device), out)
+    out_grad = ndl.Tensor(weights, device=device, dtype="float64")
+    grads = out.op.gradient_as_tuple(out_grad, out)
     assert len(grads) == 1 and isinstance(grads[0], ndl.TensorTuple)
     unpacked = grads[0].tuple()
     assert len(unpacked) == 3
     for i, grad in enumerate(unpacked):
         np.testing.assert_array_equal(grad.numpy(), np.take(weights, i, axis))
-    (out * ndl.Tensor(weights, device=device)).sum().backward()
+    (out * out_grad).sum().backward()
     for i, tensor in enumerate(tensors):
         np.testing.assert_array_equal(tensor.grad.numpy(), np.take(weights, i, axis))
 

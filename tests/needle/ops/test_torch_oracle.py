@@ -101,13 +101,14 @@ def _inputs(shapes, seed):
 def test_value_and_gradients_match_torch(name, device):
     needle_fn, torch_fn, shapes = EXPRESSIONS[name]
     arrays = _inputs(shapes, seed=len(name))
-    tensors = [ndl.Tensor(a, device=device) for a in arrays]
+    tensors = [ndl.Tensor(a, device=device, dtype="float64") for a in arrays]
     leaves = [torch.tensor(a, requires_grad=True) for a in arrays]
     out, expected = needle_fn(ndl, *tensors), torch_fn(*leaves)
     np.testing.assert_allclose(out.numpy(), expected.detach().numpy(), rtol=1e-10, atol=1e-12)
 
     weights = np.random.default_rng(1).standard_normal(expected.shape)
-    grads = ndl.grad(out, tensors, grad_outputs=ndl.Tensor(weights, device=device))
+    seed = ndl.Tensor(weights, device=device, dtype="float64")
+    grads = ndl.grad(out, tensors, grad_outputs=seed)
     expected_grads = torch.autograd.grad(expected, leaves, torch.tensor(weights))
     for grad, reference in zip(grads, expected_grads):
         np.testing.assert_allclose(grad.numpy(), reference.numpy(), rtol=1e-9, atol=1e-12)
@@ -119,7 +120,7 @@ def test_gradient_penalty_second_derivatives_match_torch(device):
     x, w1, w2 = rng.standard_normal((5, 3)), rng.standard_normal((3, 4)), \
         rng.standard_normal((4, 1))
 
-    tensors = [ndl.Tensor(a, device=device) for a in (x, w1, w2)]
+    tensors = [ndl.Tensor(a, device=device, dtype="float64") for a in (x, w1, w2)]
     critic = ndl.sigmoid(ndl.tanh(tensors[0] @ tensors[1]) @ tensors[2])
     gx = ndl.grad(critic.sum(), tensors[0], create_graph=True)
     norms = ndl.sqrt(ndl.summation(gx * gx, axes=1) + 1e-12)
