@@ -8,7 +8,7 @@ from needle import nn
 
 
 def _tensor(array, device, dtype="float64"):
-    return ndl.Tensor(np.asarray(array, dtype=dtype), device=device)
+    return ndl.Tensor(array, device=device, dtype=dtype)
 
 
 def _uniform(rng_draw, bound):
