@@ -9,7 +9,7 @@ EPS = 1e-5
 
 
 def _tensor(array, device):
-    return ndl.Tensor(np.asarray(array, dtype="float64"), device=device)
+    return ndl.Tensor(array, device=device, dtype="float64")
 
 
 def _normalized(x, axes):
@@ -208,12 +208,12 @@ def _with_affine(layer):
 def test_norm_gradients_and_second_derivatives(make_layer, shape):
     layer = make_layer()
     channels = layer.weight.shape[0]
-    inputs = [ndl.Tensor(np.random.randn(*shape)), ndl.Tensor(np.random.randn(channels)),
-              ndl.Tensor(np.random.randn(channels))]
+    inputs = [ndl.Tensor(np.random.randn(*s), dtype="float64")
+              for s in (shape, (channels,), (channels,))]
     ndl.gradcheck(_with_affine(layer), *inputs)
     ndl.gradgradcheck(_with_affine(layer), *inputs)
 
 
 def test_instance_norm_without_affine_second_derivative():
     ndl.gradgradcheck(nn.InstanceNorm2d(2, dtype="float64"),
-                      ndl.Tensor(np.random.randn(2, 2, 3, 3)))
+                      ndl.Tensor(np.random.randn(2, 2, 3, 3), dtype="float64"))

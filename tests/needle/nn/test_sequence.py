@@ -297,7 +297,7 @@ def test_bad_arguments_name_the_layer():
 
 # ---- gradchecks (float64) -------------------------------------------------------------------
 def _float64(*shape):
-    return ndl.Tensor(np.random.randn(*shape))
+    return ndl.Tensor(np.random.randn(*shape), dtype="float64")
 
 
 @pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])

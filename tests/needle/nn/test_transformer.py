@@ -108,7 +108,7 @@ def test_causal_mask_helper():
 def test_multi_head_attention_gradcheck():
     np.random.seed(0)
     layer = nn.MultiHeadAttention(causal=True, dtype="float64").eval()
-    q, k, v = (ndl.Tensor(np.random.randn(2, 2, 3, 4)) for _ in range(3))
+    q, k, v = (ndl.Tensor(np.random.randn(2, 2, 3, 4), dtype="float64") for _ in range(3))
     ndl.gradcheck(lambda q, k, v: layer(q, k, v)[0], q, k, v)
 
 
