@@ -51,13 +51,13 @@ def test_objective_values_and_gradients(case, shape):
     r[np.abs(np.abs(r) - 1) < 0.1] += 0.3
     f = rng.uniform(-3, 3, shape)
     f[np.abs(np.abs(f) - 1) < 0.1] += 0.3
-    real, fake = ndl.Tensor(r), ndl.Tensor(f)
+    real, fake = ndl.Tensor(r, dtype="float64"), ndl.Tensor(f, dtype="float64")
     loss = objective.discriminator_loss(real, fake)
     np.testing.assert_allclose(loss.numpy(), d_loss(r, f), rtol=1e-12)
     loss.backward()
     np.testing.assert_allclose(real.grad.numpy(), d_real(r, f), rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(fake.grad.numpy(), d_fake(r, f), rtol=1e-12, atol=1e-15)
-    fake = ndl.Tensor(f)
+    fake = ndl.Tensor(f, dtype="float64")
     loss = objective.generator_loss(fake)
     np.testing.assert_allclose(loss.numpy(), g_loss(f), rtol=1e-12)
     loss.backward()

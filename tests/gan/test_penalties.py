@@ -20,18 +20,18 @@ def small_critic(W1, W2):
 
 def weights(seed=0):
     rng = np.random.default_rng(seed)
-    return (ndl.Tensor(rng.standard_normal((3, 3, 1, 2)) * 0.5),
-            ndl.Tensor(rng.standard_normal((3, 3, 2, 1)) * 0.5))
+    return (ndl.Tensor(rng.standard_normal((3, 3, 1, 2)) * 0.5, dtype="float64"),
+            ndl.Tensor(rng.standard_normal((3, 3, 2, 1)) * 0.5, dtype="float64"))
 
 
 def images(seed):
     return ndl.Tensor(np.random.default_rng(seed).standard_normal((3, 5, 5, 1)),
-                      requires_grad=False)
+                      dtype="float64", requires_grad=False)
 
 
 def input_gradients(score, x):
     """d sum(score(x)) / dx as NumPy, through needle's first-order backward."""
-    x = ndl.Tensor(x.numpy())
+    x = ndl.Tensor(x.numpy(), dtype=x.dtype)
     score(x).sum().backward()
     return x.grad.numpy()
 
@@ -54,7 +54,7 @@ def test_gradient_penalty_value_at_its_interpolates():
     np.random.seed(7)
     eps = np.random.rand(3, 1, 1, 1)  # the same draw the penalty makes
     x_hat = eps * real.numpy() + (1 - eps) * fake.numpy()
-    grads = input_gradients(score, ndl.Tensor(x_hat))
+    grads = input_gradients(score, ndl.Tensor(x_hat, dtype="float64"))
     norms = np.sqrt(np.sum(grads ** 2, axis=(1, 2, 3)) + 1e-12)
     np.testing.assert_allclose(value, 10.0 * np.mean((norms - 1) ** 2), rtol=1e-8)
 
