@@ -444,8 +444,9 @@ CATALOGUE = [
         3, width=4)(t(images(4)), np.array([0, 1, 5, 9], np.float32)), LabelError,
          r"class ids in \[0, 3\); got \[5\.0, 9\.0\]"),
     # -- wrong dtypes
-    Case("dtypes", "float32 + float64", lambda p: t(np.ones(3, np.float32)) + t(np.ones(3)),
-         TypeError, r"float32.*float64|float64.*float32"),
+    Case("dtypes", "float32 + float64", lambda p: t(np.ones(3, np.float32))
+         + ndl.Tensor(np.ones(3), dtype="float64"), TypeError,
+         r"float32.*float64|float64.*float32"),
     Case("dtypes", "Trainer on uint8 pixels", lambda p: make_trainer(
         p / "run", (images() * 100 + 100).astype(np.uint8)), TrainingDataError,
          r"dtype uint8; expected floats in \[-1, 1\]", nothing_written),
