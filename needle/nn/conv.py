@@ -8,6 +8,7 @@ weight.permute(2, 3, 1, 0).
 import math
 
 from .. import init, ops
+from ..ops.conv import _pair
 from .module import Module, Parameter
 
 __all__ = ["Conv", "Conv2d", "ConvTranspose2d"]
@@ -88,7 +89,7 @@ class Conv2d(Module):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride = kernel_size, stride
         self.padding, self.dilation = padding, dilation
-        kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
+        kh, kw = _pair(kernel_size, "kernel_size", "Conv2d")
         self.weight, self.bias = _torch_style_parameters(
             (kh, kw, in_channels, out_channels), out_channels, in_channels * kh * kw, bias,
             device, dtype)
@@ -117,7 +118,7 @@ class ConvTranspose2d(Module):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self.output_padding, self.dilation = output_padding, dilation
-        kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
+        kh, kw = _pair(kernel_size, "kernel_size", "ConvTranspose2d")
         self.weight, self.bias = _torch_style_parameters(
             (kh, kw, out_channels, in_channels), out_channels, out_channels * kh * kw, bias,
             device, dtype)

@@ -13,6 +13,8 @@ double backward (gradient penalties) works:
     conv_transpose(y, W)     d/dy: conv(g, W)               d/dW: conv_weight_grad(g, y)
     conv_weight_grad(x, g)   d/dx: conv_transpose(g, G)     d/dg: conv(x, G)
 """
+import numbers
+
 from ..autograd import TensorOp, needs_grad
 from ..backend_selection import array_api, device_of
 
@@ -20,8 +22,14 @@ __all__ = ["Conv", "ConvTranspose", "ConvWeightGrad", "conv", "conv_transpose",
            "conv_weight_grad", "conv_output_size", "conv_transpose_output_size"]
 
 
-def _pair(value):
-    return (int(value), int(value)) if isinstance(value, int) else tuple(int(v) for v in value)
+def _pair(value, name, op="conv"):
+    """An int (NumPy's included) or an (h, w) pair of ints, as an (h, w) tuple."""
+    if isinstance(value, numbers.Integral):
+        return (int(value), int(value))
+    if (isinstance(value, (tuple, list)) and len(value) == 2
+            and all(isinstance(v, numbers.Integral) for v in value)):
+        return (int(value[0]), int(value[1]))
+    raise ValueError(f"{op}: {name} must be an int or an (h, w) pair of ints, got {value!r}")
 
 
 def conv_output_size(size, kernel, stride, padding, dilation):
@@ -38,8 +46,8 @@ class _ConvGeometry:
     """stride, padding and dilation as (h, w) pairs, shared by the three ops."""
 
     def __init__(self, stride, padding, dilation):
-        self.stride, self.padding, self.dilation = _pair(stride), _pair(padding), \
-            _pair(dilation)
+        self.stride, self.padding = _pair(stride, "stride"), _pair(padding, "padding")
+        self.dilation = _pair(dilation, "dilation")
         if min(self.stride) < 1 or min(self.dilation) < 1 or min(self.padding) < 0:
             raise ValueError(f"conv: need stride >= 1, dilation >= 1 and padding >= 0, got "
                              f"stride={stride}, padding={padding}, dilation={dilation}")
@@ -160,7 +168,7 @@ class ConvTranspose(TensorOp):
 
     def __init__(self, stride=1, padding=0, output_padding=0, dilation=1):
         self.geometry = _ConvGeometry(stride, padding, dilation)
-        self.output_padding = _pair(output_padding)
+        self.output_padding = _pair(output_padding, "output_padding")
         if any(op < 0 or op >= s for op, s in zip(self.output_padding,
                                                   self.geometry.stride)):
             raise ValueError(f"conv_transpose: output_padding {output_padding} must be in "
@@ -203,7 +211,7 @@ class ConvWeightGrad(TensorOp):
     """d conv(x, W) / dW contracted with g: (KH, KW, Cin, Cout) = im2col(x)^T @ g."""
 
     def __init__(self, kernel, stride=1, padding=0, dilation=1):
-        self.kernel = _pair(kernel)
+        self.kernel = _pair(kernel, "kernel")
         self.geometry = _ConvGeometry(stride, padding, dilation)
 
     def compute(self, x, g):

@@ -1,9 +1,12 @@
 """Conv layers against PyTorch, the named channel error, weights that load into PyTorch,
 and a real training signal from a tiny conv net on MNIST."""
+import math
 import os
 
 import numpy as np
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 import needle as ndl
 from needle import nn, ops
@@ -47,6 +50,87 @@ def test_conv_layers_match_torch(layer_kind, device):
                                reference.weight.grad.numpy(), rtol=1e-4, atol=1e-3)
     np.testing.assert_allclose(layer.bias.grad.numpy(), reference.bias.grad.numpy(),
                                rtol=1e-4, atol=1e-3)
+
+
+def pair(value):
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
+def int_or_pair(values):
+    return st.one_of(values, st.tuples(values, values))
+
+
+@st.composite
+def layer_cases(draw, transposed=False):
+    """(layer keyword arguments, input shape (N, Cin, H, W), Cout) for Conv2d or, with
+    `transposed`, ConvTranspose2d: kernel_size, stride, padding, dilation (and
+    output_padding) each an int or an (h, w) pair, the output at least 1x1."""
+    kwargs = {"kernel_size": draw(int_or_pair(st.integers(1, 4))),
+              "stride": draw(int_or_pair(st.integers(1, 3))),
+              "padding": draw(int_or_pair(st.integers(0, 2))),
+              "dilation": draw(int_or_pair(st.integers(1, 2)))}
+    geometry = list(zip(pair(kwargs["kernel_size"]), pair(kwargs["stride"]),
+                        pair(kwargs["padding"]), pair(kwargs["dilation"])))
+    if transposed:
+        strides = pair(kwargs["stride"])
+        kwargs["output_padding"] = draw(st.tuples(*(st.integers(0, s - 1) for s in strides)))
+        sizes = tuple(draw(st.integers(1, 6)) for _ in range(2))
+        out = [(n - 1) * s - 2 * p + d * (k - 1) + op + 1 for n, (k, s, p, d), op in
+               zip(sizes, geometry, kwargs["output_padding"])]
+    else:
+        sizes = tuple(draw(st.integers(max(1, d * (k - 1) + 1 - 2 * p), 8))
+                      for k, s, p, d in geometry)
+        out = [(n + 2 * p - d * (k - 1) - 1) // s + 1 for n, (k, s, p, d) in zip(sizes, geometry)]
+    assume(min(out) >= 1)
+    return kwargs, (draw(st.integers(1, 2)), draw(st.integers(1, 3)), *sizes), \
+        draw(st.integers(1, 3))
+
+
+def check_against_torch(torch, layer, reference, x, device):
+    """Forward and input, weight and bias gradients of a float64 layer against PyTorch."""
+    with torch.no_grad():
+        reference.weight.copy_(torch.from_numpy(to_torch_conv_weight(layer.weight.numpy())))
+        reference.bias.copy_(torch.from_numpy(layer.bias.numpy()))
+    X = ndl.Tensor(x, device=device, dtype="float64")
+    out = layer(X)
+    t_x = torch.from_numpy(x).requires_grad_(True)
+    t_out = reference(t_x)
+    np.testing.assert_allclose(out.numpy(), t_out.detach().numpy(), rtol=1e-10, atol=1e-10)
+    g = np.random.default_rng(1).standard_normal(t_out.shape)
+    out.backward(ndl.Tensor(g, device=device, dtype="float64", requires_grad=False))
+    t_out.backward(torch.from_numpy(g))
+    np.testing.assert_allclose(X.grad.numpy(), t_x.grad.numpy(), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(to_torch_conv_weight(layer.weight.grad.numpy()),
+                               reference.weight.grad.numpy(), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(layer.bias.grad.numpy(), reference.bias.grad.numpy(),
+                               rtol=1e-9, atol=1e-9)
+
+
+@given(case=layer_cases(), seed=st.integers(0, 2 ** 16))
+def test_conv2d_rectangular_kernels_and_pairs_match_torch(case, seed, device):
+    torch = pytest.importorskip("torch")
+    kwargs, shape, c_out = case
+    layer = nn.Conv2d(shape[1], c_out, device=device, dtype="float64", **kwargs)
+    kh, kw = pair(kwargs["kernel_size"])
+    assert layer.weight.shape == (kh, kw, shape[1], c_out)
+    bound = 1 / math.sqrt(shape[1] * kh * kw)  # PyTorch's U(+-1/sqrt(fan_in))
+    assert np.abs(layer.weight.numpy()).max() <= bound
+    reference = torch.nn.Conv2d(shape[1], c_out, dtype=torch.float64, **kwargs)
+    x = np.random.default_rng(seed).standard_normal(shape)
+    check_against_torch(torch, layer, reference, x, device)
+
+
+@given(case=layer_cases(transposed=True), seed=st.integers(0, 2 ** 16))
+def test_conv_transpose2d_rectangular_kernels_and_pairs_match_torch(case, seed, device):
+    torch = pytest.importorskip("torch")
+    kwargs, shape, c_out = case
+    layer = nn.ConvTranspose2d(shape[1], c_out, device=device, dtype="float64", **kwargs)
+    kh, kw = pair(kwargs["kernel_size"])
+    assert layer.weight.shape == (kh, kw, c_out, shape[1])
+    assert np.abs(layer.weight.numpy()).max() <= 1 / math.sqrt(c_out * kh * kw)
+    reference = torch.nn.ConvTranspose2d(shape[1], c_out, dtype=torch.float64, **kwargs)
+    x = np.random.default_rng(seed).standard_normal(shape)
+    check_against_torch(torch, layer, reference, x, device)
 
 
 @pytest.mark.parametrize("layer", [nn.Conv(3, 4, 3), nn.Conv2d(3, 4, 3),
@@ -135,3 +219,10 @@ def test_tiny_conv_net_learns_mnist():
     accuracy = float((logits.argmax(axis=1) == labels[2000:2500]).mean())
     assert accuracy > 0.7, accuracy
     assert np.isfinite(ops.summation(model(ndl.Tensor(images[:4])) * 0).numpy())
+
+
+@pytest.mark.parametrize("layer", [nn.Conv2d, nn.ConvTranspose2d])
+def test_kernel_size_that_is_neither_int_nor_pair_names_the_layer(layer):
+    with pytest.raises(ValueError, match=rf"{layer.__name__}: kernel_size must be an int or "
+                                         r"an \(h, w\) pair of ints, got \(3, 2, 1\)"):
+        layer(1, 2, (3, 2, 1))

@@ -10,56 +10,83 @@ import needle as ndl
 from needle.gradcheck import gradcheck, gradgradcheck
 
 
+def pair(value):
+    """An int or an (h, w) pair, as (h, w)."""
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
 def reference_conv(x, W, stride, padding, dilation):
-    """out[n, h, w, co] = sum x_pad[n, h*s + i*d, w*s + j*d, ci] * W[i, j, ci, co]."""
+    """out[n, h, w, co] = sum x_pad[n, h*sh + i*dh, w*sw + j*dw, ci] * W[i, j, ci, co]."""
+    (sh, sw), (ph, pw), (dh, dw) = pair(stride), pair(padding), pair(dilation)
     n, height, width, _ = x.shape
     kh, kw, _, c_out = W.shape
-    x = np.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
-    oh = (height + 2 * padding - dilation * (kh - 1) - 1) // stride + 1
-    ow = (width + 2 * padding - dilation * (kw - 1) - 1) // stride + 1
+    x = np.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
+    oh = (height + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    ow = (width + 2 * pw - dw * (kw - 1) - 1) // sw + 1
     out = np.zeros((n, oh, ow, c_out))
     for i in range(kh):
         for j in range(kw):
-            window = x[:, i * dilation:i * dilation + (oh - 1) * stride + 1:stride,
-                       j * dilation:j * dilation + (ow - 1) * stride + 1:stride, :]
+            window = x[:, i * dh:i * dh + (oh - 1) * sh + 1:sh,
+                       j * dw:j * dw + (ow - 1) * sw + 1:sw, :]
             out += np.einsum("nhwc,cd->nhwd", window, W[i, j])
     return out
 
 
 def reference_conv_transpose(y, W, stride, padding, output_padding, dilation):
-    """Scatter y[n, h, w, co] * W[i, j, ci, co] to (h*s + i*d - p, w*s + j*d - p).
+    """Scatter y[n, h, w, co] * W[i, j, ci, co] to (h*sh + i*dh - ph, w*sw + j*dw - pw).
 
-    `output_padding` is an int or an (rows, cols) pair.
+    stride, padding, output_padding and dilation are ints or (rows, cols) pairs.
     """
+    (sh, sw), (ph, pw), (dh, dw) = pair(stride), pair(padding), pair(dilation)
+    op_h, op_w = pair(output_padding)
     n, height, width, _ = y.shape
     kh, kw, c_in, _ = W.shape
-    op_h, op_w = (output_padding, output_padding) if np.isscalar(output_padding) \
-        else output_padding
-    oh = (height - 1) * stride - 2 * padding + dilation * (kh - 1) + op_h + 1
-    ow = (width - 1) * stride - 2 * padding + dilation * (kw - 1) + op_w + 1
-    size_h = max((height - 1) * stride + dilation * (kh - 1) + 1, padding + oh)
-    size_w = max((width - 1) * stride + dilation * (kw - 1) + 1, padding + ow)
+    oh = (height - 1) * sh - 2 * ph + dh * (kh - 1) + op_h + 1
+    ow = (width - 1) * sw - 2 * pw + dw * (kw - 1) + op_w + 1
+    size_h = max((height - 1) * sh + dh * (kh - 1) + 1, ph + oh)
+    size_w = max((width - 1) * sw + dw * (kw - 1) + 1, pw + ow)
     canvas = np.zeros((n, size_h, size_w, c_in))
     for i in range(kh):
         for j in range(kw):
-            canvas[:, i * dilation:i * dilation + (height - 1) * stride + 1:stride,
-                   j * dilation:j * dilation + (width - 1) * stride + 1:stride, :] += \
+            canvas[:, i * dh:i * dh + (height - 1) * sh + 1:sh,
+                   j * dw:j * dw + (width - 1) * sw + 1:sw, :] += \
                 np.einsum("nhwd,cd->nhwc", y, W[i, j])
-    return canvas[:, padding:padding + oh, padding:padding + ow, :]
+    return canvas[:, ph:ph + oh, pw:pw + ow, :]
+
+
+def int_or_pair(values):
+    """One int for both axes, or an (h, w) pair drawn axis by axis."""
+    return st.one_of(values, st.tuples(values, values))
 
 
 @st.composite
 def conv_cases(draw):
-    """(N, H, W, Cin, Cout, K, stride, padding, dilation) with an output of at least 1x1."""
-    kernel = draw(st.integers(1, 4))
-    dilation = draw(st.integers(1, 2))
-    padding = draw(st.integers(0, 2))
-    stride = draw(st.integers(1, 3))
-    span = dilation * (kernel - 1) + 1
-    height = draw(st.integers(max(1, span - 2 * padding), 9))
-    width = draw(st.integers(max(1, span - 2 * padding), 9))
+    """(N, H, W, Cin, Cout, (KH, KW), stride, padding, dilation), output at least 1x1.
+
+    Kernels are rectangular as often as square; stride, padding and dilation are each an int
+    or an (h, w) pair, passed to the ops as drawn."""
+    kernel = draw(st.tuples(st.integers(1, 4), st.integers(1, 4)))
+    dilation = draw(int_or_pair(st.integers(1, 2)))
+    padding = draw(int_or_pair(st.integers(0, 2)))
+    stride = draw(int_or_pair(st.integers(1, 3)))
+    height, width = (draw(st.integers(max(1, d * (k - 1) + 1 - 2 * p), 9)) for k, d, p in
+                     zip(kernel, pair(dilation), pair(padding)))
     return (draw(st.integers(1, 3)), height, width, draw(st.integers(1, 4)),
             draw(st.integers(1, 4)), kernel, stride, padding, dilation)
+
+
+def output_paddings(stride):
+    """An output_padding below the stride on each axis, an int when the stride is one."""
+    if isinstance(stride, int):
+        return st.integers(0, stride - 1)
+    return st.tuples(*(st.integers(0, s - 1) for s in stride))
+
+
+def conv_transpose_size(size, case, output_padding):
+    """conv_transpose's (OH, OW) for input (H, W) = size, by PyTorch's formula."""
+    _, _, _, _, _, kernel, stride, padding, dilation = case
+    return tuple((n - 1) * s - 2 * p + d * (k - 1) + op + 1 for n, k, s, p, op, d in zip(
+        size, kernel, pair(stride), pair(padding), pair(output_padding), pair(dilation)))
 
 
 def tensor(array, device, requires_grad=True):
@@ -68,9 +95,9 @@ def tensor(array, device, requires_grad=True):
 
 @given(case=conv_cases(), seed=st.integers(0, 2 ** 16))
 def test_conv_forward_and_grads_match_reference(case, seed, device):
-    n, h, w, c_in, c_out, k, stride, padding, dilation = case
+    n, h, w, c_in, c_out, (kh, kw), stride, padding, dilation = case
     rng = np.random.default_rng(seed)
-    x, W = rng.standard_normal((n, h, w, c_in)), rng.standard_normal((k, k, c_in, c_out))
+    x, W = rng.standard_normal((n, h, w, c_in)), rng.standard_normal((kh, kw, c_in, c_out))
     X, Wt = tensor(x, device), tensor(W, device)
     out = ndl.conv(X, Wt, stride=stride, padding=padding, dilation=dilation)
     expected = reference_conv(x, W, stride, padding, dilation)
@@ -79,25 +106,26 @@ def test_conv_forward_and_grads_match_reference(case, seed, device):
     out.backward(tensor(g, device, requires_grad=False))
     # d<g, conv(x, W)>/dx is the transposed conv of g (sized back to x by output_padding);
     # d/dW gathers x's patches against g.
-    op_h = h + 2 * padding - dilation * (k - 1) - 1 - (expected.shape[1] - 1) * stride
-    op_w = w + 2 * padding - dilation * (k - 1) - 1 - (expected.shape[2] - 1) * stride
+    (sh, sw), (ph, pw), (dh, dw) = pair(stride), pair(padding), pair(dilation)
+    oh, ow = expected.shape[1:3]
+    op_h = h + 2 * ph - dh * (kh - 1) - 1 - (oh - 1) * sh
+    op_w = w + 2 * pw - dw * (kw - 1) - 1 - (ow - 1) * sw
     grad_x = reference_conv_transpose(g, W, stride, padding, (op_h, op_w), dilation)
     np.testing.assert_allclose(X.grad.numpy(), grad_x, rtol=1e-9, atol=1e-9)
-    x_pad = np.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
-    oh, ow = expected.shape[1:3]
+    x_pad = np.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
     grad_W = np.stack([np.stack([np.einsum(
-        "nhwc,nhwd->cd", x_pad[:, i * dilation:i * dilation + (oh - 1) * stride + 1:stride,
-                               j * dilation:j * dilation + (ow - 1) * stride + 1:stride], g)
-        for j in range(k)]) for i in range(k)])
+        "nhwc,nhwd->cd", x_pad[:, i * dh:i * dh + (oh - 1) * sh + 1:sh,
+                               j * dw:j * dw + (ow - 1) * sw + 1:sw], g)
+        for j in range(kw)]) for i in range(kh)])
     np.testing.assert_allclose(Wt.grad.numpy(), grad_W, rtol=1e-9, atol=1e-9)
 
 
 @given(case=conv_cases(), seed=st.integers(0, 2 ** 16), data=st.data())
 def test_conv_transpose_forward_matches_reference(case, seed, data, device):
-    n, h, w, c_in, c_out, k, stride, padding, dilation = case
-    output_padding = data.draw(st.integers(0, stride - 1))
+    n, h, w, c_in, c_out, kernel, stride, padding, dilation = case
+    output_padding = data.draw(output_paddings(stride))
     rng = np.random.default_rng(seed)
-    y, W = rng.standard_normal((n, h, w, c_out)), rng.standard_normal((k, k, c_in, c_out))
+    y, W = rng.standard_normal((n, h, w, c_out)), rng.standard_normal((*kernel, c_in, c_out))
     expected = reference_conv_transpose(y, W, stride, padding, output_padding, dilation)
     if min(expected.shape[1:3]) < 1:
         with pytest.raises(ValueError, match="conv_transpose"):
@@ -110,11 +138,15 @@ def test_conv_transpose_forward_matches_reference(case, seed, data, device):
 
 
 # col2im's one-copy path (no two kernel offsets meet) and its neighbours that must not take it:
-# (H, W, K, stride, padding, output_padding, dilation), whether the one-copy path applies.
+# (H, W, K, stride, padding, output_padding, dilation), whether the one-copy path applies;
+# K and stride are ints or (h, w) pairs.
 NO_OVERLAP_GEOMETRIES = [((1, 1, 7, 1, 0, 0, 1), True), ((1, 1, 4, 2, 1, 0, 1), True),
                          ((3, 2, 2, 2, 0, 0, 1), True), ((1, 3, 3, 3, 1, 0, 1), True),
+                         ((3, 2, (2, 3), (2, 3), 0, 0, 1), True),
+                         ((1, 4, (5, 2), (1, 2), 0, 0, 1), True),
                          ((3, 3, 3, 3, 1, 2, 1), False), ((1, 1, 3, 2, 0, 1, 1), False),
-                         ((2, 2, 2, 2, 0, 0, 2), False), ((2, 2, 3, 2, 0, 0, 1), False)]
+                         ((2, 2, 2, 2, 0, 0, 2), False), ((2, 2, 3, 2, 0, 0, 1), False),
+                         ((3, 2, (2, 3), (2, 2), 0, 0, 1), False)]
 
 
 @pytest.mark.parametrize("geometry, one_copy", NO_OVERLAP_GEOMETRIES)
@@ -126,8 +158,8 @@ def test_conv_transpose_without_overlapping_offsets_matches_reference(geometry, 
     monkeypatch.setattr(_ConvGeometry, "_tiles_without_overlap",
                         lambda self, *args: decided.append(check(self, *args)) or decided[-1])
     h, w, k, stride, padding, output_padding, dilation = geometry
-    rng = np.random.default_rng(h * 100 + k)
-    y, W = rng.standard_normal((2, h, w, 3)), rng.standard_normal((k, k, 2, 3))
+    rng = np.random.default_rng(h * 100 + w * 10 + pair(k)[1])
+    y, W = rng.standard_normal((2, h, w, 3)), rng.standard_normal((*pair(k), 2, 3))
     out = ndl.conv_transpose(tensor(y, device), tensor(W, device), stride, padding,
                              output_padding, dilation)
     expected = reference_conv_transpose(y, W, stride, padding, output_padding, dilation)
@@ -138,53 +170,57 @@ def test_conv_transpose_without_overlapping_offsets_matches_reference(geometry, 
 @settings(max_examples=8)
 @given(case=conv_cases(), seed=st.integers(0, 2 ** 16))
 def test_conv_gradcheck(case, seed, device):
-    n, h, w, c_in, c_out, k, stride, padding, dilation = case
+    n, h, w, c_in, c_out, kernel, stride, padding, dilation = case
     rng = np.random.default_rng(seed)
     X = tensor(rng.standard_normal((n, h, w, c_in)), device)
-    W = tensor(rng.standard_normal((k, k, c_in, c_out)), device)
+    W = tensor(rng.standard_normal((*kernel, c_in, c_out)), device)
     gradcheck(lambda x, W: ndl.conv(x, W, stride, padding, dilation), X, W)
 
 
 @settings(max_examples=8)
 @given(case=conv_cases(), seed=st.integers(0, 2 ** 16), data=st.data())
 def test_conv_transpose_gradcheck(case, seed, data, device):
-    n, h, w, c_in, c_out, k, stride, padding, dilation = case
-    output_padding = data.draw(st.integers(0, stride - 1))
-    out_h = (h - 1) * stride - 2 * padding + dilation * (k - 1) + output_padding + 1
-    out_w = (w - 1) * stride - 2 * padding + dilation * (k - 1) + output_padding + 1
-    if min(out_h, out_w) < 1:
+    n, h, w, c_in, c_out, kernel, stride, padding, dilation = case
+    output_padding = data.draw(output_paddings(stride))
+    if min(conv_transpose_size((h, w), case, output_padding)) < 1:
         return
     rng = np.random.default_rng(seed)
     Y = tensor(rng.standard_normal((n, h, w, c_out)), device)
-    W = tensor(rng.standard_normal((k, k, c_in, c_out)), device)
+    W = tensor(rng.standard_normal((*kernel, c_in, c_out)), device)
     gradcheck(lambda y, W: ndl.conv_transpose(y, W, stride, padding, output_padding,
                                               dilation), Y, W)
 
 
-SECOND_ORDER_CASES = [  # (N, H, W, Cin, Cout, K, stride, padding, dilation)
-    (2, 5, 5, 2, 3, 3, 1, 1, 1),
-    (1, 6, 7, 2, 2, 4, 2, 1, 1),
-    (2, 7, 6, 1, 2, 3, 2, 0, 2),
+SECOND_ORDER_CASES = [  # (N, H, W, Cin, Cout, (KH, KW), stride, padding, dilation)
+    (2, 5, 5, 2, 3, (3, 3), 1, 1, 1),
+    (1, 6, 7, 2, 2, (4, 4), 2, 1, 1),
+    (2, 7, 6, 1, 2, (3, 3), 2, 0, 2),
+    (1, 7, 6, 2, 2, (3, 2), (2, 1), (1, 0), (1, 2)),
 ]
+
+
+def _output_padding_below(stride):
+    return tuple(s - 1 for s in pair(stride))
 
 
 @pytest.mark.parametrize("case", SECOND_ORDER_CASES)
 def test_conv_gradgradcheck(case, device):
-    n, h, w, c_in, c_out, k, stride, padding, dilation = case
+    n, h, w, c_in, c_out, kernel, stride, padding, dilation = case
     rng = np.random.default_rng(1)
     X = tensor(rng.standard_normal((n, h, w, c_in)), device)
-    W = tensor(rng.standard_normal((k, k, c_in, c_out)), device)
+    W = tensor(rng.standard_normal((*kernel, c_in, c_out)), device)
     gradgradcheck(lambda x, W: ndl.conv(x, W, stride, padding, dilation), X, W)
 
 
 @pytest.mark.parametrize("case", SECOND_ORDER_CASES)
 def test_conv_transpose_gradgradcheck(case, device):
-    n, h, w, c_in, c_out, k, stride, padding, dilation = case
+    n, h, w, c_in, c_out, kernel, stride, padding, dilation = case
     rng = np.random.default_rng(2)
     Y = tensor(rng.standard_normal((n, h, w, c_out)), device)
-    W = tensor(rng.standard_normal((k, k, c_in, c_out)), device)
-    gradgradcheck(lambda y, W: ndl.conv_transpose(y, W, stride, padding, stride - 1,
-                                                  dilation), Y, W)
+    W = tensor(rng.standard_normal((*kernel, c_in, c_out)), device)
+    gradgradcheck(lambda y, W: ndl.conv_transpose(y, W, stride, padding,
+                                                  _output_padding_below(stride), dilation),
+                  Y, W)
 
 
 def test_leaky_relu_conv_stack_gradgradcheck(device):
@@ -201,51 +237,79 @@ def test_leaky_relu_conv_stack_gradgradcheck(device):
     gradgradcheck(critic, X, W1, W2)
 
 
-def test_conv_weight_grad_gradgradcheck(device):
+@pytest.mark.parametrize("kernel, stride, padding", [(3, 2, 1), ((3, 2), (2, 1), (1, 0))])
+def test_conv_weight_grad_gradgradcheck(kernel, stride, padding, device):
     rng = np.random.default_rng(4)
     X = tensor(rng.standard_normal((2, 5, 5, 2)), device)
-    G = tensor(rng.standard_normal((2, 3, 3, 3)), device)
-    gradcheck(lambda x, g: ndl.conv_weight_grad(x, g, 3, stride=2, padding=1), X, G)
-    gradgradcheck(lambda x, g: ndl.conv_weight_grad(x, g, 3, stride=2, padding=1), X, G)
+    out_size = [(5 + 2 * p - k) // s + 1 for k, s, p in
+                zip(pair(kernel), pair(stride), pair(padding))]
+    G = tensor(rng.standard_normal((2, *out_size, 3)), device)
+    assert ndl.conv_weight_grad(X, G, kernel, stride, padding).shape == (*pair(kernel), 2, 3)
+    gradcheck(lambda x, g: ndl.conv_weight_grad(x, g, kernel, stride, padding), X, G)
+    gradgradcheck(lambda x, g: ndl.conv_weight_grad(x, g, kernel, stride, padding), X, G)
 
 
-def test_conv_matches_torch():
-    torch = pytest.importorskip("torch")
-    rng = np.random.default_rng(5)
-    x, W = rng.standard_normal((2, 9, 8, 3)), rng.standard_normal((4, 4, 3, 5))
-    X, Wt = ndl.Tensor(x), ndl.Tensor(W)
-    out = ndl.conv(X, Wt, stride=2, padding=1)
-    tx = torch.tensor(x.transpose(0, 3, 1, 2), requires_grad=True)
-    tw = torch.tensor(W.transpose(3, 2, 0, 1), requires_grad=True)
-    t_out = torch.nn.functional.conv2d(tx, tw, stride=2, padding=1)
-    np.testing.assert_allclose(out.numpy(), t_out.detach().numpy().transpose(0, 2, 3, 1),
-                               rtol=1e-10, atol=1e-10)
+# ---- PyTorch as the oracle: NCHW, torch weight (Cout, Cin, KH, KW) = ours (3, 2, 0, 1) -------
+@pytest.fixture
+def torch():
+    return pytest.importorskip("torch")
+
+
+def _nchw(a):
+    return np.ascontiguousarray(a.transpose(0, 3, 1, 2))
+
+
+def _torch_weight(W):
+    return np.ascontiguousarray(W.transpose(3, 2, 0, 1))
+
+
+def _nhwc(a):
+    return a.transpose(0, 2, 3, 1)
+
+
+@given(case=conv_cases(), seed=st.integers(0, 2 ** 16))
+def test_conv_matches_torch(torch, case, seed):
+    n, h, w, c_in, c_out, kernel, stride, padding, dilation = case
+    rng = np.random.default_rng(seed)
+    x, W = rng.standard_normal((n, h, w, c_in)), rng.standard_normal((*kernel, c_in, c_out))
+    X, Wt = tensor(x, ndl.cpu_numpy()), tensor(W, ndl.cpu_numpy())
+    out = ndl.conv(X, Wt, stride=stride, padding=padding, dilation=dilation)
+    tx = torch.tensor(_nchw(x), requires_grad=True)
+    tw = torch.tensor(_torch_weight(W), requires_grad=True)
+    t_out = torch.nn.functional.conv2d(tx, tw, stride=stride, padding=padding,
+                                       dilation=dilation)
+    np.testing.assert_allclose(out.numpy(), _nhwc(t_out.detach().numpy()), rtol=1e-10,
+                               atol=1e-10)
     g = rng.standard_normal(t_out.shape)
     t_out.backward(torch.tensor(g))
-    out.backward(ndl.Tensor(g.transpose(0, 2, 3, 1)))
-    np.testing.assert_allclose(X.grad.numpy(), tx.grad.numpy().transpose(0, 2, 3, 1),
-                               rtol=1e-9, atol=1e-9)
+    out.backward(tensor(_nhwc(g), ndl.cpu_numpy(), requires_grad=False))
+    np.testing.assert_allclose(X.grad.numpy(), _nhwc(tx.grad.numpy()), rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(Wt.grad.numpy(), tw.grad.numpy().transpose(2, 3, 1, 0),
                                rtol=1e-9, atol=1e-9)
 
 
-def test_conv_transpose_matches_torch():
-    torch = pytest.importorskip("torch")
-    rng = np.random.default_rng(6)
-    y, W = rng.standard_normal((2, 7, 7, 4)), rng.standard_normal((4, 4, 3, 4))
-    Y, Wt = ndl.Tensor(y), ndl.Tensor(W)
-    out = ndl.conv_transpose(Y, Wt, stride=2, padding=1, output_padding=1)
-    ty = torch.tensor(y.transpose(0, 3, 1, 2), requires_grad=True)
-    tw = torch.tensor(W.transpose(3, 2, 0, 1), requires_grad=True)
-    t_out = torch.nn.functional.conv_transpose2d(ty, tw, stride=2, padding=1,
-                                                 output_padding=1)
-    np.testing.assert_allclose(out.numpy(), t_out.detach().numpy().transpose(0, 2, 3, 1),
-                               rtol=1e-10, atol=1e-10)
+@given(case=conv_cases(), seed=st.integers(0, 2 ** 16), data=st.data())
+def test_conv_transpose_matches_torch(torch, case, seed, data):
+    n, h, w, c_in, c_out, kernel, stride, padding, dilation = case
+    output_padding = data.draw(output_paddings(stride))
+    if min(conv_transpose_size((h, w), case, output_padding)) < 1:
+        return
+    rng = np.random.default_rng(seed)
+    y, W = rng.standard_normal((n, h, w, c_out)), rng.standard_normal((*kernel, c_in, c_out))
+    Y, Wt = tensor(y, ndl.cpu_numpy()), tensor(W, ndl.cpu_numpy())
+    out = ndl.conv_transpose(Y, Wt, stride=stride, padding=padding,
+                             output_padding=output_padding, dilation=dilation)
+    ty = torch.tensor(_nchw(y), requires_grad=True)
+    tw = torch.tensor(_torch_weight(W), requires_grad=True)
+    t_out = torch.nn.functional.conv_transpose2d(ty, tw, stride=stride, padding=padding,
+                                                 output_padding=output_padding,
+                                                 dilation=dilation)
+    np.testing.assert_allclose(out.numpy(), _nhwc(t_out.detach().numpy()), rtol=1e-10,
+                               atol=1e-10)
     g = rng.standard_normal(t_out.shape)
     t_out.backward(torch.tensor(g))
-    out.backward(ndl.Tensor(g.transpose(0, 2, 3, 1)))
-    np.testing.assert_allclose(Y.grad.numpy(), ty.grad.numpy().transpose(0, 2, 3, 1),
-                               rtol=1e-9, atol=1e-9)
+    out.backward(tensor(_nhwc(g), ndl.cpu_numpy(), requires_grad=False))
+    np.testing.assert_allclose(Y.grad.numpy(), _nhwc(ty.grad.numpy()), rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(Wt.grad.numpy(), tw.grad.numpy().transpose(2, 3, 1, 0),
                                rtol=1e-9, atol=1e-9)
 
@@ -270,3 +334,21 @@ def test_conv_bad_input_names_op_and_shapes(x_shape, w_shape, message):
 def test_conv_transpose_rejects_output_padding_not_below_stride():
     with pytest.raises(ValueError, match="output_padding"):
         ndl.ops.ConvTranspose(stride=2, output_padding=2)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"stride": (1, 2, 3)}, r"conv: stride must be an int or an \(h, w\) pair of ints, got "
+                            r"\(1, 2, 3\)"),
+    ({"padding": (1,)}, r"conv: padding must be .* got \(1,\)"),
+    ({"dilation": (1.0, 2.0)}, r"conv: dilation must be .* got \(1.0, 2.0\)"),
+])
+def test_conv_names_an_argument_that_is_neither_int_nor_pair(kwargs, message):
+    x, W = ndl.Tensor(np.ones((1, 5, 5, 1))), ndl.Tensor(np.ones((3, 2, 1, 1)))
+    with pytest.raises(ValueError, match=message):
+        ndl.conv(x, W, **kwargs)
+
+
+def test_conv_takes_numpy_integers_as_ints():
+    x, W = ndl.Tensor(np.ones((1, 5, 5, 1))), ndl.Tensor(np.ones((3, 2, 1, 1)))
+    out = ndl.conv(x, W, stride=np.int64(2), padding=(np.int32(1), 0))
+    assert out.shape == (1, 3, 2, 1)
