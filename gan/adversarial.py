@@ -82,8 +82,10 @@ class Adversarial(nn.Module):
         snapshot, self._d_snapshot = self._d_snapshot, None
         if snapshot is None:
             return
+        # equal_nan: weights that a diverged step made NaN are unchanged, not a leak (the
+        # NaN loss is the trainer's to report, as divergence)
         changed = [name for (name, p), before in zip(self._d_parameters(), snapshot)
-                   if not np.array_equal(p.numpy(), before)]
+                   if not np.array_equal(p.numpy(), before, equal_nan=True)]
         if changed:
             total = len(snapshot)
             raise GraphHygieneError(
