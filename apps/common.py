@@ -1,130 +1,182 @@
-"""Pieces the training apps share: device and data options, MNIST as GAN images.
+"""What the GAN training apps share: their options, device, MNIST images, the run folder
+and the TrainerConfig built from the options.
 
-Run length on resume: `--resume` continues to the target the run was started with (its
-`--epochs`, read from the newest checkpoint) unless `--epochs` is given; `--more_epochs N`
-resumes and trains N epochs past that target. The parser resolves both, so every app gets a
-plain `args.epochs` and `args.resume`.
+Every trainer has the same run options with the same names (`add_common_options`) and the
+same optimizer options (`add_adam_options`: --lr, --d_lr, --g_lr, --beta1, --beta2). After
+parsing, `settle(parser, args, argv)` (which add_common_options hooks into parse_args):
+
+  * rejects combinations that cannot work (--resume with --overwrite; --epochs with
+    --more_epochs, which implies --resume);
+  * picks the run folder: --out_dir, else the app's folder under runs/, or with --dry_run a
+    new temporary folder (and says where);
+  * on a resume, takes every option not given on this command line from the run's run.json
+    (so `--resume --out_dir DIR` rebuilds the same models on the same data); the run's
+    target (--epochs, --max_steps) comes from its checkpoint unless given, and --d_lr /
+    --g_lr given with --resume replace the rates the checkpoint restores.
 """
-import argparse
+import importlib.util
 import os
 import sys
+import tempfile
 
 import numpy as np
 
 import needle as ndl
-from gan import TrainingDiverged
+from gan import TrainerConfig
+from gan.runfiles import read_manifest
 from needle.data import load_mnist
+from needle.data.idx import DataFileError
 
-__all__ = ["make_parser", "add_common_options", "resolve_device", "mnist_images",
-           "resolve_run_length", "run_training", "DEFAULT_DATA_DIR"]
+from .cli import AppParser, DeviceUnavailable, beta, learning_rate, nonnegative_int, positive_int
+
+__all__ = ["add_common_options", "add_adam_options", "settle", "resolve_device",
+           "mnist_images", "load_mnist_named", "trainer_config", "saved_args", "make_parser",
+           "DEFAULT_DATA_DIR", "DEVICES"]
 
 DEFAULT_DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "data", "mnist")
 DEVICES = {"cpu_numpy": ndl.cpu_numpy, "cpu": ndl.cpu, "cuda": ndl.cuda}
+# Options of one invocation, never taken from the run being resumed.
+_THIS_INVOCATION = {"resume", "overwrite", "more_epochs", "out_dir", "epochs", "max_steps",
+                    "no_progress", "debug", "dry_run", "tensorboard", "d_lr", "g_lr",
+                    "given_options"}
 
 
-class TrainingParser(argparse.ArgumentParser):
-    """An ArgumentParser that resolves --resume / --more_epochs / --epochs after parsing."""
+def add_common_options(parser, runs_name, epochs, checkpoint_every=500, sample_every=120):
+    """The run options every GAN trainer has (flags accept snake_case and kebab-case).
 
-    fresh_epochs = None
-
-    def parse_args(self, args=None, namespace=None):
-        parsed = super().parse_args(args, namespace)
-        if hasattr(parsed, "more_epochs"):
-            resolve_run_length(self, parsed)
-        return parsed
-
-
-def make_parser(description):
-    return TrainingParser(description=description,
-                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-
-
-def _target_epochs(out_dir):
-    """The epochs target saved in the newest checkpoint under out_dir, or None."""
-    from gan.checkpoint import checkpoint_info, latest_checkpoint
-
-    path = latest_checkpoint(os.path.join(out_dir, "checkpoints"))
-    if path is None:
-        return None
-    info = checkpoint_info(path)
-    settings = info.get("config") or info.get("args") or {}
-    return settings.get("epochs")
-
-
-def resolve_run_length(parser, args):
-    """Set args.epochs and args.resume from --epochs, --resume and --more_epochs."""
-    if args.more_epochs is not None:
-        if args.more_epochs < 1:
-            parser.error(f"--more_epochs must be >= 1, got {args.more_epochs}")
-        if args.epochs is not None:
-            parser.error("give --epochs (the total) or --more_epochs (beyond the run's "
-                         "target), not both")
-        target = _target_epochs(args.out_dir)
-        if target is None:
-            parser.error(f"--more_epochs: no checkpoint with a target in "
-                         f"{os.path.join(args.out_dir, 'checkpoints')} to extend")
-        args.resume, args.epochs = True, target + args.more_epochs
-    elif args.epochs is None:
-        target = _target_epochs(args.out_dir) if args.resume else None
-        args.epochs = target if target is not None else parser.fresh_epochs
-    return args
-
-
-def add_common_options(parser, out_dir, epochs, checkpoint_every=500):
-    """Options every GAN trainer has; flags accept snake_case and kebab-case.
-
-    `epochs` is the default for a new run (None: the app resolves it); on --resume the
-    default is the run's own target."""
-    parser.fresh_epochs = epochs
+    runs_name: the default run folder is runs/<runs_name>; epochs: the target of a new run;
+    sample_every: the default steps between sample grids."""
+    parser.set_defaults(default_out_dir=os.path.join("runs", runs_name),
+                        default_epochs=epochs)
+    parser.after_parsing.append(settle)
     add = parser.add_argument
     add("--data_dir", "--data-dir", default=DEFAULT_DATA_DIR,
         help="folder with the four MNIST .gz files")
-    add("--out_dir", "--out-dir", default=out_dir, help="run folder for all outputs")
-    fresh = f"{epochs} for a new run" if epochs is not None else "see below"
-    add("--epochs", type=int, default=None,
-        help=f"passes over the training images ({fresh}; with --resume: the run's own "
-             "target)%(default).0s")
-    add("--max_steps", "--max-steps", type=int, default=None,
-        help="stop after this many D steps (overrides epochs)")
-    add("--batch_size", "--batch-size", type=int, default=64)
-    add("--seed", type=int, default=0, help="seed of NumPy's global RNG")
+    add("--out_dir", "--out-dir", default=None,
+        help=f"run folder for all outputs (runs/{runs_name}; with --dry_run a new "
+             "temporary folder)")
+    add("--epochs", type=positive_int, default=None,
+        help=f"passes over the training data ({epochs} for a new run; with --resume the "
+             "run's own target)")
+    add("--max_steps", "--max-steps", type=positive_int, default=None,
+        help="stop at this step, before the epochs are done (with --resume: the run's own "
+             "cap unless given)")
+    add("--more_epochs", "--more-epochs", type=positive_int, default=None, metavar="N",
+        help="resume and train N epochs past the run's target (implies --resume)")
+    add("--resume", action="store_true",
+        help="continue the run in --out_dir from its newest intact checkpoint, with its "
+             "saved options unless given again")
+    add("--overwrite", action="store_true",
+        help="move a run already in --out_dir aside (to OUT_DIR.old-<time>) and start afresh")
+    add("--batch_size", "--batch-size", type=positive_int, default=64, help="images per step")
+    add("--seed", type=nonnegative_int, default=0, help="seed of NumPy's global RNG")
     add("--device", choices=sorted(DEVICES), default="cpu_numpy",
         help="cpu_numpy: NumPy; cpu: the course's flat-memory device; cuda: CuPy on a GPU")
-    add("--checkpoint_every", "--checkpoint-every", type=int, default=checkpoint_every,
-        help="steps between checkpoints")
-    add("--log_every", "--log-every", type=int, default=50, help="steps per metrics line")
-    add("--limit", type=int, default=None, help="use only the first N training images")
-    add("--resume", action="store_true", help="continue from the newest checkpoint in out_dir")
-    add("--more_epochs", "--more-epochs", type=int, default=None, metavar="N",
-        help="resume and train N epochs past the run's target (implies --resume)")
+    add("--checkpoint_every", "--checkpoint-every", type=positive_int,
+        default=checkpoint_every, help="steps between checkpoints")
+    add("--log_every", "--log-every", type=positive_int, default=50,
+        help="steps per metrics.jsonl line")
+    add("--sample_every", "--sample-every", type=positive_int, default=sample_every,
+        help="steps between sample grids (and report.html updates), besides one at each "
+             "epoch end")
+    add("--limit", type=positive_int, default=None, help="use only the first N training images")
     add("--no_health", "--no-health", action="store_true",
         help="turn off the training-health warnings (gan.health)")
+    add("--tensorboard", action="store_true",
+        help="also write TensorBoard event files into the run folder")
     add("--debug", action="store_true",
-        help="check the D/G graph boundary at every step, not just the first (slower)")
+        help="full tracebacks on errors, and the D/G graph-boundary check at every step "
+             "(slower)")
     add("--no_progress", "--no-progress", action="store_true", help="no progress bar")
     add("--dry_run", "--dry-run", action="store_true",
-        help="a few steps on random images: checks the wiring in seconds")
+        help="a few steps on random images, in a temporary folder unless --out_dir: checks "
+             "the wiring in seconds")
+
+
+def add_adam_options(parser, lr=2e-4, beta1=0.5, beta2=0.999):
+    """--lr for both networks, --d_lr / --g_lr for one of them, Adam's betas."""
+    add = parser.add_argument
+    add("--lr", type=learning_rate, default=lr, help="Adam learning rate of G and D")
+    add("--d_lr", "--d-lr", type=learning_rate, default=None,
+        help="D's learning rate (default: --lr); with --resume, replaces the saved one")
+    add("--g_lr", "--g-lr", type=learning_rate, default=None,
+        help="G's learning rate (default: --lr); with --resume, replaces the saved one")
+    add("--beta1", type=beta, default=beta1, help="Adam beta1, in [0, 1)")
+    add("--beta2", type=beta, default=beta2, help="Adam beta2, in [0, 1)")
+
+
+def settle(parser, args, argv=None):
+    """Check option combinations, pick the run folder and, on a resume, restore the run's
+    saved options (see the module docstring)."""
+    if args.resume and args.overwrite:
+        parser.error("--resume continues the run in --out_dir and --overwrite moves it "
+                     "aside: give one of them")
+    if args.more_epochs is not None:
+        if args.epochs is not None:
+            parser.error("give --epochs (the total) or --more_epochs (beyond the run's "
+                         "target), not both")
+        args.resume = True
+    if args.tensorboard and importlib.util.find_spec("tensorboardX") is None:
+        from gan.tensorboard import MISSING_EXTRA
+        parser.error(MISSING_EXTRA)
+    args.given_options = parser.given(argv)
+    if args.out_dir is None:
+        if args.dry_run:
+            args.out_dir = tempfile.mkdtemp(prefix=f"{parser.app}-dry-run-")
+            print(f"{parser.app}: dry run: writing to {args.out_dir}", file=sys.stderr)
+        else:
+            args.out_dir = args.default_out_dir
+    if args.resume:
+        manifest = read_manifest(args.out_dir)
+        if manifest.get("app") == parser.app:
+            for name, value in (manifest.get("args") or {}).items():
+                if name not in args.given_options and name not in _THIS_INVOCATION \
+                        and hasattr(args, name):
+                    setattr(args, name, value)
+
+
+def saved_args(args):
+    """The options as run.json records them."""
+    return {k: v for k, v in vars(args).items()
+            if k not in ("given_options", "default_out_dir", "default_epochs")}
+
+
+def make_parser(description, app=None):
+    """An AppParser for the app module that calls it (apps.NAME gives the prog
+    `python -m apps.NAME`), with `description` as its help text."""
+    if app is None:
+        app = sys._getframe(1).f_globals.get("__name__", "app").rpartition(".")[2]
+    return AppParser(app, description)
 
 
 def resolve_device(name):
     device = DEVICES[name]()
     if not device.enabled():
-        raise SystemExit(f"--device {name}: not available on this machine. "
-                         "For cuda, install CuPy matching your CUDA version "
-                         "(e.g. pip install cupy-cuda12x) on a machine with an NVIDIA GPU.")
+        raise DeviceUnavailable(
+            f"--device {name}: not available on this machine. For cuda, install CuPy "
+            "matching your CUDA version (e.g. pip install cupy-cuda12x) on a machine with an "
+            "NVIDIA GPU; or use --device cpu_numpy")
     return device
 
 
-def run_training(app, train, out_dir):
-    """Run `train()` and print where the outputs are; returns its final record. A diverged
-    run (NaN/Inf loss, last good checkpoint kept) exits with the app's name and the reason."""
-    try:
-        record = train()
-    except TrainingDiverged as error:
-        sys.exit(f"{app}: {error}")
-    print(f"{app}: done; outputs in {out_dir}: {record}")
-    return record
+def trainer_config(args, app, **extra):
+    """The TrainerConfig of the common options (--dry_run: 3 steps unless --max_steps)."""
+    resuming = args.resume
+    epochs = args.epochs if args.epochs is not None or resuming else args.default_epochs
+    max_steps = args.max_steps
+    if args.dry_run and max_steps is None:
+        max_steps = extra.pop("dry_run_steps", 3)
+    extra.pop("dry_run_steps", None)
+    given = args.given_options
+    return TrainerConfig(
+        out_dir=args.out_dir, epochs=epochs, max_steps=max_steps, batch_size=args.batch_size,
+        seed=args.seed, checkpoint_every=args.checkpoint_every, log_every=args.log_every,
+        sample_every=args.sample_every, resume=resuming, overwrite=args.overwrite,
+        more_epochs=args.more_epochs or 0, progress=not args.no_progress,
+        health=not args.no_health, debug=args.debug, app=app, tensorboard=args.tensorboard,
+        resume_d_lr=args.d_lr if resuming and "d_lr" in given else None,
+        resume_g_lr=args.g_lr if resuming and "g_lr" in given else None, **extra)
 
 
 def mnist_images(args, image_size=28):
@@ -138,7 +190,7 @@ def mnist_images(args, image_size=28):
         images = rng.uniform(-1, 1, (256, 1, 28, 28)).astype(np.float32)
         labels = rng.randint(0, 10, 256)
     else:
-        dataset = load_mnist(args.data_dir, train=True)
+        dataset = load_mnist_named(args.data_dir, train=True)
         count = len(dataset) if args.limit is None else min(args.limit, len(dataset))
         images = dataset.images[:count].reshape(count, 1, 28, 28) * 2 - 1
         labels = dataset.labels[:count].astype(np.int64)
@@ -147,3 +199,18 @@ def mnist_images(args, image_size=28):
     if image_size == 64:
         images = images.repeat(2, axis=2).repeat(2, axis=3)
     return np.ascontiguousarray(images, dtype=np.float32), labels
+
+
+def load_mnist_named(data_dir, train=True):
+    """load_mnist, with a missing folder or file named with what to do (DataFileError)."""
+    if not os.path.isdir(data_dir):
+        raise DataFileError(f"no MNIST folder {data_dir!r} (--data_dir): give the folder "
+                            "that holds train-images-idx3-ubyte.gz and the other three "
+                            "MNIST .gz files")
+    try:
+        return load_mnist(data_dir, train=train)
+    except FileNotFoundError as error:
+        raise DataFileError(f"{error.filename}: no such file; --data_dir {data_dir!r} must "
+                            "hold the four MNIST .gz files (train-images-idx3-ubyte.gz, "
+                            "train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
+                            "t10k-labels-idx1-ubyte.gz)") from error

@@ -4,20 +4,24 @@
 """
 import importlib
 
-from . import health, models, objectives, penalties  # noqa: F401
+from . import batches, health, models, objectives, penalties, recipes, samples  # noqa: F401
 from .adversarial import Adversarial
 from .cyclegan import CycleGAN
 from .errors import (DataRangeWarning, DiscriminatorOutputError, GANSetupError,
                      GraphHygieneError, ImageShapeError, LabelError, TrainingDataError)
 from .health import HealthMonitor, HealthThresholds
 from .models.pool import ImagePool
-from .trainer import Trainer, TrainerConfig, TrainingDiverged
+from .recipes import CycleGANRecipe, GANRecipe, Recipe
+from .runfolder import RunFolderError
+from .trainer import (Trainer, TrainerConfig, TrainingAborted, TrainingDiverged,
+                      TrainingInterrupted)
 
 __all__ = ["Adversarial", "CycleGAN", "ImagePool", "Trainer", "TrainerConfig",
-           "TrainingDiverged", "HealthMonitor", "HealthThresholds", "GANSetupError",
-           "DiscriminatorOutputError", "ImageShapeError", "LabelError", "TrainingDataError",
-           "GraphHygieneError", "DataRangeWarning", "health", "metrics", "models",
-           "objectives", "penalties"]
+           "TrainingDiverged", "TrainingInterrupted", "TrainingAborted", "RunFolderError",
+           "Recipe", "GANRecipe", "CycleGANRecipe", "HealthMonitor", "HealthThresholds",
+           "GANSetupError", "DiscriminatorOutputError", "ImageShapeError", "LabelError", "TrainingDataError",
+           "GraphHygieneError", "DataRangeWarning", "batches", "health", "metrics", "models",
+           "objectives", "penalties", "recipes", "samples"]
 
 
 def __getattr__(name):

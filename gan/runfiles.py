@@ -2,12 +2,17 @@
 
 run.json is the reproducibility manifest: the command line, the configuration, the seed, the
 versions of needle, NumPy and CuPy (when importable), the backend and device, every resume,
-and the SHA-256 of each checkpoint written. It is rewritten atomically (temporary file, then
-os.replace) after each checkpoint, so at any moment it is the old or the new manifest.
+and the SHA-256 of each checkpoint written (of the file, and of the training state it holds:
+gan.checkpoint's state digest, equal for two runs that trained the same); and what the run is: its `run_id` (a uuid, also
+in every checkpoint), the `app` that made it, its `target` ({"epochs", "max_steps",
+"steps"}), the `step` of its newest checkpoint and its `status` ("running", "finished",
+"interrupted", "diverged"). It is rewritten through needle.fileio's atomic writer after each
+checkpoint, so at any moment it is the old or the new manifest.
 
-metrics.jsonl gets one JSON line per record. A kill can at worst cut the last line short; the
-reader skips a line that does not parse, and a resume rewrites the file (atomically) with the
-records up to the checkpoint it resumes from.
+metrics.jsonl holds one JSON line per record. It is rewritten whole through the atomic writer
+each time a record is added (a run has hundreds of records, not millions), so it is never
+cut short; the reader still skips a line that does not parse (a file from an older writer),
+and a resume rewrites it with the records up to the checkpoint it resumes from.
 """
 import datetime
 import hashlib
@@ -20,12 +25,13 @@ import sys
 import numpy as np
 
 import needle as ndl
+from needle.fileio import atomic_write
 
-__all__ = ["RunManifest", "write_json_atomic", "append_record", "read_history",
-           "file_sha256", "versions", "clean_stale_temp_files"]
+__all__ = ["RunManifest", "write_json_atomic", "read_manifest", "write_history",
+           "read_history", "file_sha256", "versions", "clean_stale_temp_files"]
 
-# Temporary names of needle.save (".NAME.PID.HEX.tmp"), gan.images / gan.plots
-# ("NAME.PID.tmp", "NAME.PID.tmp.png") and write_json_atomic (".NAME.PID.tmp").
+# Temporary names of needle.fileio (".NAME.PID.HEX.tmp"), and of the writers before it
+# ("NAME.PID.tmp", "NAME.PID.tmp.png", ".NAME.PID.tmp") that a killed older run may have left.
 _TEMP = re.compile(r"\.(\d+)\.(?:[0-9a-f]{8}\.)?tmp(?:\.png)?$")
 
 
@@ -58,25 +64,23 @@ def clean_stale_temp_files(folder):
 
 
 def write_json_atomic(path, data):
-    """Write `data` as JSON to `path` through a temporary file and os.replace."""
-    folder = os.path.dirname(os.path.abspath(path))
-    temp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    """Write `data` as JSON to `path` through needle.fileio's atomic writer."""
+    atomic_write(path, json.dumps(data, indent=1))
+
+
+def read_manifest(out_dir):
+    """The run.json of `out_dir` as a dict; {} when it is missing or does not parse."""
     try:
-        with open(temp, "w") as f:
-            json.dump(data, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.remove(temp)
-        raise
+        with open(os.path.join(out_dir, "run.json")) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
-def append_record(path, record):
-    """Append one JSON line (one write call, so a kill cuts at most this line)."""
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
+def write_history(path, records):
+    """Replace metrics.jsonl at `path` with `records`, one JSON line each, atomically."""
+    atomic_write(path, "".join(json.dumps(record) + "\n" for record in records))
 
 
 def read_history(path, up_to_step=None):
@@ -97,10 +101,7 @@ def read_history(path, up_to_step=None):
                 records.append(record)
     if up_to_step is not None:
         records = [r for r in records if r.get("step", 0) <= up_to_step]
-        temp = f"{path}.{os.getpid()}.tmp"
-        with open(temp, "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in records)
-        os.replace(temp, path)
+        write_history(path, records)
     return records
 
 
@@ -135,7 +136,7 @@ def _jsonable(value):
 
 class RunManifest:
     """run.json of one run folder. `start()` at the beginning of a run or a resume,
-    `add_checkpoint(path, step)` after each checkpoint."""
+    `add_checkpoint(path, step)` after each checkpoint, `update(status=...)` when it ends."""
 
     def __init__(self, out_dir, config=None, seed=None, device=None, **info):
         self.path = os.path.join(out_dir, "run.json")
@@ -151,30 +152,30 @@ class RunManifest:
         """Write run.json. A resume keeps the earlier manifest's start, checkpoints (up to
         the step resumed from) and resumes, and adds this resume."""
         now = datetime.datetime.now().isoformat(timespec="seconds")
-        checkpoints, resumes, started = [], [], now
+        checkpoints, resumes, started, step = [], [], now, 0
         if resumed_from is not None:
             step, checkpoint = resumed_from
-            earlier = self._read()
+            earlier = read_manifest(self.out_dir)
             started = earlier.get("started", now)
             resumes = earlier.get("resumes", [])
             checkpoints = [c for c in earlier.get("checkpoints", []) if c["step"] <= step]
             resumes.append({"argv": list(sys.argv), "from_step": step, "time": now})
             if checkpoint and not any(c["step"] == step for c in checkpoints):
                 checkpoints.append(self._entry(checkpoint, step))
-        self.data.update(started=started, resumes=resumes, checkpoints=checkpoints)
+        self.data.update(started=started, resumes=resumes, checkpoints=checkpoints,
+                         step=step, status="running")
         write_json_atomic(self.path, self.data)
 
-    def _read(self):
-        try:
-            with open(self.path) as f:
-                data = json.load(f)
-            return data if isinstance(data, dict) else {}
-        except (OSError, ValueError):
-            return {}
+    def update(self, **fields):
+        """Set `fields` (e.g. status="finished") and rewrite run.json atomically."""
+        self.data.update(_jsonable(fields))
+        write_json_atomic(self.path, self.data)
 
     def _entry(self, path, step):
+        from .checkpoint import state_digest  # gan.checkpoint imports this module
+
         return {"step": int(step), "file": os.path.relpath(path, self.out_dir),
-                "sha256": file_sha256(path),
+                "sha256": file_sha256(path), "state_sha256": state_digest(path),
                 "time": datetime.datetime.now().isoformat(timespec="seconds")}
 
     def add_checkpoint(self, path, step):
@@ -183,4 +184,6 @@ class RunManifest:
                        if c["step"] != step]
         checkpoints.append(self._entry(path, step))
         self.data["checkpoints"] = checkpoints
+        self.data["step"] = int(step)
         write_json_atomic(self.path, self.data)
+

@@ -1,66 +1,105 @@
-"""The GAN training loop: one D step per batch, one G step every n_critic batches.
+"""gan.Trainer: the one training loop. Every model is a recipe on it (gan.recipes).
+
+    trainer = Trainer(recipe, data, TrainerConfig(out_dir="runs/dcgan", app="train_dcgan"))
+    record = trainer.train()
+
+`recipe` (gan.recipes.Recipe) owns the networks, Adversarial(s) and optimizers and does one
+step on a batch; `data` (gan.batches) gives the batches. The engine does everything else,
+once: the run folder's safety (gan.runfolder), resume, checkpoints, logging, health, sample
+grids, the report and interrupts. `Trainer(generator, adversarial, g_optimizer, images,
+config, labels=None, device=None, evaluate=None)` is the shorthand for the one-generator GAN
+(gan.recipes.GANRecipe on gan.batches.Shuffled).
 
 Writes into `out_dir`:
-  run.json                 the manifest: command line, configuration, seed, versions, device,
-                           resumes and the SHA-256 of every checkpoint (gan.runfiles)
-  metrics.jsonl            one JSON line per logging interval (means over the interval), and
-                           one per epoch end (sample diversity, evaluator scores); health
-                           warnings in a "warnings" list (gan.health)
-  samples/step_XXXXXXXX.png  a grid from a fixed noise batch, at every epoch end
-  losses.png               D/G losses and D(x), D(G(z)) against the step
+  run.json                 the manifest: run id, app, target, status, command line,
+                           configuration, seed, versions, device, resumes and the SHA-256 of
+                           every checkpoint (gan.runfiles)
+  metrics.jsonl            one JSON line per logging interval (means over the interval,
+                           "kind": "interval"), one per epoch end ("kind": "epoch": sample
+                           diversity, evaluation scores); health warnings in a "warnings" list
+  samples/step_XXXXXXXX.png  the recipe's picture (titled with app, step and epoch) every
+                           `sample_every` steps and at every epoch end
+  losses.png, report.html  the training curves and the page to watch (gan.report), rewritten
+                           at each picture
   checkpoints/step_XXXXXXXX.safetensors   complete state, every `checkpoint_every` steps
 
-`resume=True` continues from the newest checkpoint bit for bit (same weights, optimizer
-state, RNG, data order and position, and the unfinished logging interval), to the target the
-run was started with (`epochs=None`) or to `epochs`; `more_epochs=N` resumes and extends the
-target by N. Everything a step writes happens before that step's checkpoint, so a kill at any
-moment loses at most the work since the last checkpoint, and a resume redoes it exactly.
+A new run refuses a folder that holds one unless `overwrite` (the old run is moved aside).
+`resume=True` continues the folder's run from its newest intact checkpoint bit for bit (same
+weights, optimizer state, RNG, data order and position, and the unfinished logging
+interval), to the target saved with the run unless new ones are given (`epochs`,
+`max_steps`; `more_epochs=N` extends the saved target by N epochs). Everything a step writes
+happens before that step's checkpoint, so a kill at any moment loses at most the work since
+the last checkpoint, and a resume redoes it exactly.
 
-Before the first step the Trainer checks the setup and raises a named error (gan.errors) for
-data that do not fit the models: channels (grayscale vs RGB) or image size, D's output shape,
-integer or non-finite images; images outside [-1, 1] for a tanh generator give a
-DataRangeWarning. A NaN or Inf loss stops training with TrainingDiverged; the last good
-checkpoint stays as it was.
+SIGINT and SIGTERM finish the current step, write a checkpoint and raise TrainingInterrupted;
+a second one raises TrainingAborted at once (the atomic writer leaves the last checkpoint
+whole). A NaN or Inf figure stops training with TrainingDiverged naming the step and the last
+good checkpoint, which stays as it was.
 """
 import dataclasses
-import errno
 import math
 import os
+import signal
 import sys
+import threading
 import time
-import warnings
-from typing import Callable, Optional
+import uuid
+from typing import Optional
 
 import numpy as np
 from tqdm import tqdm
 
-import needle as ndl
-from needle import init, nn
-
-from .adversarial import _global_norm
+from .adversarial import Adversarial
+from .batches import Shuffled
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from .errors import DataRangeWarning, GANSetupError, ImageShapeError, TrainingDataError
+from .errors import GANSetupError, ImageShapeError
 from .health import HealthMonitor, HealthThresholds
-from .images import save_grid
-from .models.dcgan import SUPPORTED_SIZES
-from .plots import plot_history
-from .runfiles import RunManifest, append_record, clean_stale_temp_files, read_history
+from .recipes import GANRecipe, Recipe
+from .runfiles import RunManifest, clean_stale_temp_files, read_history, write_history
+from .runfolder import claim_run_folder, resume_point
 
-__all__ = ["TrainerConfig", "Trainer", "TrainingDiverged"]
+__all__ = ["TrainerConfig", "Trainer", "TrainingDiverged", "TrainingInterrupted",
+           "TrainingAborted"]
 
 
 class TrainingDiverged(RuntimeError):
     """A loss became NaN or Inf; the message names the step and the last good checkpoint."""
 
 
+class TrainingInterrupted(Exception):
+    """SIGINT or SIGTERM: the step in progress finished and a checkpoint was written."""
+
+    def __init__(self, step, checkpoint, signal_name):
+        super().__init__(f"interrupted ({signal_name}) at step {step}; checkpoint "
+                         f"{checkpoint} written")
+        self.step, self.checkpoint, self.signal_name = step, checkpoint, signal_name
+
+
+class TrainingAborted(KeyboardInterrupt):
+    """A second SIGINT or SIGTERM: stopped at once; `checkpoint` (the last one) is intact."""
+
+    def __init__(self, step, checkpoint):
+        super().__init__(f"stopped at once during step {step + 1}; the last checkpoint "
+                         f"{checkpoint or '(none yet)'} is intact")
+        self.step, self.checkpoint = step, checkpoint
+
+
 @dataclasses.dataclass
 class TrainerConfig:
-    """How to train. `epochs=None` means: on resume, the target the run was started with;
-    on a new run, 1. `more_epochs` resumes and extends that target. `resume_d_lr` and
-    `resume_g_lr`, when set, replace the learning rates a resume restores (to act on a
-    health warning); otherwise a resume continues bit for bit. `health` turns the health
-    monitor on (thresholds from `health_thresholds`); `debug` checks the D/G graph boundary
-    at every step instead of once per run (see gan.Adversarial)."""
+    """How to train.
+
+    epochs: the target in epochs; None means, on a resume, the target saved with the run and,
+    on a new run, 1. max_steps: stop at this step (None: no cap; on a resume with neither
+    given, the saved cap). more_epochs: resume and extend the saved target by N epochs.
+    sample_every: steps between sample pictures besides those at each epoch end (None: at
+    epoch ends only). resume / overwrite: continue the folder's run / move it aside and start
+    afresh. resume_d_lr, resume_g_lr: replace the learning rates a resume restores (to act on
+    a health warning). health: the health monitor (thresholds from `health_thresholds`).
+    debug: check the D/G graph boundary at every step instead of once per run. app: the name
+    recorded with the run and checked on resume. report: write report.html. tensorboard: also
+    write TensorBoard event files (gan.tensorboard). batch_size, latent_dim and num_samples
+    are read by the one-generator shorthand; with a recipe, the recipe and data have them.
+    """
 
     out_dir: str
     epochs: Optional[int] = 1
@@ -69,9 +108,11 @@ class TrainerConfig:
     seed: int = 0
     checkpoint_every: int = 500
     log_every: int = 50
+    sample_every: Optional[int] = None
     num_samples: int = 64
     max_steps: Optional[int] = None
     resume: bool = False
+    overwrite: bool = False
     progress: bool = True
     more_epochs: int = 0
     resume_d_lr: Optional[float] = None
@@ -79,362 +120,360 @@ class TrainerConfig:
     health: bool = True
     health_thresholds: Optional[HealthThresholds] = None
     debug: bool = False
+    app: str = "gan.Trainer"
+    report: bool = True
+    tensorboard: bool = False
+
+
+# Settings of one invocation, not of the run: left out of the checkpoints, so a resumed run's
+# checkpoints are byte for byte those of an uninterrupted one.
+_INVOCATION = ("resume", "overwrite", "more_epochs", "resume_d_lr", "resume_g_lr", "progress",
+               "report", "tensorboard", "debug")
 
 
 class Trainer:
-    """Trains `generator` against `adversarial` on NCHW `images` in [-1, 1].
+    """Runs `recipe` on the batches of `data` as `config` says (see the module docstring)."""
 
-    With `labels`, the models are conditional: G(z, y) and D(x, y) get the batch's labels,
-    and the sample grid has one row per class.
-    """
-
-    def __init__(self, generator, adversarial, g_optimizer, images, config, labels=None,
-                 device=None, evaluate: Optional[Callable] = None, run_info=None):
-        if images.ndim != 4:
-            raise ImageShapeError(f"Trainer: expected NCHW images (4 dims), got shape "
-                                  f"{images.shape}")
-        if len(images) < config.batch_size:
-            raise GANSetupError(f"Trainer: {len(images)} images is fewer than one batch of "
-                                f"{config.batch_size}")
-        if labels is not None and len(labels) != len(images):
-            raise GANSetupError(f"Trainer: {len(labels)} labels for {len(images)} images")
-        self.generator, self.adversarial, self.g_optimizer = generator, adversarial, g_optimizer
-        self.images, self.labels, self.config = images, labels, config
-        self.device = ndl.default_device() if device is None else device
-        self.evaluate = evaluate
+    def __init__(self, recipe, data, config, *shorthand, labels=None, device=None,
+                 evaluate=None, run_info=None):
+        if not isinstance(recipe, Recipe):  # (generator, adversarial, g_optimizer, images,
+            recipe, data, config = _one_generator(  # config): the GAN shorthand
+                recipe, data, config, *shorthand, labels=labels, device=device,
+                evaluate=evaluate)
+        for name in ("checkpoint_every", "log_every", "sample_every", "epochs", "max_steps"):
+            value = getattr(config, name)
+            if value is not None and (int(value) != value or value < 1):
+                raise GANSetupError(f"Trainer: {name} must be an integer >= 1, got {value}")
+        if data.steps_per_epoch < 1:
+            raise GANSetupError(f"Trainer: {getattr(data, 'count', 0)} images is fewer than "
+                                f"one batch of {data.batch_size}")
+        self.recipe, self.data, self.config = recipe, data, config
         self.run_info = run_info or {}
-        self.steps_per_epoch = len(images) // config.batch_size
+        self.steps_per_epoch = data.steps_per_epoch
         self.checkpoint_dir = os.path.join(config.out_dir, "checkpoints")
         self.metrics_path = os.path.join(config.out_dir, "metrics.jsonl")
         self.history = []
-        self.fixed_noise, self.fixed_labels = self._fixed_inputs()
-        self._check_data()
-        self._check_models()
-        if getattr(adversarial, "_watched", None) is None:
-            adversarial.watch(generator)
-        adversarial.debug = adversarial.debug or config.debug
+        for adversarial in _adversarials(recipe):
+            adversarial.debug = adversarial.debug or config.debug
+        recipe.check(data)
         self.health = None
-        if config.health:
-            self.health = HealthMonitor(config.health_thresholds, adversarial.objective,
-                                        images[:max(2, config.num_samples)])
+        if config.health and recipe.objective is not None:
+            self.health = HealthMonitor(config.health_thresholds, recipe.objective,
+                                        recipe.health_images)
         self._warning_codes = []
-
-    # ---- setup checks -------------------------------------------------------------------
-    def _check_data(self):
-        """Integer or non-finite images are errors; a range that tanh cannot make warns."""
-        images = self.images
-        if not np.issubdtype(images.dtype, np.floating):
-            raise TrainingDataError(
-                f"Trainer: images have dtype {images.dtype}; expected floats in [-1, 1] "
-                "(for uint8 pixels: images.astype(np.float32) / 127.5 - 1)")
-        dtype = _parameter_dtype(self.generator)
-        if dtype is not None and np.dtype(images.dtype) != np.dtype(dtype):
-            raise TrainingDataError(
-                f"Trainer: images have dtype {images.dtype} but {type(self.generator).__name__}"
-                f"'s parameters are {dtype}; convert with images.astype(np.{dtype})")
-        finite = np.isfinite(images)
-        if not finite.all():
-            bad = np.flatnonzero(~finite.reshape(len(images), -1).all(axis=1))
-            raise TrainingDataError(
-                f"Trainer: {len(bad)} of {len(images)} images hold NaN or Inf values "
-                f"(first at index {bad[0]}); clean or drop them before training")
-        low, high = float(images.min()), float(images.max())
-        if _has_tanh_output(self.generator) and (low < -1.001 or high > 1.001 or low >= 0):
-            hint = ("looks like [0, 1]: use images * 2 - 1" if low >= 0 and high <= 1.001
-                    else "scale them into [-1, 1]")
-            warnings.warn(DataRangeWarning(
-                f"Trainer: images span [{low:.4g}, {high:.4g}] but "
-                f"{type(self.generator).__name__} ends in tanh, whose outputs span [-1, 1]; "
-                f"D can tell real from generated by range alone ({hint})"), stacklevel=3)
-
-    def _check_models(self):
-        """One no-grad, eval-mode forward of G and D on two inputs: shape mistakes surface
-        here, named, instead of deep inside the first step. Changes no state, draws no
-        random numbers."""
-        data_shape = tuple(self.images.shape[1:])
-        modes = (self.generator.training, self.adversarial.discriminator.training)
-        self.generator.eval()
-        self.adversarial.discriminator.eval()
-        try:
-            with ndl.no_grad():
-                labels = None if self.fixed_labels is None else self._tensor(
-                    self.fixed_labels[:2])
-                made = self._generate(self._tensor(self.fixed_noise[:2]), labels)
-                made_shape = tuple(made.shape[1:])
-                if made_shape != data_shape:
-                    raise ImageShapeError(_shape_message(self.generator, made_shape,
-                                                         data_shape))
-                real_labels = None if self.labels is None else self._tensor(self.labels[:2])
-                try:
-                    self.adversarial.score(self._tensor(self.images[:2]), real_labels)
-                except GANSetupError:
-                    raise
-                except ValueError as error:
-                    raise ImageShapeError(
-                        f"Trainer: discriminator {type(self.adversarial.discriminator).__name__}"
-                        f" does not take the data's images of shape (N, {data_shape[0]}, "
-                        f"{data_shape[1]}, {data_shape[2]}): {error}") from error
-        finally:
-            self.generator.train(modes[0])
-            self.adversarial.discriminator.train(modes[1])
-
-    # ---- inputs -------------------------------------------------------------------------
-    def _fixed_inputs(self):
-        """Noise (and labels) for the sample grids, from their own RNG: resume-safe."""
-        rng = np.random.RandomState(self.config.seed + 1)
-        count = max(2, self.config.num_samples)
-        labels = None
-        if self.labels is not None:
-            classes = int(self.labels.max()) + 1
-            per_class = max(1, count // classes)
-            labels = np.repeat(np.arange(classes), per_class)
-            count = len(labels)
-        noise = rng.randn(count, self.config.latent_dim).astype(np.float32)
-        return noise, labels
-
-    def _tensor(self, array):
-        return ndl.Tensor(array, device=self.device, requires_grad=False)
-
-    def _generate(self, z, labels):
-        return self.generator(z) if labels is None else self.generator(z, labels)
-
-    def _components(self):
-        return {"generator": self.generator, "adversarial": self.adversarial,
-                "g_optimizer": self.g_optimizer}
+        self._signal = None
+        self._last_checkpoint = None
+        self._step_now = 0
+        self.tensorboard = None
 
     # ---- the loop -----------------------------------------------------------------------
     def train(self):
-        """Run to the configured epochs (or max_steps); returns the last metrics record
-        (with the latest epoch-end figures merged in)."""
-        self._make_run_folder()
-        state, resumed_from = self._start()
-        config = self.config
-        self.manifest = RunManifest(config.out_dir, dataclasses.asdict(config), config.seed,
-                                    self.device, **self.run_info)
-        self.manifest.start(resumed_from)
-        total_steps = config.epochs * self.steps_per_epoch
-        if config.max_steps is not None:
-            total_steps = min(total_steps, config.max_steps)
+        """Run to the target; returns the last metrics record (with the latest epoch-end
+        figures merged in)."""
+        state = self._start()
+        config, total = self.config, self.total_steps
         interval = state.pop("interval")
-        if state["step"] >= total_steps:  # e.g. --resume of a finished run: nothing to add
+        if state["step"] >= total:  # e.g. --resume of a finished run: nothing to add
+            self._say(f"run {self.run_id[:8]} is at its target already (step {state['step']} "
+                      f"of {total}); give --epochs, --max_steps or --more_epochs to go on")
+            self._finish("finished")
             return self._result()
-        while state["step"] < total_steps:
-            if state["position"] == 0:
-                state["order"] = np.random.permutation(len(self.images))
-            bar = tqdm(total=self.steps_per_epoch, initial=state["position"],
-                       desc=f"epoch {state['epoch'] + 1}/{config.epochs}",
-                       disable=not config.progress, file=sys.stderr, dynamic_ncols=True)
-            with bar:
-                while state["step"] < total_steps:
-                    figures = self._step(state)
-                    interval.append(figures)
-                    state["position"] += 1
-                    state["step"] += 1
-                    bar.update(1)
-                    bar.set_postfix(d=f"{figures['d_loss']:.3f}",
-                                    g=f"{figures.get('g_loss', float('nan')):.3f}",
-                                    refresh=False, **self._warning_postfix())
-                    if state["step"] % config.log_every == 0:
-                        self._log(state, interval)
-                        interval = []
-                    epoch_done = state["position"] == self.steps_per_epoch
-                    if epoch_done:  # before the checkpoint: a resume never redoes it
-                        state["epoch"] += 1
-                        state["position"] = 0
-                        self._epoch_end(state)
-                    if state["step"] % config.checkpoint_every == 0:
-                        self._checkpoint(state, interval)
-                    if epoch_done:
-                        break
-        if interval:
-            self._log(state, interval)
-        if state["position"]:
-            self._epoch_end(state)
-        self._checkpoint(state, [])
+        handlers = self._catch_signals()
+        try:
+            while state["step"] < total:
+                if state["position"] == 0:
+                    self.data.shuffle()
+                bar = tqdm(total=self.steps_per_epoch, initial=state["position"],
+                           desc=f"epoch {state['epoch'] + 1}/{config.epochs}",
+                           disable=not config.progress, file=sys.stderr, dynamic_ncols=True)
+                with bar:
+                    while state["step"] < total:
+                        figures = self._step(state)
+                        interval.append(figures)
+                        state["position"] += 1
+                        state["step"] += 1
+                        self._step_now = state["step"]
+                        bar.update(1)
+                        bar.set_postfix(d=f"{figures.get('d_loss', math.nan):.3f}",
+                                        g=f"{figures.get('g_loss', math.nan):.3f}",
+                                        refresh=False, **self._warning_postfix())
+                        if state["step"] % config.log_every == 0:
+                            self._log(state, interval)
+                            interval = []
+                        epoch_done = state["position"] == self.steps_per_epoch
+                        if epoch_done:  # before the checkpoint: a resume never redoes it
+                            state["epoch"] += 1
+                            state["position"] = 0
+                            self._epoch_end(state)
+                        elif config.sample_every and state["step"] % config.sample_every == 0:
+                            self._picture(state)
+                        if state["step"] % config.checkpoint_every == 0:
+                            self._checkpoint(state, interval)
+                        if self._signal is not None:
+                            self._interrupted(state, interval)
+                        if epoch_done:
+                            break
+            if interval:
+                self._log(state, interval)
+            if state["position"]:
+                self._epoch_end(state)
+            self._checkpoint(state, [])
+        finally:
+            self._restore_signals(handlers)
+        self._finish("finished")
         return self._result()
 
-    def _make_run_folder(self):
-        """The run folder, writable, before anything is trained or written."""
-        folder = self.config.out_dir
-        try:
-            os.makedirs(folder, exist_ok=True)
-            if not os.access(folder, os.W_OK | os.X_OK):
-                raise PermissionError(errno.EACCES, "not writable")
-        except OSError as error:
-            raise OSError(error.errno, f"Trainer: cannot use {folder!r} as the run folder: "
-                                       f"{error.strerror or error}") from error
-
-    def _start(self):
-        """(state, (step, checkpoint) resumed from or None); resolves the target epochs."""
-        config = self.config
-        for folder in (config.out_dir, self.checkpoint_dir,
-                       os.path.join(config.out_dir, "samples")):
-            clean_stale_temp_files(folder)
-        state = {"step": 0, "epoch": 0, "position": 0, "order": None, "interval": []}
-        if not (config.resume or config.more_epochs):
-            self.config = dataclasses.replace(config, epochs=1 if config.epochs is None
-                                              else config.epochs)
-            np.random.seed(config.seed)
-            open(self.metrics_path, "w").close()
-            return state, None
-        path = latest_checkpoint(self.checkpoint_dir)
-        if path is None:
-            raise FileNotFoundError(f"resume: no checkpoint in {self.checkpoint_dir}")
-        info, arrays = load_checkpoint(path, self._components())
-        if config.resume_d_lr is not None:
-            self.adversarial.optimizer.lr = config.resume_d_lr
-        if config.resume_g_lr is not None:
-            self.g_optimizer.lr = config.resume_g_lr
-        saved_epochs = info.get("config", {}).get("epochs") or 1
-        epochs = saved_epochs if config.epochs is None else config.epochs
-        self.config = dataclasses.replace(config, epochs=epochs + config.more_epochs,
-                                          more_epochs=0, resume=True)
-        state.update(step=info["step"], epoch=info["epoch"], position=info["position"],
-                     order=arrays.get("order"), interval=list(info.get("interval", [])))
-        if state["position"] >= self.steps_per_epoch:  # an epoch's last step, older format
-            state["epoch"] += 1
-            state["position"] = 0
-        self.history = read_history(self.metrics_path, info["step"])
-        return state, (info["step"], path)
-
     def _step(self, state):
-        config, batch = self.config, state["position"]
-        index = state["order"][batch * config.batch_size:(batch + 1) * config.batch_size]
-        real = self._tensor(self.images[index])
-        labels = None if self.labels is None else self._tensor(self.labels[index])
-        z = init.randn(config.batch_size, config.latent_dim, device=self.device)
-        fake = self._generate(z, labels)
-        figures = self.adversarial.discriminator_step(real, fake, labels)
-        if (state["step"] + 1) % self.adversarial.n_critic == 0:
-            g_loss = self.adversarial.generator_loss(fake, labels)
-            self.g_optimizer.reset_grad()
-            g_loss.backward(create_graph=False)
-            figures["g_loss"] = float(g_loss.numpy())
-            figures["g_grad_norm"] = _global_norm(self.g_optimizer.params)
-            self.g_optimizer.step()
-            self.adversarial.check_generator_step()
+        batch = self.data.batch(state["position"])
+        figures = self.recipe.step(batch, state["step"])
         for name, value in figures.items():
             if not math.isfinite(value):
                 self._diverged(state, name, value)
         return figures
 
-    def _diverged(self, state, name, value):
+    # ---- start: a new run or a resume -----------------------------------------------------
+    def _start(self):
+        """The run folder claimed or the run resumed; returns the loop state."""
+        config = self.config
+        state = {"step": 0, "epoch": 0, "position": 0, "interval": []}
+        if config.resume or config.more_epochs:
+            path, info, manifest = resume_point(config.out_dir, config.app, self._say)
+            self.run_id = info.get("run_id") or manifest.get("run_id") or uuid.uuid4().hex
+            self._resolve_target(info)
+        else:
+            moved = claim_run_folder(config.out_dir, config.app, config.overwrite)
+            if moved:
+                self._say(f"moved the earlier run in {config.out_dir} aside to {moved}")
+            self.run_id, path, info = uuid.uuid4().hex, None, None
+            self._resolve_target(None)
+        for folder in (config.out_dir, self.checkpoint_dir,
+                       os.path.join(config.out_dir, "samples")):
+            clean_stale_temp_files(folder)
+        self.recipe.start(self.total_steps)
+        if path is None:
+            np.random.seed(config.seed)
+            write_history(self.metrics_path, [])
+        else:
+            info, arrays = load_checkpoint(path, self.recipe.components())
+            self.recipe.set_learning_rates(config.resume_d_lr, config.resume_g_lr)
+            self.data.load_state(arrays)
+            state.update(step=info["step"], epoch=info["epoch"], position=info["position"],
+                         interval=list(info.get("interval", [])))
+            if state["position"] >= self.steps_per_epoch:  # an epoch's last step, older format
+                state["epoch"] += 1
+                state["position"] = 0
+            self.history = read_history(self.metrics_path, info["step"])
+            self._last_checkpoint = path
+            self._say(f"resuming run {self.run_id[:8]} from step {info['step']} of "
+                      f"{self.total_steps} ({path})")
+        self._step_now = state["step"]
+        settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in _INVOCATION}
+        self.manifest = RunManifest(config.out_dir, settings, config.seed,
+                                    getattr(self.recipe, "device", None),
+                                    **self.run_info, app=config.app, run_id=self.run_id,
+                                    target=self.target)
+        self.manifest.start(None if path is None else (state["step"], path))
+        if config.tensorboard:
+            from .tensorboard import TensorBoardLogger
+            self.tensorboard = TensorBoardLogger(config.out_dir,
+                                                 purge_step=state["step"] if path else None)
+        return state
+
+    def _resolve_target(self, info):
+        """self.config.epochs / max_steps, self.total_steps and self.target, from this
+        invocation's settings and (on a resume) the target saved in the checkpoint."""
+        config = self.config
+        epochs, max_steps = config.epochs, config.max_steps
+        if info is not None:
+            saved = info.get("target") or info.get("config") or info.get("args") or {}
+            if epochs is None:
+                epochs = saved.get("epochs") or 1
+                if max_steps is None and not config.more_epochs:
+                    max_steps = saved.get("max_steps")
+            epochs += config.more_epochs
+        elif epochs is None:
+            epochs = 1
+        total = epochs * self.steps_per_epoch
+        if max_steps is not None:
+            total = min(total, max_steps)
+        self.config = dataclasses.replace(config, epochs=epochs, max_steps=max_steps)
+        self.total_steps = total
+        self.target = {"epochs": epochs, "max_steps": max_steps, "steps": total}
+
+    # ---- interrupts ---------------------------------------------------------------------
+    def _catch_signals(self):
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        return {number: signal.signal(number, self._on_signal)
+                for number in (signal.SIGINT, signal.SIGTERM)}
+
+    def _restore_signals(self, handlers):
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+
+    def _on_signal(self, number, frame):
+        if self._signal is not None:
+            raise TrainingAborted(self._step_now, self._last_checkpoint)
+        self._signal = signal.Signals(number).name
+        tqdm.write(f"{self._signal}: finishing step {self._step_now + 1} and writing a "
+                   "checkpoint (again to stop at once)", file=sys.stderr)
+
+    def _interrupted(self, state, interval):
+        path = self._last_checkpoint
+        if path is None or not path.endswith(f"step_{state['step']:08d}.safetensors"):
+            path = self._checkpoint(state, interval)
+        self._finish("interrupted")
+        raise TrainingInterrupted(state["step"], path, self._signal)
+
+    def _diverged(self, state, name, value, step=None):
+        """Stop: `name` is `value` at `step` (default: the step under way)."""
+        step = state["step"] + 1 if step is None else step
         last = latest_checkpoint(self.checkpoint_dir)
-        where = f"last good checkpoint: {last} (resume with --resume)" if last else \
-            "no checkpoint was written yet"
+        where = f"last good checkpoint: {last} (resume from it with --resume and a lower " \
+                "--d_lr/--g_lr)" if last else "no checkpoint was written yet"
+        self._finish("diverged")
         raise TrainingDiverged(
-            f"training stopped at step {state['step'] + 1}: {name} is {value}; {where}. "
+            f"training stopped at step {step}: {name} is {value}; {where}. "
             "Try a lower learning rate, a gradient penalty, or another objective.")
 
+    def _finish(self, status):
+        """run.json says how the run ended; the report stops reloading."""
+        self.manifest.update(status=status, ended=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+        if self.config.report:
+            self._write_report(alive=False, status=status)
+
     # ---- outputs ------------------------------------------------------------------------
+    def _say(self, message):
+        tqdm.write(message, file=sys.stderr)
+
     def _append(self, record, found=(), scope="interval"):
         """Add the health warnings to `record`, write it, and show new warnings."""
         if found:
             record["warnings"] = [str(w) for w in found]
         if self.health is not None:
             for warning in self.health.onsets(found, scope):
-                tqdm.write(f"health: {warning}", file=sys.stderr)
+                self._say(f"health: {warning}")
             if scope == "interval":
                 self._warning_codes = [w.code for w in found]
         self.history.append(record)
-        append_record(self.metrics_path, record)
+        write_history(self.metrics_path, self.history)
+        if self.tensorboard is not None:
+            self.tensorboard.log(record, record["step"])
 
     def _warning_postfix(self):
         """The bar shows the warnings of the last logged interval, by code."""
         return {"warn": ",".join(self._warning_codes)} if self._warning_codes else {}
 
     def _log(self, state, interval):
-        record = {"step": state["step"], "epoch": state["epoch"], "time": time.time()}
+        record = {"step": state["step"], "epoch": state["epoch"], "time": time.time(),
+                  "kind": "interval"}
         for key in dict.fromkeys(k for f in interval for k in f):  # g_* only on G steps
             record[key] = float(np.mean([f[key] for f in interval if key in f]))
         found = self.health.check_interval(record, self.history) if self.health else []
         self._append(record, found)
 
     def _result(self):
-        losses = [i for i, r in enumerate(self.history) if "d_loss" in r]
-        if not losses:
-            return dict(self.history[-1]) if self.history else {}
-        result = dict(self.history[losses[-1]])
-        for later in self.history[losses[-1] + 1:]:
-            result.update({k: v for k, v in later.items()
-                           if k not in ("step", "epoch", "time", "warnings")})
-            result["warnings"] = result.get("warnings", []) + later.get("warnings", [])
+        """The last interval's record with the latest epoch end's figures merged in."""
+        intervals = [r for r in self.history if _kind(r) == "interval"]
+        ends = [r for r in self.history if _kind(r) == "epoch"]
+        result = dict(intervals[-1]) if intervals else {}
+        if ends:
+            result.update({k: v for k, v in ends[-1].items()
+                           if k not in ("step", "epoch", "time", "warnings", "kind")})
+            result["warnings"] = result.get("warnings", []) + ends[-1].get("warnings", [])
+            result.setdefault("step", ends[-1]["step"])
         if not result.get("warnings"):
             result.pop("warnings", None)
         return result
 
     def _checkpoint(self, state, interval):
-        # The run's settings, not this invocation's (resume, more_epochs): the checkpoints
-        # of a resumed run are then byte for byte those of an uninterrupted one.
-        config = {k: v for k, v in dataclasses.asdict(self.config).items()
-                  if k not in ("resume", "more_epochs", "resume_d_lr", "resume_g_lr")}
-        info = {"epoch": state["epoch"], "position": state["position"], "config": config,
-                "interval": interval}
-        arrays = {} if state["order"] is None else {"order": state["order"]}
-        path = save_checkpoint(self.checkpoint_dir, state["step"], self._components(), info,
-                               arrays)
+        settings = {k: v for k, v in dataclasses.asdict(self.config).items()
+                    if k not in _INVOCATION}
+        info = {"epoch": state["epoch"], "position": state["position"], "config": settings,
+                "interval": interval, "run_id": self.run_id, "app": self.config.app,
+                "target": self.target}
+        path = save_checkpoint(self.checkpoint_dir, state["step"], self.recipe.components(),
+                               info, self.data.state(), report=self._say)
         self.manifest.add_checkpoint(path, state["step"])
+        self._last_checkpoint = path
         return path
 
     def sample(self):
-        """Images from the fixed noise batch, G in eval mode, as a NumPy NCHW array."""
-        self.generator.eval()
-        try:
-            with ndl.no_grad():
-                z = self._tensor(self.fixed_noise)
-                labels = None if self.fixed_labels is None else self._tensor(self.fixed_labels)
-                return self._generate(z, labels).numpy()
-        finally:
-            self.generator.train()
+        """The recipe's picture of the moment (an ImageGrid or PointCloud)."""
+        return self.recipe.sample()
+
+    def _picture(self, state):
+        """The sample picture, the loss plot and the report; returns the picture."""
+        step, out_dir = state["step"], self.config.out_dir
+        epoch = state["epoch"] + (1 if state["position"] else 0)  # the epoch under way
+        picture = self.recipe.sample()
+        if not np.isfinite(picture.values).all():
+            self._diverged(state, "a sample", "not finite (NaN or Inf in G's outputs)",
+                           step=step)
+        path = os.path.join(out_dir, "samples", f"step_{step:08d}.png")
+        picture.save(path, title=f"{self.config.app}  step {step}  epoch {epoch}",
+                     metadata={"step": step, "epoch": epoch})
+        if self.tensorboard is not None:
+            self.tensorboard.image("samples", path, step)
+        if self.history:
+            self.recipe.plot_losses(self.history, os.path.join(out_dir, "losses.png"),
+                                    f"{self.config.app}: training curves")
+        if self.config.report:
+            self._write_report(alive=True)
+        return picture
+
+    def _write_report(self, alive, status=None):
+        from .report import write_report
+        write_report(self.config.out_dir, alive=alive, status=status)
 
     def _epoch_end(self, state):
-        """The sample grid, the loss plot, and one record with the sample diversity, the
-        evaluator's scores and the epoch-end health warnings."""
-        rows = None if self.fixed_labels is None else int(self.fixed_labels.max()) + 1
+        """The picture, and one record with the sample diversity, the recipe's scores and
+        the epoch-end health warnings."""
         step = state["step"]
-        samples = self.sample()
-        save_grid(samples, os.path.join(self.config.out_dir, "samples",
-                                        f"step_{step:08d}.png"),
-                  rows=rows, metadata={"step": step, "epoch": state["epoch"]})
-        if self.history:
-            plot_history(self.history, os.path.join(self.config.out_dir, "losses.png"))
-        if self.evaluate is None and self.health is None:
-            return
-        record, found = {"step": step, "epoch": state["epoch"]}, []
-        if self.health is not None:
-            diversity, found = self.health.check_samples(samples, step)
+        picture = self._picture(state)
+        record, found = {"step": step, "epoch": state["epoch"], "kind": "epoch"}, []
+        if self.health is not None and picture.images is not None:
+            diversity, found = self.health.check_samples(picture.images, step)
             if diversity is not None:
                 record["sample_diversity"] = diversity
-        if self.evaluate is not None:
-            scores = dict(self.evaluate(self.generator))
-            if self.health is not None:
-                found += self.health.check_scores(scores, self.history, step)
-            record.update(scores)
-        self._append(record, found, scope="epoch")
+        scores = self.recipe.evaluate()
+        if self.health is not None and scores:
+            found += self.health.check_scores(scores, self.history, step)
+        record.update(scores)
+        if len(record) > 3 or found:
+            self._append(record, found, scope="epoch")
 
 
-def _parameter_dtype(module):
-    parameters = module.parameters()
-    return str(parameters[0].dtype) if parameters else None
+def _kind(record):
+    """"interval" (means over a logging interval) or "epoch" (an epoch end's figures);
+    records of older runs say it by having losses or not."""
+    return record.get("kind") or ("interval" if any(k.endswith("_loss") for k in record)
+                                  else "epoch")
 
 
-def _has_tanh_output(generator):
-    """True when the generator's modules include a Tanh (its outputs are then in [-1, 1])."""
-    return isinstance(generator, nn.Tanh) or any(isinstance(m, nn.Tanh)
-                                                 for m in generator._children())
+def _adversarials(recipe):
+    return [c for c in recipe.components().values() if isinstance(c, Adversarial)]
 
 
-def _shape_message(generator, made, data):
-    name = type(generator).__name__
-    if made[0] != data[0]:
-        kinds = {1: "grayscale", 3: "RGB"}
-        return (f"Trainer: {name} makes {made[0]}-channel images "
-                f"({kinds.get(made[0], 'other')}, shape {made}) but the data have "
-                f"{data[0]} channels ({kinds.get(data[0], 'other')}, shape {data}); build "
-                f"G and D with channels={data[0]} or convert the images")
-    if data[1] == data[2] and data[1] in SUPPORTED_SIZES:
-        remedy = f"build G and D with image_size={data[1]}"
-    else:
-        remedy = f"resize the data to a size the DCGAN models support, one of {SUPPORTED_SIZES}"
-    return (f"Trainer: {name} makes images of size {made[1:]} but the data are {data[1:]}; "
-            f"{remedy}")
+def _one_generator(generator, adversarial, g_optimizer, images, config, labels=None,
+                   device=None, evaluate=None):
+    """(GANRecipe, Shuffled, config) for Trainer(generator, adversarial, g_optimizer, images,
+    config, labels=None, device=None, evaluate=None)."""
+    if images.ndim != 4:
+        raise ImageShapeError(f"Trainer: expected NCHW images (4 dims), got shape "
+                              f"{images.shape}")
+    if len(images) < config.batch_size:
+        raise GANSetupError(f"Trainer: {len(images)} images is fewer than one batch of "
+                            f"{config.batch_size}")
+    arrays = (images,)
+    num_classes = None
+    if labels is not None:
+        if len(labels) != len(images):
+            raise GANSetupError(f"Trainer: {len(labels)} labels for {len(images)} images")
+        arrays, num_classes = (images, labels), int(labels.max()) + 1
+    recipe = GANRecipe(generator, adversarial, g_optimizer, config.latent_dim,
+                       num_samples=config.num_samples, num_classes=num_classes,
+                       seed=config.seed, device=device, evaluate=evaluate)
+    return recipe, Shuffled(*arrays, batch_size=config.batch_size), config

@@ -112,9 +112,11 @@ def damaged_safetensors(tmp_path, damage):
 
 
 def trainer_checkpoint(tmp_path):
-    """A real Trainer checkpoint (2 steps) and the components to load it into."""
-    make_trainer(tmp_path / "run", max_steps=2).train()
+    """A real Trainer checkpoint (2 steps; trained once per folder: the folder then holds
+    that run)."""
     path = tmp_path / "run" / "checkpoints" / "step_00000002.safetensors"
+    if not path.exists():
+        make_trainer(tmp_path / "run", max_steps=2).train()
     return path
 
 
@@ -313,15 +315,16 @@ class _FsyncFailsOS(_FullDiskOS):
 
 
 def manifest_on_full_disk(tmp_path):
+    import needle.fileio as fileio
     from gan import runfiles
     path = tmp_path / "run.json"
     runfiles.write_json_atomic(str(path), {"old": True})
-    real = runfiles.os
-    runfiles.os = _FsyncFailsOS(real)
+    real = fileio.os
+    fileio.os = _FsyncFailsOS(real)  # run.json goes through the one atomic writer
     try:
         runfiles.write_json_atomic(str(path), {"new": True})
     finally:
-        runfiles.os = real
+        fileio.os = real
 
 
 # ---- checks after the error ------------------------------------------------------------
@@ -367,6 +370,26 @@ def expect(condition):
 
 def raise_(error):
     raise error
+
+
+class UsageError(Exception):
+    """An app's parse-time error (exit 2), carrying the one line it printed."""
+
+
+def usage_error(app, argv):
+    """Run apps.<app>.main(argv); a parse-time error becomes UsageError(its stderr line)."""
+    import contextlib
+    import importlib
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            importlib.import_module(f"apps.{app}").main(argv)
+        except SystemExit as stop:
+            lines = err.getvalue().splitlines()
+            if stop.code == 2 and len(lines) == 1:
+                raise UsageError(lines[0]) from None
+            raise
 
 
 def nan_after(calls):
@@ -609,10 +632,10 @@ CATALOGUE = [
     Case("folders", "a file where the folder should be", lambda p: __import__(
         "apps.train_cyclegan", fromlist=["x"]).load_image_folder(str(saved_file(p)), 8),
          DataFileError, r"ckpt\.safetensors' does not exist or is not a folder"),
-    Case("folders", "--domain_a without --domain_b", lambda p: __import__(
-        "apps.train_cyclegan", fromlist=["x"]).main(["--domain_a", str(p), "--out_dir",
-                                                     str(p / "run")]),
-         SystemExit, r"give both --domain_a and --domain_b"),
+    Case("folders", "--domain_a without --domain_b", lambda p: usage_error(
+        "train_cyclegan", ["--domain_a", str(p), "--out_dir", str(p / "run")]),
+         UsageError, r"^python -m apps\.train_cyclegan: error: give both --domain_a and "
+                     r"--domain_b", nothing_written),
     Case("folders", "folder with mode 000", lambda p: __import__(
         "apps.train_cyclegan", fromlist=["x"]).load_image_folder(str(unreadable(
             _empty_dir(p))), 8), DataFileError, r"cannot be read: Permission denied",
@@ -625,8 +648,8 @@ CATALOGUE = [
          skip=ROOT_SKIP if IS_ROOT else None),
     # -- unwritable output folders
     Case("output_folders", "run folder is a file", lambda p: make_trainer(
-        _a_file(p / "run")).train(), OSError, r"Trainer: cannot use '.*run' as the run "
-                                              r"folder", expect(lambda p: (p / "run").is_file())),
+        _a_file(p / "run")).train(), OSError, r"cannot use '.*run' as the run folder: it is "
+                                              r"a file; give --out_dir a folder", expect(lambda p: (p / "run").is_file())),
     Case("output_folders", "run folder under a file", lambda p: make_trainer(
         _a_file(p / "parent") / "run").train(), OSError, r"cannot use '.*parent/run' as the "
                                                          r"run folder"),

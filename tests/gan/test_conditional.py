@@ -130,7 +130,7 @@ def test_conditional_critic_with_gradient_penalty():
 def test_train_cgan_dry_run_writes_outputs(tmp_path):
     out = tmp_path / "cgan"
     record = train_cgan.main(["--dry_run", "--out_dir", str(out), "--no_progress",
-                              "--width", "8", "--batch_size", "16", "--samples_per_class", "3"])
+                              "--width", "8", "--batch_size", "16", "--num_samples", "30"])
     assert record["step"] == 3 and np.isfinite(record["d_loss"])
     assert (out / "samples" / "step_00000003.png").exists()
     assert (out / "checkpoints" / "step_00000003.safetensors").exists()
@@ -139,7 +139,10 @@ def test_train_cgan_dry_run_writes_outputs(tmp_path):
     assert info["app"] == "train_cgan" and info["args"]["num_classes"] == 10
     from PIL import Image
     with Image.open(out / "samples" / "step_00000003.png") as grid:
-        size = grid.size
-    # one row per digit: 10 rows of 3 tiles, 28 px + 2 px padding each, scaled 2x
-    assert size == (2 * (3 * 30 + 2), 2 * (10 * 30 + 2))
+        size, text = grid.size, dict(grid.text)
+    # one row per digit: 10 rows of 3 tiles, 28 px + 2 px padding each, scaled 2x, plus the
+    # title above and the digit labels on the left
+    assert size[0] > 2 * (3 * 30 + 2) and size[1] > 2 * (10 * 30 + 2)
+    assert size[1] < 2 * (11 * 30 + 2)  # 10 rows, not 11
+    assert text["title"] == "train_cgan  step 3  epoch 1" and text["step"] == "3"
     assert os.path.getsize(out / "metrics.jsonl") > 0

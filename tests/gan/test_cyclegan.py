@@ -196,16 +196,21 @@ def test_resume_is_bit_exact(tmp_path):
     prefixes = {key.split(".")[0] for key in a}
     assert {"G", "F", "adv_A", "adv_B", "opt_G", "opt_F", "pool_A", "pool_B",
             "lr_schedule_G", "rng", "order_A", "order_B"} <= prefixes
-    # 4 of 6 steps: decaying since step 3, the rate is 2e-4 * (6 - 4) / (6 - 3)
-    assert a["opt_G.lr"] == pytest.approx(2e-4 * 2 / 3)
+    # the schedule spans the run's 4 steps: 2e-4 for steps 1-3, decaying from step 3 on
+    # (2e-4 * (4 - 3) / (4 - 2) for step 4), 0 once it is done
+    assert a["opt_G.lr"] == 0.0
+    rates = [r["lr_G"] for r in read_metrics(straight)]
+    assert rates == pytest.approx([2e-4, 2e-4, 2e-4, 1e-4])
     records, expected = read_metrics(resumed), read_metrics(straight)
     assert [r["step"] for r in records] == [r["step"] for r in expected] == [1, 2, 3, 4]
     for got, want in zip(records, expected):
         assert got["g_loss"] == want["g_loss"] and got["d_loss"] == want["d_loss"]
     for name in ("losses.png", "run.json", "samples/step_00000004.png"):
         assert (resumed / name).exists(), name
-    with Image.open(resumed / "samples" / "step_00000004.png") as grid:
-        assert grid.size == (2 * (2 * 30 + 2), 2 * (6 * 30 + 2))  # 6 rows of 2, scale 2
+    with Image.open(resumed / "samples" / "step_00000004.png") as grid:  # 6 rows of 2, x2,
+        assert grid.size[0] > 2 * (2 * 30 + 2) and grid.size[1] > 2 * (6 * 30 + 2)  # titled
+        assert grid.size[1] < 2 * (7 * 30 + 2)
+        assert grid.text["title"] == "train_cyclegan  step 4  epoch 2"
     assert json.loads((resumed / "run.json").read_text())["app"] == "train_cyclegan"
 
 
@@ -223,7 +228,7 @@ def test_thicken_is_a_3x3_grey_dilation():
     train_cyclegan.build_parser().get_default("data_dir"), "train-images-idx3-ubyte.gz")),
     reason="needs data/mnist")
 def test_mnist_domains_come_from_disjoint_halves():
-    args = train_cyclegan.build_parser().parse_args(["--limit", "50", "--eval_images", "20"])
+    args = train_cyclegan.build_parser().parse_args(["--limit", "50", "--eval_samples", "20"])
     (A, B), (test_A, labels_A), (test_B, labels_B) = train_cyclegan.mnist_domains(args)
     assert A.shape == B.shape == (50, 1, 28, 28) and A.dtype == np.float32
     assert test_A.shape == test_B.shape == (20, 1, 28, 28) and len(labels_A) == 20
@@ -277,8 +282,15 @@ def test_app_trains_on_image_folders(tmp_path):
     record = train_cyclegan.main(argv)
     assert record["step"] == 1 and np.isfinite(record["g_loss"])
     assert (out / "samples" / "step_00000001.png").exists()
-    with pytest.raises(SystemExit, match="both"):
-        train_cyclegan.main(["--domain_a", str(tmp_path / "thin"), "--out_dir", str(out)])
+
+def test_one_domain_folder_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        train_cyclegan.main(["--domain_a", str(tmp_path), "--out_dir", str(tmp_path / "run")])
+    assert stop.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("python -m apps.train_cyclegan: error: give both --domain_a and "
+                            "--domain_b") and "\n" not in error
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.skipif(not os.path.exists(os.path.join(
@@ -295,7 +307,7 @@ def test_label_kept_is_logged_at_epoch_end(tmp_path, monkeypatch):
     record = train_cyclegan.main(
         ["--out_dir", str(out), "--no_progress", "--limit", "4", "--batch_size", "2",
          "--epochs", "1", "--width", "4", "--n_blocks", "1", "--d_width", "4",
-         "--num_samples", "2", "--eval_images", "10"])
+         "--num_samples", "2", "--eval_samples", "10"])
     scores = [r for r in read_metrics(out) if "label_kept_G" in r]
     assert len(scores) == 1 and scores[0]["step"] == 2
     for key in ("label_kept_G", "label_kept_F", "label_kept_real_A", "label_kept_real_B"):

@@ -7,8 +7,9 @@ must parse. Then the run resumes (or restarts when no checkpoint exists yet). At
 
   * the final weights (and optimizer state, RNG, data order) equal those of an uninterrupted
     run bit for bit;
-  * every checkpoint the killed run recorded in run.json has the SHA-256 of the uninterrupted
-    run's checkpoint of the same step: each resumed segment was bit-exact, not just the end;
+  * every checkpoint the killed run recorded in run.json has the training-state SHA-256 of
+    the uninterrupted run's checkpoint of the same step (the files themselves differ in their
+    run ids): each resumed segment was bit-exact, not just the end;
   * no temporary file is left behind.
 
 The figures (kills tried, kills during a checkpoint write, resumes, resumes bit-exact) are
@@ -128,7 +129,7 @@ def final_state(run):
 
 def hashes(run):
     manifest = json.loads((run / "run.json").read_text())
-    return {c["step"]: c["sha256"] for c in manifest["checkpoints"]}, manifest
+    return {c["step"]: c["state_sha256"] for c in manifest["checkpoints"]}, manifest
 
 
 def test_sigkill_at_random_moments_and_mid_write_then_resume_is_bit_exact(
@@ -153,8 +154,8 @@ def test_sigkill_at_random_moments_and_mid_write_then_resume_is_bit_exact(
         verified += verify_run_folder(run)
         resume = latest_checkpoint(checkpoints) is not None
         restarts += resume
-        proc = start(tmp_path / "killed", data_dir,
-                     *(["--resume"] if resume else ["--epochs", str(EPOCHS)]))
+        proc = start(tmp_path / "killed", data_dir,  # no checkpoint yet: start it afresh
+                     *(["--resume"] if resume else ["--epochs", str(EPOCHS), "--overwrite"]))
     finish(proc, tmp_path / "killed")
     finish(straight, tmp_path / "straight")
 
@@ -186,7 +187,7 @@ def test_sigkill_at_random_moments_and_mid_write_then_resume_is_bit_exact(
 
 
 @pytest.mark.parametrize("app, extra", [
-    ("train_cgan", ["--num_classes", "3", "--samples_per_class", "2"]),
+    ("train_cgan", ["--num_classes", "3", "--num_samples", "6"]),
     ("train_wgan_gp", ["--data", "mnist", "--n_critic", "2"]),
 ])
 def test_the_other_image_trainers_resume_bit_exactly(tmp_path, app, extra):
@@ -213,7 +214,7 @@ def test_the_other_image_trainers_resume_bit_exactly(tmp_path, app, extra):
 
 
 def test_wgan_gp_points_resume_bit_exactly(tmp_path):
-    """The 2-D mixture loop (its own loop, not gan.Trainer): stop at 20 steps, resume to 40."""
+    """The 2-D mixture recipe on gan.Trainer: stop at 20 steps, resume to 40."""
     from apps import train_wgan_gp
 
     base = ["--data", "ring8", "--hidden", "8", "--layers", "1", "--batch_size", "16",
@@ -250,5 +251,5 @@ def test_more_epochs_on_the_command_line_needs_no_arithmetic(tmp_path):
     parser = train_dcgan.build_parser()
     with pytest.raises(SystemExit):  # the total or the extension, not both
         parser.parse_args(base + ["--out_dir", extended, "--more_epochs", "1", "--epochs", "3"])
-    with pytest.raises(SystemExit):  # nothing to extend
-        parser.parse_args(base + ["--out_dir", str(tmp_path / "none"), "--more_epochs", "1"])
+    with pytest.raises(SystemExit, match="train_dcgan: nothing to resume in .*none"):
+        train_dcgan.main(base + ["--out_dir", str(tmp_path / "none"), "--more_epochs", "1"])

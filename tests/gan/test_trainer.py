@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import needle as ndl
-from gan import Adversarial, Trainer, TrainerConfig, TrainingDiverged
+from gan import Adversarial, RunFolderError, Trainer, TrainerConfig, TrainingDiverged
 from gan.checkpoint import latest_checkpoint
 from gan.models.dcgan import Discriminator, Generator
 from gan.objectives import NonSaturating
@@ -85,7 +85,7 @@ def test_nan_loss_stops_with_message_and_keeps_last_checkpoint(tmp_path):
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+    with pytest.raises(RunFolderError, match="nothing to resume in .*: it holds no run"):
         make_trainer(tmp_path, resume=True).train()
 
 

@@ -31,7 +31,7 @@ def test_wgan_gp_covers_the_ring(tmp_path, capsys):
         "--layers", "3", "--gp_weight", "0.1", "--n_critic", "2", "--lr", "2e-3",
         "--lr_decay", "--log_every", "250",
         "--checkpoint_every", str(RING_STEPS)])
-    assert f"'modes_covered': {record['modes_covered']}" in capsys.readouterr().out
+    assert f"modes covered {record['modes_covered']} of 8" in capsys.readouterr().out
     with capsys.disabled():  # the figures worth seeing with pytest -s
         print(f"\nring run: {RING_STEPS} steps -> {record}")
     assert record["step"] == RING_STEPS
@@ -62,9 +62,14 @@ def test_dry_run_grid_and_mnist(tmp_path):
     assert (tmp_path / "mnist" / "samples" / "step_00000005.png").exists()
 
 
-def test_mnist_rejects_lr_decay(tmp_path):
-    with pytest.raises(SystemExit):
-        _dry_run(tmp_path, "--data", "mnist", "--lr_decay")
+def test_lr_decay_on_mnist(tmp_path):
+    """--lr_decay scales both rates by 1 - step / steps at each step: at the 4th of 4 steps
+    (step index 3), a quarter of the base rates."""
+    _dry_run(tmp_path, "--data", "mnist", "--lr_decay", "--width", "4", "--batch_size", "16",
+             "--n_critic", "1", "--max_steps", "4", "--lr", "1e-3", "--g_lr", "2e-3")
+    state = load(str(tmp_path / "checkpoints" / "step_00000004.safetensors"))
+    assert state["adversarial.optimizer.lr"] == pytest.approx(1e-3 / 4)
+    assert state["g_optimizer.lr"] == pytest.approx(2e-3 / 4)
 
 
 def test_points_resume_is_exact(tmp_path):

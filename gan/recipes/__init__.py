@@ -1,0 +1,14 @@
+"""Recipes: the models gan.Trainer runs (see recipe.py for what a recipe answers).
+
+    GANRecipe       one generator against one Adversarial: DCGAN, cGAN, WGAN-GP (images or
+                    2-D points)
+    CycleGANRecipe  two generators and two Adversarials (gan.cyclegan.CycleGAN)
+
+A new model (pix2pix, an adversarial autoencoder, ...) is one more Recipe subclass: its
+step, its picture and its state; the loop, checkpoints and outputs come with the engine.
+"""
+from .cyclegan import CycleGANRecipe
+from .gan import GANRecipe
+from .recipe import Recipe
+
+__all__ = ["Recipe", "GANRecipe", "CycleGANRecipe"]
