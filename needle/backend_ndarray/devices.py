@@ -57,7 +57,7 @@ class BackendDevice:
 
     def _from_host(self, host):
         from .ndarray import NDArray
-        return NDArray(host, device=self)
+        return NDArray(host, device=self, dtype=str(host.dtype))
 
     def use_device_rng(self, enabled=True):
         """cuda() only: draw rand/randn (init, dropout) with CuPy's generator on the GPU

@@ -213,3 +213,16 @@ def test_cuda_without_cupy_raises_the_install_hint_only_on_real_use():
         ndl.cuda().empty((2,))
     with pytest.raises(RuntimeError, match="install CuPy"):
         ndl.Tensor([1.0], device=ndl.cuda())
+
+
+@ndarray_flavour
+@pytest.mark.parametrize("device", _DEVICES, ids=str)
+def test_random_initializers_honour_an_explicit_float64(device):
+    np.random.seed(3)
+    expected = np.random.randn(4, 3)
+    np.random.seed(3)
+    x = ndl.init.randn(4, 3, device=device, dtype="float64")
+    assert x.dtype == "float64"
+    np.testing.assert_array_equal(x.numpy(), expected)
+    assert ndl.init.one_hot(3, ndl.Tensor([2.0]), device=device, dtype="float64").dtype \
+        == "float64"
