@@ -18,11 +18,14 @@ line saying how to continue and exit 130.
 """
 import argparse
 import math
+import os
 import shlex
+import signal
 import sys
 import time
 
 from gan import GANSetupError, RunFolderError, TrainingDiverged
+from gan.checkpoint import latest_checkpoint
 from gan.trainer import TrainingAborted, TrainingInterrupted
 from needle.data.idx import DataFileError
 from needle.serialization import CheckpointError
@@ -169,16 +172,20 @@ def finish(app, work, out_dir, debug=False):
     try:
         record = work()
     except TrainingInterrupted as stop:
+        _stopping()
         print(f"{app}: interrupted at step {stop.step}; continue with: {resume}",
               file=sys.stderr)
         raise SystemExit(130)
     except TrainingAborted as stop:
+        _stopping()
         where = f"continue with: {resume}" if stop.checkpoint else "nothing to resume yet"
         print(f"{app}: {stop}; {where}", file=sys.stderr)
         raise SystemExit(130)
-    except KeyboardInterrupt:
-        print(f"{app}: interrupted before training began; nothing was trained",
-              file=sys.stderr)
+    except KeyboardInterrupt:  # before or after the loop (loading data, building models)
+        _stopping()
+        where = f"continue with: {resume}" if latest_checkpoint(
+            os.path.join(str(out_dir), "checkpoints")) else "nothing was trained"
+        print(f"{app}: interrupted; {where}", file=sys.stderr)
         raise SystemExit(130)
     except USER_ERRORS as error:
         if debug:
@@ -212,6 +219,12 @@ def final_line(app, record, out_dir, seconds):
     figures = f"; {', '.join(parts)}" if parts else ""
     return (f"{app}: done in {_duration(seconds)}: {where}{figures}; outputs in {out_dir} "
             f"(open report.html)")
+
+
+def _stopping():
+    """The process is ending: further Ctrl-C's would only interrupt the goodbye."""
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, signal.SIG_IGN)
 
 
 def _rounded(value):

@@ -161,7 +161,7 @@ class Trainer:
             self.health = HealthMonitor(config.health_thresholds, recipe.objective,
                                         recipe.health_images)
         self._warning_codes = []
-        self._signal = None
+        self._signal, self._aborted = None, False
         self._last_checkpoint = None
         self._step_now = 0
         self.tensorboard = None
@@ -209,6 +209,8 @@ class Trainer:
                             self._picture(state)
                         if state["step"] % config.checkpoint_every == 0:
                             self._checkpoint(state, interval)
+                        if self._aborted:
+                            raise TrainingAborted(state["step"] - 1, self._last_checkpoint)
                         if self._signal is not None:
                             self._interrupted(state, interval)
                         if epoch_done:
@@ -312,11 +314,11 @@ class Trainer:
             signal.signal(number, handler)
 
     def _on_signal(self, number, frame):
-        if self._signal is not None:
-            raise TrainingAborted(self._step_now, self._last_checkpoint)
-        self._signal = signal.Signals(number).name
-        tqdm.write(f"{self._signal}: finishing step {self._step_now + 1} and writing a "
-                   "checkpoint (again to stop at once)", file=sys.stderr)
+        if self._signal is None:
+            self._signal = signal.Signals(number).name  # the loop stops after this step
+            return
+        self._aborted = True  # raised again at the step's end should a finalizer swallow it
+        raise TrainingAborted(self._step_now, self._last_checkpoint)
 
     def _interrupted(self, state, interval):
         path = self._last_checkpoint
