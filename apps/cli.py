@@ -14,7 +14,8 @@ option with its default, and the prog as it is typed.
 the time taken, the output folder) on success; on a mistake a user can cause (USER_ERRORS:
 missing or damaged files, a run folder in use, a diverged run, no GPU) one line `APP: what
 went wrong ...` on stderr and exit 1, the traceback only under --debug; on SIGINT/SIGTERM the
-line saying how to continue and exit 130.
+line saying how to continue and exit 130. NumPy's overflow and invalid-value warnings are
+silenced (without --debug): a diverging run is reported once, as TrainingDiverged.
 """
 import argparse
 import math
@@ -23,6 +24,8 @@ import shlex
 import signal
 import sys
 import time
+
+import numpy as np
 
 from gan import GANSetupError, RunFolderError, TrainingDiverged
 from gan.checkpoint import latest_checkpoint
@@ -170,7 +173,11 @@ def finish(app, work, out_dir, debug=False):
     started = time.monotonic()
     resume = f"python -m apps.{app} --resume --out_dir {shlex.quote(str(out_dir))}"
     try:
-        record = work()
+        if debug:
+            record = work()
+        else:  # NaN and overflow are the engine's to report (TrainingDiverged), in one line
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                record = work()
     except TrainingInterrupted as stop:
         _stopping()
         print(f"{app}: interrupted at step {stop.step}; continue with: {resume}",

@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 
 import needle as ndl
 from gan import (Adversarial, DiscriminatorOutputError, GANSetupError, ImageShapeError,
-                 LabelError, Trainer, TrainerConfig, TrainingDataError, TrainingDiverged)
+                 LabelError, RunFolderError, Trainer, TrainerConfig, TrainingDataError,
+                 TrainingDiverged)
 from gan.checkpoint import (CheckpointWriteError, load_checkpoint, save_checkpoint)
 from gan.models.conditional import ConditionalDiscriminator
 from gan.models.dcgan import Discriminator, Generator
@@ -427,6 +428,54 @@ def t(array, device=None):
     return ndl.Tensor(np.asarray(array), device=device)
 
 
+def run_in(folder, **config):
+    """A finished 2-step Trainer run in `folder`."""
+    make_trainer(folder, max_steps=2, **config).train()
+    return folder
+
+
+def damaged_only_checkpoint(tmp_path):
+    run = run_in(tmp_path / "run")
+    path = run / "checkpoints" / "step_00000002.safetensors"
+    path.write_bytes(path.read_bytes()[:500])
+    make_trainer(run, resume=True).train()
+
+
+def mixed_runs(tmp_path):
+    run_in(tmp_path / "run")
+    other = run_in(tmp_path / "other")
+    os.replace(other / "checkpoints" / "step_00000002.safetensors",
+               tmp_path / "run" / "checkpoints" / "step_00000002.safetensors")
+    make_trainer(tmp_path / "run", resume=True).train()
+
+
+def nan_weights_in_d(tmp_path):
+    """D's learning rate NaN: its weights turn NaN in the first D step."""
+    G, D = models()
+    adv = Adversarial(D, NonSaturating(), ndl.optim.Adam(D.parameters(), lr=float("nan")))
+    Trainer(G, adv, ndl.optim.Adam(G.parameters(), lr=1e-3), images(),
+            TrainerConfig(out_dir=str(tmp_path / "run"), batch_size=8, latent_dim=8,
+                          num_samples=4, progress=False)).train()
+
+
+def app_main(app, argv):
+    import importlib
+    return importlib.import_module(f"apps.{app}").main(argv)
+
+
+def tiny_app_run(tmp_path, *extra):
+    from tests.gan.test_kill_resume import write_tiny_mnist
+    data = tmp_path / "data"
+    data_dir = str(data) if data.exists() else write_tiny_mnist(data)
+    return ["--data_dir", data_dir, "--limit", "32", "--batch_size", "8", "--width", "4",
+            "--latent_dim", "8", "--no_progress", "--out_dir", str(tmp_path / "run"), *extra]
+
+
+def one_checkpoint(tmp_path):
+    return sorted(os.listdir(tmp_path / "run" / "checkpoints")) == \
+        ["step_00000002.safetensors"]
+
+
 CPU, CPU_NUMPY = ndl.cpu(), ndl.cpu_numpy()
 GOOD_IDX = idx_bytes(np.random.RandomState(0).randint(0, 256, (20, 28, 28)))
 
@@ -677,6 +726,64 @@ CATALOGUE = [
          r"No space left on device", old_grid),
     Case("disk_full", "run.json manifest", manifest_on_full_disk, OSError,
          r"No space left on device", old_manifest),
+    # -- run folders: one run each (gan.runfolder)
+    Case("run_folders", "a new run where a run is", lambda p: make_trainer(
+        run_in(p / "run"), max_steps=4).train(), RunFolderError,
+         r"run already holds a gan\.Trainer run \(run \w{8}, step 2 of 2\); continue it with "
+         r"--resume, or start afresh with --overwrite", expect(one_checkpoint)),
+    Case("run_folders", "resume another app's run", lambda p: make_trainer(
+        run_in(p / "run", app="train_cgan"), app="train_dcgan", resume=True).train(),
+         RunFolderError, r"holds a train_cgan run .*not a train_dcgan run; resume it with "
+                         r"python -m apps\.train_cgan --resume", expect(one_checkpoint)),
+    Case("run_folders", "resume where no run is", lambda p: make_trainer(
+        p / "run", resume=True).train(), RunFolderError,
+         r"nothing to resume in .*run: there is no such folder",
+         expect(lambda p: not (p / "run").exists())),
+    Case("run_folders", "resume with only a damaged checkpoint", damaged_only_checkpoint,
+         RunFolderError, r"has no intact checkpoint \(stopped before its first one\?\); "
+                         r"start afresh with --overwrite",
+         expect(lambda p: os.listdir(p / "run" / "checkpoints")
+                == ["step_00000002.safetensors.corrupt"])),
+    Case("run_folders", "a checkpoint of another run", mixed_runs, RunFolderError,
+         r"step_00000002\.safetensors belongs to run \w+, not to run \w+ .*the folder mixes "
+         r"two runs"),
+    Case("run_folders", "the app: old run, new run", lambda p: app_main(
+        "train_dcgan", tiny_app_run(p, "--max_steps", "2")) and app_main(
+        "train_dcgan", tiny_app_run(p, "--max_steps", "4")), SystemExit,
+         r"^train_dcgan: .*run already holds a train_dcgan run", expect(one_checkpoint)),
+    # -- options rejected at parse time (exit 2, one line)
+    Case("options", "--lr nan", lambda p: usage_error("train_dcgan", ["--lr", "nan"]),
+         UsageError, r"argument --lr: a learning rate must be a finite number > 0, got nan"),
+    Case("options", "--lr -1", lambda p: usage_error("train_cgan", ["--lr", "-1"]),
+         UsageError, r"argument --lr: a learning rate must be a finite number > 0, got -1"),
+    Case("options", "--beta1 1.5", lambda p: usage_error("train_dcgan", ["--beta1", "1.5"]),
+         UsageError, r"argument --beta1: an Adam beta must be in \[0, 1\), got 1\.5"),
+    Case("options", "--gp_weight -10", lambda p: usage_error(
+        "train_wgan_gp", ["--gp_weight", "-10"]), UsageError,
+         r"argument --gp_weight/--gp-weight: must be a finite number >= 0, got -10"),
+    Case("options", "--batch_size 0", lambda p: usage_error(
+        "train_dcgan", ["--batch_size", "0"]), UsageError,
+         r"argument --batch_size/--batch-size: must be an integer >= 1, got 0"),
+    Case("options", "--checkpoint_every 0", lambda p: usage_error(
+        "train_cyclegan", ["--checkpoint_every", "0"]), UsageError,
+         r"argument --checkpoint_every/--checkpoint-every: must be an integer >= 1, got 0"),
+    Case("options", "--log_every 0", lambda p: usage_error("train_wgan_gp", ["--log_every", "0"]),
+         UsageError, r"argument --log_every/--log-every: must be an integer >= 1, got 0"),
+    Case("options", "--width 0", lambda p: usage_error("train_dcgan", ["--width", "0"]),
+         UsageError, r"argument --width: must be an integer >= 1, got 0"),
+    Case("options", "--epochs 0", lambda p: usage_error("train_cgan", ["--epochs", "0"]),
+         UsageError, r"argument --epochs: must be an integer >= 1, got 0"),
+    Case("options", "--resume --overwrite", lambda p: usage_error(
+        "train_dcgan", ["--resume", "--overwrite"]), UsageError,
+         r"--resume continues the run in --out_dir and --overwrite moves it aside"),
+    # -- divergence is always TrainingDiverged
+    Case("nan_inf", "D's weights NaN (not a graph-hygiene error)", nan_weights_in_d,
+         TrainingDiverged, r"step 1: g_loss is nan; no checkpoint was written yet"),
+    Case("nan_inf", "the app with --lr 1e30", lambda p: app_main(
+        "train_dcgan", tiny_app_run(p, "--lr", "1e30")), SystemExit,
+         r"^train_dcgan: training stopped at step 1: g_loss is nan",
+         expect(lambda p: json.loads((p / "run" / "run.json").read_text())["status"]
+                == "diverged")),
 ]
 
 
@@ -763,9 +870,10 @@ def test_bad_input_raises_a_named_error_and_leaves_no_partial_output(case, tmp_p
         case.check(tmp_path)
 
 
-MINIMUM_PER_CATEGORY = {"shapes": 8, "dtypes": 4, "devices": 2, "nan_inf": 4, "empty": 4,
+MINIMUM_PER_CATEGORY = {"shapes": 8, "dtypes": 4, "devices": 2, "nan_inf": 6, "empty": 4,
                         "mnist_files": 8, "safetensors": 8, "checkpoint_json": 6,
-                        "image_files": 5, "folders": 3, "output_folders": 4, "disk_full": 5}
+                        "image_files": 5, "folders": 3, "output_folders": 4, "disk_full": 5,
+                        "run_folders": 6, "options": 10}
 
 
 def catalogue_counts():
