@@ -150,7 +150,7 @@ class NDArray:
             return self
         if self._device.xp is not None:
             return NDArray._wrap(self._device, self._view().astype(dtype))
-        return NDArray(self.numpy().astype(dtype), device=self._device)
+        return NDArray(self.numpy(), device=self._device, dtype=dtype)
 
     def fill(self, value):
         self._device.fill(self._handle, value)

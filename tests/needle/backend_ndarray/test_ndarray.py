@@ -174,6 +174,14 @@ def test_elementwise_and_scalar_arithmetic(op, device):
     np.testing.assert_allclose((-a).numpy(), -x)
 
 
+def test_astype_gives_the_dtype_asked_for(device):
+    x = np.array([[1.0, 2.5], [-3.0, 1e-30]], dtype=np.float32)
+    wide = nd.array(x, device=device).astype("float64")
+    assert wide.dtype == "float64"
+    np.testing.assert_array_equal(wide.numpy(), x.astype(np.float64))
+    assert wide.astype("float32").dtype == "float32"
+
+
 @pytest.mark.parametrize("name", ["log", "exp", "tanh"])
 def test_unary_functions(name, device):
     x = np.random.default_rng(2).uniform(0.1, 3.0, (3, 4)).astype(np.float32)
