@@ -683,6 +683,9 @@ struct MulOp {
 struct DivOp {
   template <class T> T operator()(T a, T b) const { return a / b; }
 };
+struct PowOp {  // C's pow, as np.power: pow(x, 0) = 1, (-2)^3 = -8, (-2)^0.5 = NaN
+  template <class T> T operator()(T a, T b) const { return std::pow(a, b); }
+};
 struct MaxOp {  // NaN-propagating, like np.maximum
   template <class T> T operator()(T a, T b) const {
     if constexpr (std::is_floating_point<T>::value) return (a > b || a != a) ? a : b;
@@ -1428,6 +1431,9 @@ PYBIND11_MODULE(ndarray_backend_cpu, m) {
   NEEDLE_COMPARE(ge, GeOp)
 #undef NEEDLE_COMPARE
 
+  m.def("ewise_power", [](const Array &a, const Array &b, Array &out) {
+    ewise_arith<PowOp, true>(a, b, out, "ewise_power");
+  }, py::arg("a"), py::arg("b"), py::arg("out"));
   m.def("scalar_power", &scalar_power, py::arg("a"), py::arg("val"), py::arg("out"));
   m.def("ewise_log",
         [](const Array &a, Array &out) { ewise_unary(a, out, Unary::Log, "ewise_log"); },

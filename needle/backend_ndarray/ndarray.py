@@ -328,9 +328,7 @@ class NDArray:
         return self._binary(other, "maximum", "maximum", "ewise_maximum", "scalar_maximum")
 
     def __pow__(self, exponent):
-        if isinstance(exponent, NDArray):
-            raise TypeError("NDArray ** NDArray is not supported; use exp(b * log(a))")
-        return self._binary(exponent, "power", "power", None, "scalar_power")
+        return self._binary(exponent, "power", "power", "ewise_power", "scalar_power")
 
     __radd__ = __add__
     __rmul__ = __mul__

@@ -106,9 +106,6 @@ def make_backend(xp, name, tile_size, pointer, to_host, view=None):
 
         return apply
 
-    def scalar_power(a, val, out):
-        xp.power(a.array, val, out=out.array)
-
     def matmul(a, b, out, m, n, p):
         xp.matmul(a.array[: m * n].reshape(m, n), b.array[: n * p].reshape(n, p),
                   out=out.array[: m * p].reshape(m, p))
@@ -136,6 +133,7 @@ def make_backend(xp, name, tile_size, pointer, to_host, view=None):
     ewise_add, scalar_add = binary(xp.add)
     ewise_mul, scalar_mul = binary(xp.multiply)
     ewise_div, scalar_div = binary(xp.divide)
+    ewise_power, scalar_power = binary(xp.power)
     ewise_maximum, scalar_maximum = binary(xp.maximum)
     ewise_eq, scalar_eq = comparison(xp.equal)
     ewise_ge, scalar_ge = comparison(xp.greater_equal)
@@ -144,7 +142,8 @@ def make_backend(xp, name, tile_size, pointer, to_host, view=None):
         to_numpy=to_numpy, from_numpy=from_numpy, fill=fill, compact=compact,
         ewise_setitem=ewise_setitem, scalar_setitem=scalar_setitem,
         ewise_add=ewise_add, scalar_add=scalar_add, ewise_mul=ewise_mul, scalar_mul=scalar_mul,
-        ewise_div=ewise_div, scalar_div=scalar_div, scalar_power=scalar_power,
+        ewise_div=ewise_div, scalar_div=scalar_div, ewise_power=ewise_power,
+        scalar_power=scalar_power,
         ewise_maximum=ewise_maximum, scalar_maximum=scalar_maximum,
         ewise_eq=ewise_eq, scalar_eq=scalar_eq, ewise_ge=ewise_ge, scalar_ge=scalar_ge,
         ewise_log=unary(xp.log), ewise_exp=unary(xp.exp), ewise_tanh=unary(xp.tanh),

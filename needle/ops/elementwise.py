@@ -91,15 +91,26 @@ def mul_scalar(a, scalar):
 
 
 class EWisePow(TensorOp):
-    """a ** b elementwise; d/da = b a^(b-1), d/db = a^b log(a) (needs a > 0)."""
+    """a ** b elementwise with C's pow, as NumPy and PyTorch compute it: pow(x, 0) = 1 (NaN
+    and inf included), negative bases to integer powers keep their sign ((-2)^3 = -8), NaN
+    only for a negative base to a non-integer power. Gradients follow PyTorch's conventions:
+    d/da = b a^(b-1), taken as 0 where b = 0; d/db = a^b log(a), taken as 0 where a = 0 and
+    b >= 0, and NaN for a < 0 (a^b is not differentiable in b there)."""
 
     def compute(self, a, b):
         _check_same_shape("power", a, b)
-        return array_api.exp(b * array_api.log(a))
+        return a ** b
 
     def gradient(self, out_grad, node):
         a, b = node.inputs
-        return out_grad * b * a ** (b - 1), out_grad * node * log(a)
+        a_data, b_data = a.realize_cached_data(), b.realize_cached_data()
+        # PyTorch selects 0 at those points; a product with a 0/1 mask would give 0 * inf =
+        # NaN there, so the masks move the arguments off the poles instead (a^-1 -> a^0 at
+        # a = 0 or NaN, log(0) -> log(1)), and only at the poles: the masks are constants,
+        # so elsewhere the second derivatives stay those of the formulas.
+        pole = _mask((b_data == 0) * ((a_data == 0) + (a_data != a_data)), out_grad)
+        flat = _mask((a_data == 0) * (b_data >= 0), out_grad)
+        return out_grad * b * power(a, b - 1 + pole), out_grad * node * log(a + flat)
 
 
 def power(a, b):

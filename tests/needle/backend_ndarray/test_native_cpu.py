@@ -232,6 +232,14 @@ def test_unary_functions_and_power_match_the_reference(data, dtype, name):
             getattr(mod, "ewise_" + name)(a, out)
     np.testing.assert_allclose(get(native, outs[0]), get(REFERENCE, outs[1]),
                                rtol=UNARY_RTOL[dtype], atol=0)
+    if name == "power":  # elementwise exponents too: whole and fractional, either sign
+        exponents = data.draw(values(dtype, shape, -3.0, 3.0), label="exponents")
+        exponents[::2] = np.round(exponents[::2])
+        (en, er) = both(exponents)
+        for mod, a, b, out in zip((native, REFERENCE), (xn, xr), (en, er), outs):
+            mod.ewise_power(a, b, out)
+        np.testing.assert_allclose(get(native, outs[0]), get(REFERENCE, outs[1]),
+                                   rtol=UNARY_RTOL[dtype], atol=0)
 
 
 @pytest.mark.parametrize("dtype", FLOATS)
@@ -247,7 +255,8 @@ def test_special_values_follow_numpy(dtype):
             getattr(REFERENCE, name)(xr, outs[1])
             np.testing.assert_allclose(get(native, outs[0]), get(REFERENCE, outs[1]),
                                        rtol=UNARY_RTOL[dtype], err_msg=name)
-        for name in ("ewise_maximum", "ewise_eq", "ewise_ge", "ewise_div", "ewise_mul"):
+        for name in ("ewise_maximum", "ewise_eq", "ewise_ge", "ewise_div", "ewise_mul",
+                     "ewise_power"):
             outs = native.Array(x.size, dtype), REFERENCE.Array(x.size, dtype)
             getattr(native, name)(xn, yn, outs[0])
             getattr(REFERENCE, name)(xr, yr, outs[1])

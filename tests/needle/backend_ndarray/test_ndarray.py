@@ -165,6 +165,7 @@ def test_elementwise_and_scalar_arithmetic(op, device):
                p, "maximum") else np.maximum(p, q)}
     if op == "**":
         np.testing.assert_allclose((a ** 1.5).numpy(), x ** 1.5, rtol=1e-6)
+        np.testing.assert_allclose((a ** b).numpy(), x ** y, rtol=1e-6)
         return
     fn = fns[op]
     np.testing.assert_allclose(fn(a, b).numpy(), fn(x, y), rtol=1e-6)
