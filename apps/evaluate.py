@@ -25,30 +25,26 @@ gan/weights/mnist_classifier.safetensors records 99.27%); others are refused.
 import json
 import os
 import sys
-import traceback
 
 import numpy as np
 
 import needle as ndl
-from gan.metrics import DEFAULT_CLASSIFIER_PATH, Evaluator, UnfitClassifierError, \
-    load_classifier
+from gan.metrics import DEFAULT_CLASSIFIER_PATH, Evaluator, load_classifier
 from gan.mixtures import MIXTURES
-from needle.data import DataFileError, load_mnist
 from needle.fileio import atomic_write
-from needle.serialization import CheckpointError
 
-from .common import DEFAULT_DATA_DIR, DEVICES, make_parser, resolve_device
-from .run_models import RunFolderError, load_generator, open_run
+from .cli import USER_ERRORS, AppParser, one_line, positive_int
+from .common import DEFAULT_DATA_DIR, DEVICES, load_mnist_named, resolve_device
+from .run_models import load_generator, open_run
 
 __all__ = ["build_parser", "main", "evaluate_run", "EVAL_NAME"]
 
+APP = "evaluate"
 EVAL_NAME = "eval.json"
-USER_ERRORS = (RunFolderError, UnfitClassifierError, DataFileError, CheckpointError,
-               FileNotFoundError)
 
 
 def build_parser():
-    parser = make_parser(__doc__.splitlines()[0])
+    parser = AppParser(APP, __doc__)
     add = parser.add_argument
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint",
@@ -59,16 +55,16 @@ def build_parser():
     add("--data_dir", "--data-dir", default=DEFAULT_DATA_DIR,
         help="folder with the four MNIST .gz files")
     add("--classifier", default=DEFAULT_CLASSIFIER_PATH, help="classifier weights file")
-    add("--num_samples", "--num-samples", type=int, default=2000,
+    add("--num_samples", "--num-samples", type=positive_int, default=2000,
         help="images (or 2-D points) to score")
-    add("--real_count", "--real-count", type=int, default=10000,
+    add("--real_count", "--real-count", type=positive_int, default=10000,
         help="MNIST test images behind the reference feature statistics")
     add("--seed", type=int, default=0, help="seed of the latent samples' own RandomState")
-    add("--batch_size", "--batch-size", type=int, default=500, help="images per forward pass")
-    add("--latent_dim", "--latent-dim", type=int, default=None,
+    add("--batch_size", "--batch-size", type=positive_int, default=500, help="images per forward pass")
+    add("--latent_dim", "--latent-dim", type=positive_int, default=None,
         help="override the run's latent_dim (None: from run.json or the checkpoint)")
-    add("--width", type=int, default=None, help="override the run's generator width")
-    add("--image_size", "--image-size", type=int, default=None,
+    add("--width", type=positive_int, default=None, help="override the run's generator width")
+    add("--image_size", "--image-size", type=positive_int, default=None,
         help="override the run's image size")
     add("--device", choices=sorted(DEVICES), default="cpu_numpy",
         help="cpu_numpy: NumPy; cpu: the course's flat-memory device; cuda: CuPy on a GPU")
@@ -84,6 +80,14 @@ def _points(generator, count, seed, device):
         return generator(ndl.Tensor(z, device=device, requires_grad=False)).numpy()
 
 
+def _evaluator(args, device):
+    """The Evaluator against the first --real_count MNIST test images."""
+    classifier = load_classifier(args.classifier, device=device)
+    return Evaluator.from_dataset(load_mnist_named(args.data_dir, train=False),
+                                  args.real_count, classifier, num_samples=args.num_samples,
+                                  seed=args.seed, batch_size=args.batch_size)
+
+
 def evaluate_run(args, device):
     """The scores of the run at args.checkpoint (see the module docstring)."""
     run = open_run(args.checkpoint)
@@ -95,10 +99,7 @@ def evaluate_run(args, device):
         scores = mixture.mode_metrics(_points(generator, args.num_samples, args.seed, device))
         return dict(scores, source="generator", data=run.args["data"],
                     num_samples=args.num_samples, **where), run
-    evaluator = Evaluator.from_mnist(args.data_dir, args.real_count,
-                                     load_classifier(args.classifier, device=device),
-                                     num_samples=args.num_samples, seed=args.seed,
-                                     batch_size=args.batch_size)
+    evaluator = _evaluator(args, device)
     scores = dict(evaluator(generator), source="generator", latent_dim=generator.latent_dim,
                   image_size=generator.image_size, **where)
     scores["reference"] = f"first {min(args.real_count, 10000)} MNIST test images"
@@ -127,11 +128,8 @@ def main(argv=None):
     try:
         device = resolve_device(args.device)
         if args.real:
-            evaluator = Evaluator.from_mnist(args.data_dir, args.real_count,
-                                             load_classifier(args.classifier, device=device),
-                                             num_samples=args.num_samples, seed=args.seed,
-                                             batch_size=args.batch_size)
-            train = load_mnist(args.data_dir, train=True)
+            evaluator = _evaluator(args, device)
+            train = load_mnist_named(args.data_dir, train=True)
             images = train.images[:args.num_samples].reshape(-1, 1, 28, 28) * 2 - 1
             scores = dict(evaluator(np.ascontiguousarray(images),
                                     train.labels[:args.num_samples]), source="mnist-train")
@@ -144,8 +142,8 @@ def main(argv=None):
             heading = f"{run.app} run {run.folder}, step {run.step}"
     except USER_ERRORS as error:
         if args.debug:
-            traceback.print_exc()
-        sys.exit(f"evaluate: {error}")
+            raise
+        sys.exit(f"{APP}: {one_line(error)}")
     if args.json:
         print(json.dumps(scores))
     else:

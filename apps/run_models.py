@@ -8,14 +8,15 @@ and the weights of its newest intact checkpoint.
 The app and its options come from run.json ("app", "args"); a folder without run.json (or
 one whose run.json names no app) is read as a train_dcgan run with the settings saved in the
 checkpoint, which is what such runs were. Every problem a user can cause (no such folder, no
-intact checkpoint, another app's run, weights that do not fit) raises RunFolderError with a
-one-line message naming the folder or file.
+intact checkpoint, another app's run, weights that do not fit) raises gan.RunFolderError
+with a one-line message naming the folder or file.
 """
 import dataclasses
 import json
 import os
 
 import needle as ndl
+from gan import RunFolderError
 from gan.checkpoint import checkpoint_info, latest_checkpoint
 from gan.mixtures import MIXTURES
 from gan.models.conditional import ConditionalGenerator
@@ -24,15 +25,10 @@ from gan.models.dcgan import Generator
 from gan.models.mlp import MLPGenerator
 from needle.serialization import CheckpointError
 
-__all__ = ["Run", "RunFolderError", "open_run", "load_generator", "load_translator",
-           "IMAGE_APPS", "DIRECTIONS"]
+__all__ = ["Run", "open_run", "load_generator", "load_translator", "IMAGE_APPS", "DIRECTIONS"]
 
 IMAGE_APPS = ("train_dcgan", "train_cgan", "train_wgan_gp")  # MNIST image generators
 DIRECTIONS = {"AtoB": "G", "BtoA": "F"}  # CycleGAN: G maps A to B, F maps B to A
-
-
-class RunFolderError(ValueError):
-    """A run folder or checkpoint that cannot be used as asked; the message says why."""
 
 
 @dataclasses.dataclass

@@ -14,6 +14,7 @@ up to 2 pixels, and outlier exposure (Hendrycks et al. 2019): each batch also ho
 images whose target is the uniform distribution, so that the "confident" metric does not
 count noise as digits (without it, uniform noise was classified as an 8 with p > 0.9).
 """
+import errno
 import os
 import shlex
 import sys
@@ -25,19 +26,21 @@ from tqdm import tqdm
 
 import needle as ndl
 from gan.classifier import NUM_CLASSES, MNISTClassifier
-from gan.metrics import MIN_TEST_ACCURACY, UnfitClassifierError, predict, recorded_accuracy
-from needle.data import load_mnist
+from gan.metrics import MIN_TEST_ACCURACY, predict, recorded_accuracy
 
-from .common import DEFAULT_DATA_DIR, DEVICES, make_parser, resolve_device
+from .cli import (USER_ERRORS, AppParser, learning_rate, nonnegative_float, nonnegative_int,
+                  one_line, positive_int)
+from .common import DEFAULT_DATA_DIR, DEVICES, load_mnist_named, resolve_device
 
 __all__ = ["build_parser", "main", "shift_augment", "noise_images", "soft_target_loss"]
 
+APP = "train_classifier"
 DEFAULT_OUT_DIR = os.path.join("runs", "classifier")
 WEIGHTS_NAME = "mnist_classifier.safetensors"
 
 
 def build_parser():
-    parser = make_parser(__doc__.splitlines()[0])
+    parser = AppParser(APP, __doc__)
     add = parser.add_argument
     add("--data_dir", "--data-dir", default=DEFAULT_DATA_DIR,
         help="folder with the four MNIST .gz files")
@@ -47,25 +50,26 @@ def build_parser():
     add("--out", default=None,
         help="weights file to write instead of OUT_DIR/" + WEIGHTS_NAME + "; --out "
              "gan/weights/" + WEIGHTS_NAME + " replaces the shipped evaluation classifier")
-    add("--epochs", type=int, default=2, help="passes over the training images")
-    add("--batch_size", "--batch-size", type=int, default=128, help="images per Adam step")
-    add("--lr", type=float, default=2e-3, help="Adam's initial learning rate")
+    add("--epochs", type=positive_int, default=2, help="passes over the training images")
+    add("--batch_size", "--batch-size", type=positive_int, default=128, help="images per Adam step")
+    add("--lr", type=learning_rate, default=2e-3, help="Adam's initial learning rate")
     add("--lr_decay", "--lr-decay", choices=["linear", "none"], default="linear",
         help="linear: decay the learning rate to 0 at the last step")
-    add("--width", type=int, default=32, help="channels of the first conv (then 2x)")
-    add("--augment", type=int, default=2, metavar="PIXELS",
+    add("--width", type=positive_int, default=32, help="channels of the first conv (then 2x)")
+    add("--augment", type=nonnegative_int, default=2, metavar="PIXELS",
         help="shift each training image by up to this many pixels (0: no augmentation)")
-    add("--outliers", type=int, default=32,
+    add("--outliers", type=nonnegative_int, default=32,
         help="noise images per batch, trained towards the uniform prediction (0: none)")
-    add("--outlier_weight", "--outlier-weight", type=float, default=0.5,
+    add("--outlier_weight", "--outlier-weight", type=nonnegative_float, default=0.5,
         help="weight of the outliers' loss (the mean cross-entropy to uniform)")
     add("--seed", type=int, default=0, help="seed of NumPy's global RNG (init and order)")
     add("--device", choices=sorted(DEVICES), default="cpu_numpy",
         help="cpu_numpy: NumPy; cpu: the course's flat-memory device; cuda: CuPy on a GPU")
-    add("--limit", type=int, default=None, help="use only the first N training images")
+    add("--limit", type=positive_int, default=None, help="use only the first N training images")
     add("--no_progress", "--no-progress", action="store_true", help="no progress bar")
     add("--dry_run", "--dry-run", action="store_true",
         help="a few steps on random images, then save: checks the wiring in seconds")
+    add("--debug", action="store_true", help="show the traceback of an error")
     return parser
 
 
@@ -123,7 +127,7 @@ def _load(args, train):
         count = 512 if train else 256
         return (rng.uniform(-1, 1, (count, 1, 28, 28)).astype(np.float32),
                 rng.randint(0, 10, count))
-    dataset = load_mnist(args.data_dir, train=train)
+    dataset = load_mnist_named(args.data_dir, train=train)
     count = len(dataset) if (args.limit is None or not train) else min(args.limit, len(dataset))
     images = dataset.images[:count].reshape(count, 1, 28, 28) * 2 - 1
     return np.ascontiguousarray(images, dtype=np.float32), dataset.labels[:count].astype(np.int64)
@@ -175,25 +179,55 @@ def _run_weights(args):
     """OUT_DIR/mnist_classifier.safetensors (OUT_DIR: a new temporary folder for a dry run
     without --out_dir)."""
     out_dir = args.out_dir
-    if out_dir is None:
-        out_dir = tempfile.mkdtemp(prefix="train_classifier-dry-run-") if args.dry_run \
-            else DEFAULT_OUT_DIR
-    return os.path.join(out_dir, WEIGHTS_NAME)
+    if out_dir is None and args.dry_run:
+        out_dir = tempfile.mkdtemp(prefix=f"{APP}-dry-run-")
+        print(f"{APP}: dry run: writing to {out_dir}", file=sys.stderr)
+    return os.path.join(out_dir or DEFAULT_OUT_DIR, WEIGHTS_NAME)
+
+
+def _prepare_destination(path):
+    """Make the weights file's folder before training, so a bad path costs no training."""
+    if os.path.isdir(path):
+        raise OSError(errno.EISDIR, f"cannot write the weights to {path}: it is a folder; "
+                                    f"give a file name, e.g. {os.path.join(path, WEIGHTS_NAME)}")
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise OSError(errno.ENOTDIR, f"cannot write the weights to {path}: {folder} is a "
+                                     "file, not a folder")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as error:
+        raise OSError(error.errno, f"cannot write the weights to {path}: cannot make its "
+                                   f"folder {folder} ({error.strerror or error})") from error
 
 
 def _passes(path):
     """Whether `path` holds a classifier the evaluator accepts (gan.metrics.load_classifier)."""
     try:
         accuracy = recorded_accuracy(path)
-    except (UnfitClassifierError, ValueError):  # unreadable or damaged: nothing to keep
+    except ValueError:  # unreadable or damaged (CheckpointError, UnfitClassifierError)
         return False
     return accuracy is not None and accuracy >= MIN_TEST_ACCURACY
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.limit is not None and args.limit < args.batch_size and not args.dry_run:
+        parser.error(f"--limit {args.limit} leaves fewer training images than one batch "
+                     f"(--batch_size {args.batch_size})")
+    try:
+        return _train_and_save(args, argv)
+    except USER_ERRORS as error:
+        if args.debug:
+            raise
+        sys.exit(f"{APP}: {one_line(error)}")
+
+
+def _train_and_save(args, argv):
     device = resolve_device(args.device)
     out = args.out if args.out is not None else _run_weights(args)
+    _prepare_destination(out)
     np.random.seed(args.seed)
     train_images, train_labels = _load(args, train=True)
     test_images, test_labels = _load(args, train=False)
@@ -206,7 +240,7 @@ def main(argv=None):
     model.eval()
     _, probs = predict(model, test_images)
     accuracy = float((probs.argmax(axis=1) == test_labels).mean())
-    command = " ".join(["python -m apps.train_classifier",
+    command = " ".join([f"python -m apps.{APP}",
                         shlex.join(sys.argv[1:] if argv is None else list(argv))]).strip()
     metadata = {"test_accuracy": f"{accuracy:.4f}", "test_images": str(len(test_labels)),
                 "epochs": str(args.epochs), "seed": str(args.seed), "command": command,
@@ -218,14 +252,14 @@ def main(argv=None):
     if accuracy < MIN_TEST_ACCURACY and os.path.exists(out) and _passes(out):
         # A classifier the evaluator accepts is never swapped for one it would refuse.
         refused, out = out, _run_weights(args)
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        _prepare_destination(out)
     ndl.save(model.state_dict(), out, metadata=metadata)
     if refused is not None:
-        sys.exit(f"train_classifier: test accuracy {accuracy:.2%} is below the "
-                 f"{MIN_TEST_ACCURACY:.0%} the evaluator needs, so {refused} (which passes) "
-                 f"was kept; the new weights are in {out}")
-    print(f"train_classifier: test accuracy {accuracy:.2%} on {len(test_labels)} images after "
-          f"{steps} steps ({train_seconds:.0f} s of training); weights in {out}")
+        sys.exit(f"{APP}: test accuracy {accuracy:.2%} is below the {MIN_TEST_ACCURACY:.0%} "
+                 f"the evaluator needs, so {refused} (which passes) was kept; the new "
+                 f"weights are in {out}")
+    print(f"{APP}: test accuracy {accuracy:.2%} on {len(test_labels)} images after {steps} "
+          f"steps ({train_seconds:.0f} s of training); weights in {out}")
     return {"test_accuracy": accuracy, "steps": steps, "train_seconds": train_seconds,
             "path": out}
 

@@ -16,10 +16,8 @@ luma, grayscale images given to a colour model repeat their band.
 Every image is read before anything is written, so a corrupt file, a missing folder or a
 checkpoint of another app stops the app with one line and an untouched --out_dir.
 """
-import argparse
 import os
 import sys
-import traceback
 
 import numpy as np
 from PIL import Image
@@ -28,37 +26,18 @@ import needle as ndl
 from gan.images import to_uint8
 from needle.data import DataFileError, ImageFolder
 from needle.fileio import atomic_writer
-from needle.serialization import CheckpointError
 
-from .common import DEVICES, make_parser, resolve_device
-from .run_models import DIRECTIONS, RunFolderError, load_translator, open_run
+from .cli import USER_ERRORS, AppParser, multiple_of, one_line, positive_int
+from .common import DEVICES, resolve_device
+from .run_models import DIRECTIONS, load_translator, open_run
 
 __all__ = ["build_parser", "main", "translate_folder"]
 
-
-def _size(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 4 or value % 4:
-        raise argparse.ArgumentTypeError(f"must be a multiple of 4 and >= 4, got {value}")
-    return value
-
-
-def _positive(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+APP = "translate"
 
 
 def build_parser():
-    parser = make_parser(__doc__.splitlines()[0])
-    parser.prog = "python -m apps.translate"
+    parser = AppParser(APP, __doc__)
     add = parser.add_argument
     add("--checkpoint", required=True,
         help="a train_cyclegan run folder (its newest intact checkpoint) or one checkpoint file")
@@ -67,9 +46,10 @@ def build_parser():
         help="folder for the translated PNGs (made if missing)")
     add("--direction", choices=sorted(DIRECTIONS), default="AtoB",
         help="AtoB: G, domain A to B; BtoA: F, domain B to A")
-    add("--image_size", "--image-size", type=_size, default=None,
-        help="side of the square images translated (None: the run's --image_size)")
-    add("--batch_size", "--batch-size", type=_positive, default=16,
+    add("--image_size", "--image-size", type=multiple_of(4), default=None,
+        help="side of the square images translated, a multiple of 4 (None: the run's "
+             "--image_size)")
+    add("--batch_size", "--batch-size", type=positive_int, default=16,
         help="images per forward pass")
     add("--device", choices=sorted(DEVICES), default="cpu_numpy",
         help="cpu_numpy: NumPy; cpu: the course's flat-memory device; cuda: CuPy on a GPU")
@@ -122,10 +102,10 @@ def main(argv=None):
         image_size = args.image_size or run.args.get("image_size") or 28
         paths = translate_folder(generator, args.input_dir, args.out_dir, image_size,
                                  args.batch_size, device)
-    except (RunFolderError, DataFileError, CheckpointError, OSError) as error:
+    except USER_ERRORS as error:
         if args.debug:
-            traceback.print_exc()
-        sys.exit(f"translate: {error}")
+            raise
+        sys.exit(f"{APP}: {one_line(error)}")
     name = "G" if args.direction == "AtoB" else "F"
     print(f"translate: {len(paths)} images of {args.input_dir} translated {args.direction} "
           f"by {name} of {run.folder} (step {run.step}) at {image_size}x{image_size}; "

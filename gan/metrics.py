@@ -39,6 +39,7 @@ import numpy as np
 import scipy.linalg
 
 import needle as ndl
+from needle.data.idx import DataFileError
 from needle.serialization import load_metadata
 
 from .classifier import NUM_CLASSES, MNISTClassifier
@@ -53,7 +54,7 @@ DEFAULT_CLASSIFIER_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)
 MIN_TEST_ACCURACY = 0.98  # the shipped classifier records 0.9927
 
 
-class UnfitClassifierError(ValueError):
+class UnfitClassifierError(DataFileError):
     """A classifier file that must not score GANs: it records no test accuracy, or one
     below MIN_TEST_ACCURACY (a few minutes of training gives FIDs that mean nothing)."""
 
@@ -301,7 +302,12 @@ class Evaluator:
     def from_mnist(cls, data_dir, count=10000, classifier=None, **kwargs):
         """An Evaluator against the first `count` MNIST test images in `data_dir` (and
         their labels, for the per-class scores)."""
-        test = ndl.data.load_mnist(data_dir, train=False)
+        return cls.from_dataset(ndl.data.load_mnist(data_dir, train=False), count, classifier,
+                                **kwargs)
+
+    @classmethod
+    def from_dataset(cls, test, count=10000, classifier=None, **kwargs):
+        """An Evaluator against the first `count` images of a loaded MNISTDataset."""
         images = test.images[:count].reshape(-1, 1, 28, 28) * 2 - 1
         return cls(classifier or load_classifier(), images,
                    real_labels=test.labels[:count].astype(np.int64), **kwargs)

@@ -4,6 +4,7 @@ would refuse, and gan.metrics.load_classifier refuses a classifier whose recorde
 accuracy is missing or below 98%, naming the file and the figure."""
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -149,3 +150,36 @@ def test_a_passing_classifier_is_not_replaced_by_a_failing_one(tmp_path):
     assert str(shipped_copy) in message and str(kept) in message
     assert sha256(shipped_copy) == before
     assert recorded_accuracy(str(kept)) < 0.98
+
+
+@pytest.mark.parametrize("argv, pattern", [
+    (["--lr", "nan"], r"argument --lr: a learning rate must be a finite number > 0, got nan"),
+    (["--epochs", "0"], r"argument --epochs: must be an integer >= 1, got 0"),
+    (["--outlier_weight", "-1"], r"argument --outlier_weight/--outlier-weight: must be a finite number >= 0"),
+    (["--limit", "10"], r"--limit 10 leaves fewer training images than one batch "
+                        r"\(--batch_size 128\)"),
+])
+def test_bad_options_are_refused_at_parse_time(argv, pattern):
+    result = run_app("apps.train_classifier", *argv)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("python -m apps.train_classifier: error: ")
+    assert re.search(pattern, lines[0]), lines[0]
+
+
+@pytest.mark.parametrize("case, pattern", [
+    ("no data", r"train_classifier: no MNIST folder '\S*nowhere' \(--data_dir\)"),
+    ("out_dir is a file", r"train_classifier: cannot write the weights to \S+: \S*taken is a "
+                          r"file, not a folder"),
+    ("out is a folder", r"train_classifier: cannot write the weights to \S+: it is a folder"),
+])
+def test_mistakes_are_one_line_before_any_training(tmp_path, case, pattern):
+    (tmp_path / "taken").write_text("a file")
+    argv = {"no data": ["--data_dir", str(tmp_path / "nowhere"), "--out_dir", str(tmp_path)],
+            "out_dir is a file": ["--dry_run", "--out_dir", str(tmp_path / "taken")],
+            "out is a folder": ["--dry_run", "--out", str(tmp_path)]}[case]
+    result = run_app("apps.train_classifier", "--no_progress", *argv)
+    assert result.returncode == 1 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and re.fullmatch(pattern + ".*", lines[0]), result.stderr
+    assert sorted(os.listdir(tmp_path)) == ["taken"]

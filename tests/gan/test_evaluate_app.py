@@ -137,3 +137,12 @@ def test_mistakes_are_one_line(tmp_path, setup, pattern):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and re.fullmatch(pattern + ".*", lines[0]), result.stderr
     assert (sorted(os.listdir(folder)) if folder.exists() else None) == before
+
+
+def test_bad_options_and_missing_data_are_one_line(tmp_path):
+    result = run_app("apps.evaluate", "--real", "--num_samples", "0")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith("python -m apps.evaluate: error: argument --num_samples")
+    result = run_app("apps.evaluate", "--real", "--data_dir", str(tmp_path / "nowhere"))
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith(f"evaluate: no MNIST folder '{tmp_path / 'nowhere'}'")

@@ -165,12 +165,14 @@ def test_mistakes_are_one_line_and_write_nothing(tmp_path, case, pattern):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--image_size", "30"], "must be a multiple of 4"),
-    (["--batch_size", "0"], "must be >= 1"),
+    (["--image_size", "30"], "must be a multiple of 4, got 30"),
+    (["--batch_size", "0"], "must be an integer >= 1, got 0"),
     (["--direction", "sideways"], "invalid choice"),
 ])
 def test_bad_options_are_refused_at_parse_time(tmp_path, argv, message):
     result = run_app("--checkpoint", str(tmp_path), "--input_dir", str(tmp_path), "--out_dir",
                      str(tmp_path / "out"), *argv)
     assert result.returncode == 2 and message in result.stderr
+    assert result.stderr.startswith("python -m apps.translate: error: ")
+    assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
