@@ -19,6 +19,9 @@ from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
+# One console script per app: needle-train-dcgan runs `python -m apps.train_dcgan`, and so on.
+APPS = ["train_dcgan", "train_cgan", "train_wgan_gp", "train_cyclegan", "sample", "evaluate",
+        "translate", "train_classifier"]
 GAN = ["safetensors>=0.4", "tqdm>=4.60", "Pillow>=10.1", "matplotlib>=3.5", "scipy>=1.9"]
 
 
@@ -78,6 +81,8 @@ setup(
     ext_modules=[CMakeExtension("needle.backend_ndarray.ndarray_backend_cpu",
                                 target="ndarray_backend_cpu")],
     cmdclass={"build_ext": CMakeBuild},
+    entry_points={"console_scripts": [f"needle-{app.replace('_', '-')} = apps.{app}:main"
+                                      for app in APPS]},
     python_requires=">=3.9",
     install_requires=["numpy>=1.24"],
     extras_require={

@@ -54,16 +54,17 @@ def add_common_options(parser, runs_name, epochs, checkpoint_every=500, sample_e
     add("--data_dir", "--data-dir", default=DEFAULT_DATA_DIR,
         help="folder with the four MNIST .gz files")
     add("--out_dir", "--out-dir", default=None,
-        help=f"run folder for all outputs (runs/{runs_name}; with --dry_run a new "
-             "temporary folder)")
+        help=f"run folder for all outputs (default: runs/{runs_name}; with --dry_run a new "
+             "temporary folder)%(default).0s")
     add("--epochs", type=positive_int, default=None,
-        help=f"passes over the training data ({epochs} for a new run; with --resume the "
-             "run's own target)")
+        help=f"passes over the training data (default: {epochs or 'see below'} for a new "
+             "run; with --resume the run's own target)%(default).0s")
     add("--max_steps", "--max-steps", type=positive_int, default=None,
-        help="stop at this step, before the epochs are done (with --resume: the run's own "
-             "cap unless given)")
+        help="stop at this step, before the epochs are done (default: no cap for a new run; "
+             "with --resume the run's own cap)%(default).0s")
     add("--more_epochs", "--more-epochs", type=positive_int, default=None, metavar="N",
-        help="resume and train N epochs past the run's target (implies --resume)")
+        help="resume and train N epochs past the run's target (implies --resume; default: "
+             "not given)%(default).0s")
     add("--resume", action="store_true",
         help="continue the run in --out_dir from its newest intact checkpoint, with its "
              "saved options unless given again")
@@ -79,8 +80,9 @@ def add_common_options(parser, runs_name, epochs, checkpoint_every=500, sample_e
         help="steps per metrics.jsonl line")
     add("--sample_every", "--sample-every", type=positive_int, default=sample_every,
         help="steps between sample grids (and report.html updates), besides one at each "
-             "epoch end")
-    add("--limit", type=positive_int, default=None, help="use only the first N training images")
+             "epoch end" + ("" if sample_every else " (default: see below)%(default).0s"))
+    add("--limit", type=positive_int, default=None,
+        help="use only the first N training images (default: all)%(default).0s")
     add("--no_health", "--no-health", action="store_true",
         help="turn off the training-health warnings (gan.health)")
     add("--tensorboard", action="store_true",
@@ -99,9 +101,11 @@ def add_adam_options(parser, lr=2e-4, beta1=0.5, beta2=0.999):
     add = parser.add_argument
     add("--lr", type=learning_rate, default=lr, help="Adam learning rate of G and D")
     add("--d_lr", "--d-lr", type=learning_rate, default=None,
-        help="D's learning rate (default: --lr); with --resume, replaces the saved one")
+        help="D's learning rate (default: --lr); with --resume, replaces the saved "
+             "one%(default).0s")
     add("--g_lr", "--g-lr", type=learning_rate, default=None,
-        help="G's learning rate (default: --lr); with --resume, replaces the saved one")
+        help="G's learning rate (default: --lr); with --resume, replaces the saved "
+             "one%(default).0s")
     add("--beta1", type=beta, default=beta1, help="Adam beta1, in [0, 1)")
     add("--beta2", type=beta, default=beta2, help="Adam beta2, in [0, 1)")
 

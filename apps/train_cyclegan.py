@@ -70,10 +70,10 @@ def build_parser():
     parser.set_defaults(batch_size=4, limit=6000)
     add = parser.add_argument
     add("--domain_a", "--domain-a", default=None,
-        help="folder of domain-A images; none: thin MNIST digits")
+        help="folder of domain-A images (default: thin MNIST digits)%(default).0s")
     add("--domain_b", "--domain-b", default=None,
-        help="folder of domain-B images; none: thick MNIST digits (--limit applies "
-             "to each domain)")
+        help="folder of domain-B images (default: thick MNIST digits; --limit applies "
+             "to each domain)%(default).0s")
     add("--image_size", "--image-size", type=multiple_of(4), default=28,
         help="side of the square images; a multiple of 4 (folders are resized to it)")
     add("--width", type=positive_int, default=16, help="generators' channel unit (paper: 64)")

@@ -55,7 +55,7 @@ def build_parser():
     add("--gp_weight", "--gp-weight", type=nonnegative_float, default=10.0,
         help="lambda of the gradient penalty (>= 0)")
     add("--latent_dim", "--latent-dim", type=positive_int, default=None,
-        help="size of z (2 for 2-D data, 100 for MNIST)")
+        help="size of z (default: 2 for 2-D data, 100 for MNIST)%(default).0s")
     add("--width", type=positive_int, default=64, help="MNIST: channel width unit of G and D")
     add("--hidden", type=positive_int, default=128, help="2-D data: hidden units per MLP layer")
     add("--layers", type=positive_int, default=3, help="2-D data: hidden layers of G and D")
@@ -63,18 +63,19 @@ def build_parser():
         help="decay both learning rates linearly to 0 over the run (as Gulrajani et al. do "
              "on CIFAR-10); short runs then end concentrated on the modes")
     add("--num_samples", "--num-samples", type=positive_int, default=None,
-        help="generated samples in each picture (2500 points for 2-D data, a 64-image grid "
-             "for MNIST)")
+        help="generated samples in each picture (default: 2500 points for 2-D data, a "
+             "64-image grid for MNIST)%(default).0s")
     add("--evaluate", action="store_true",
         help="MNIST: score G at each epoch end with the shipped classifier (FID, ...); 2-D "
              "data are always scored (modes covered, high-quality share)")
     add("--eval_samples", "--eval-samples", type=positive_int, default=None,
-        help="generated samples per evaluation (2500 points for 2-D data, 1000 for MNIST)")
-    parser.epilog = (f"Defaults that follow --data: --epochs {DEFAULTS['mnist']['epochs']} for "
-                     f"MNIST, {DEFAULTS['points']['epochs']} for 2-D data (an epoch is "
-                     f"{POINT_STEPS_PER_EPOCH} critic steps on fresh samples); --sample_every "
-                     f"{DEFAULTS['mnist']['sample_every']} for MNIST, each epoch end for 2-D "
-                     "data.")
+        help="generated samples per evaluation (default: 2500 points for 2-D data, 1000 for "
+             "MNIST)%(default).0s")
+    parser.epilog = (
+        f"Defaults that follow --data: --epochs {DEFAULTS['mnist']['epochs']} for MNIST, "
+        f"{DEFAULTS['points']['epochs']} for 2-D data\n(an epoch is {POINT_STEPS_PER_EPOCH} "
+        f"critic steps on fresh samples); --sample_every "
+        f"{DEFAULTS['mnist']['sample_every']} for MNIST,\neach epoch end for 2-D data.")
     return parser
 
 
