@@ -118,8 +118,10 @@ def load_generator(run, device=None, **overrides):
     `overrides` (latent_dim, width, image_size; None values ignored) replace the run's own.
     """
     if run.app not in IMAGE_APPS:
+        hint = "; apps.translate applies it to a folder of images" \
+            if run.app == "train_cyclegan" else ""
         raise RunFolderError(f"{run.folder} is a {run.app} run, which has no generator of "
-                             f"noise; this takes {', '.join(IMAGE_APPS)} runs")
+                             f"noise; this takes {', '.join(IMAGE_APPS)} runs{hint}")
     args = dict(run.args, **{k: v for k, v in overrides.items() if v is not None})
     latent_dim = args.get("latent_dim") or (2 if run.is_points else 100)
     if run.is_points:
