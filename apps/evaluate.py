@@ -60,7 +60,8 @@ def build_parser():
     add("--real_count", "--real-count", type=positive_int, default=10000,
         help="MNIST test images behind the reference feature statistics")
     add("--seed", type=int, default=0, help="seed of the latent samples' own RandomState")
-    add("--batch_size", "--batch-size", type=positive_int, default=500, help="images per forward pass")
+    add("--batch_size", "--batch-size", type=positive_int, default=500,
+        help="images per forward pass")
     add("--latent_dim", "--latent-dim", type=positive_int, default=None,
         help="override the run's latent_dim (None: from run.json or the checkpoint)")
     add("--width", type=positive_int, default=None, help="override the run's generator width")

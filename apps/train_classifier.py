@@ -9,8 +9,9 @@ gan/weights/mnist_classifier.safetensors, is replaced only when asked for by nam
     python -m apps.train_classifier --out gan/weights/mnist_classifier.safetensors
 
 and never by a classifier that the evaluator would refuse (test accuracy below 98%) when
-the file there passes. The shipped one came from the default settings. The recipe: Adam with the learning rate decayed linearly to 0, random shifts of
-up to 2 pixels, and outlier exposure (Hendrycks et al. 2019): each batch also holds noise
+the file there passes. The shipped one came from the default settings. The recipe: Adam
+with the learning rate decayed linearly to 0, random shifts of up to 2 pixels, and outlier
+exposure (Hendrycks et al. 2019): each batch also holds noise
 images whose target is the uniform distribution, so that the "confident" metric does not
 count noise as digits (without it, uniform noise was classified as an 8 with p > 0.9).
 """

@@ -155,7 +155,8 @@ def test_a_passing_classifier_is_not_replaced_by_a_failing_one(tmp_path):
 @pytest.mark.parametrize("argv, pattern", [
     (["--lr", "nan"], r"argument --lr: a learning rate must be a finite number > 0, got nan"),
     (["--epochs", "0"], r"argument --epochs: must be an integer >= 1, got 0"),
-    (["--outlier_weight", "-1"], r"argument --outlier_weight/--outlier-weight: must be a finite number >= 0"),
+    (["--outlier_weight", "-1"], r"argument --outlier_weight/--outlier-weight: must be a "
+                                 r"finite number >= 0"),
     (["--limit", "10"], r"--limit 10 leaves fewer training images than one batch "
                         r"\(--batch_size 128\)"),
 ])
