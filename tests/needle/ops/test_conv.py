@@ -272,7 +272,7 @@ def test_conv_matches_torch(torch, case, seed):
     n, h, w, c_in, c_out, kernel, stride, padding, dilation = case
     rng = np.random.default_rng(seed)
     x, W = rng.standard_normal((n, h, w, c_in)), rng.standard_normal((*kernel, c_in, c_out))
-    X, Wt = tensor(x, ndl.cpu_numpy()), tensor(W, ndl.cpu_numpy())
+    X, Wt = tensor(x, ndl.default_device()), tensor(W, ndl.default_device())
     out = ndl.conv(X, Wt, stride=stride, padding=padding, dilation=dilation)
     tx = torch.tensor(_nchw(x), requires_grad=True)
     tw = torch.tensor(_torch_weight(W), requires_grad=True)
@@ -282,7 +282,7 @@ def test_conv_matches_torch(torch, case, seed):
                                atol=1e-10)
     g = rng.standard_normal(t_out.shape)
     t_out.backward(torch.tensor(g))
-    out.backward(tensor(_nhwc(g), ndl.cpu_numpy(), requires_grad=False))
+    out.backward(tensor(_nhwc(g), ndl.default_device(), requires_grad=False))
     np.testing.assert_allclose(X.grad.numpy(), _nhwc(tx.grad.numpy()), rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(Wt.grad.numpy(), tw.grad.numpy().transpose(2, 3, 1, 0),
                                rtol=1e-9, atol=1e-9)
@@ -296,7 +296,7 @@ def test_conv_transpose_matches_torch(torch, case, seed, data):
         return
     rng = np.random.default_rng(seed)
     y, W = rng.standard_normal((n, h, w, c_out)), rng.standard_normal((*kernel, c_in, c_out))
-    Y, Wt = tensor(y, ndl.cpu_numpy()), tensor(W, ndl.cpu_numpy())
+    Y, Wt = tensor(y, ndl.default_device()), tensor(W, ndl.default_device())
     out = ndl.conv_transpose(Y, Wt, stride=stride, padding=padding,
                              output_padding=output_padding, dilation=dilation)
     ty = torch.tensor(_nchw(y), requires_grad=True)
@@ -308,7 +308,7 @@ def test_conv_transpose_matches_torch(torch, case, seed, data):
                                atol=1e-10)
     g = rng.standard_normal(t_out.shape)
     t_out.backward(torch.tensor(g))
-    out.backward(tensor(_nhwc(g), ndl.cpu_numpy(), requires_grad=False))
+    out.backward(tensor(_nhwc(g), ndl.default_device(), requires_grad=False))
     np.testing.assert_allclose(Y.grad.numpy(), _nhwc(ty.grad.numpy()), rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(Wt.grad.numpy(), tw.grad.numpy().transpose(2, 3, 1, 0),
                                rtol=1e-9, atol=1e-9)
