@@ -90,6 +90,8 @@ setup(
         "gan": GAN,
         # --tensorboard: event files through tensorboardX (a standalone writer)
         "tensorboard": ["tensorboardX>=2.6"],
+        # needle.distributed and --distributed: mpi4py over MPICH (the wheel has mpiexec)
+        "distributed": ["mpi4py>=4.0", "mpich"],
         # websocket-client: the report's browser test reads Chromium's DevTools protocol;
         # tensorboard: its EventAccumulator reads the event files back
         "test": ["pytest>=7", "hypothesis>=6.80", "numdifftools>=0.9",

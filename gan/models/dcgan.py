@@ -3,6 +3,10 @@
 At 28x28 these are the pytorch/examples-style MNIST models: G 100-256-128-1 and D 1-64-128-1
 with width=64 (the benchmark's architecture). Images are NCHW in [-1, 1] (G ends in tanh);
 D returns one logit per image, shape (N,).
+
+norm="syncbatch" (both models) swaps BatchNorm2d for nn.SyncBatchNorm, for data-parallel
+training (needle.distributed): with plain BatchNorm each rank normalises over its own slice
+of the global batch, with SyncBatchNorm over the whole global batch, as one process would.
 """
 from needle import nn, ops
 
@@ -12,6 +16,17 @@ from .init import dcgan_init
 __all__ = ["Generator", "Discriminator", "SUPPORTED_SIZES"]
 
 SUPPORTED_SIZES = (28, 32, 64)
+
+
+_NORMS = {"batch": nn.BatchNorm2d, "syncbatch": nn.SyncBatchNorm}
+
+
+def _norm_layer(model, norm, allowed):
+    """The normalisation class `norm` names, or a one-line error naming the model."""
+    if norm not in allowed:
+        raise ValueError(f"{model}: norm must be one of {', '.join(map(repr, allowed))}, "
+                         f"got {norm!r}")
+    return _NORMS.get(norm)
 
 
 def _plan(image_size, width):
@@ -26,20 +41,24 @@ def _plan(image_size, width):
 
 
 class Generator(nn.Module):
-    """z (N, latent_dim) -> images (N, channels, S, S) in [-1, 1]."""
+    """z (N, latent_dim) -> images (N, channels, S, S) in [-1, 1].
+
+    norm="batch" as in DCGAN; norm="syncbatch" for data-parallel runs (see the module).
+    """
 
     def __init__(self, latent_dim=100, channels=1, image_size=28, width=64, device=None,
-                 dtype="float32"):
+                 dtype="float32", norm="batch"):
         super().__init__()
+        Norm = _norm_layer("Generator", norm, ("batch", "syncbatch"))
         self.latent_dim, self.channels, self.image_size = latent_dim, channels, image_size
         start, widths = _plan(image_size, width)
         kw = dict(device=device, dtype=dtype)
         layers = [nn.ConvTranspose2d(latent_dim, widths[0], start, bias=False, **kw),
-                  nn.BatchNorm2d(widths[0], **kw), nn.ReLU()]
+                  Norm(widths[0], **kw), nn.ReLU()]
         # state size: (N, widths[0], start, start)
         for c_in, c_out in zip(widths, widths[1:]):
             layers += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, bias=False, **kw),
-                       nn.BatchNorm2d(c_out, **kw), nn.ReLU()]
+                       Norm(c_out, **kw), nn.ReLU()]
             # state size doubles: (N, c_out, 2s, 2s)
         layers += [nn.ConvTranspose2d(widths[-1], channels, 4, stride=2, padding=1, bias=False,
                                       **kw), nn.Tanh()]
@@ -58,14 +77,14 @@ class Discriminator(nn.Module):
     """images (N, channels, S, S) -> logits (N,).
 
     norm="batch" as in DCGAN; norm="none" for gradient penalties, where batch statistics
-    would couple the samples whose gradients are penalised (Gulrajani et al. 2017, sec. 4).
+    would couple the samples whose gradients are penalised (Gulrajani et al. 2017, sec. 4);
+    norm="syncbatch" for data-parallel runs (see the module).
     """
 
     def __init__(self, channels=1, image_size=28, width=64, norm="batch", slope=0.2,
                  device=None, dtype="float32"):
         super().__init__()
-        if norm not in ("batch", "none"):
-            raise ValueError(f"Discriminator: norm must be 'batch' or 'none', got {norm!r}")
+        Norm = _norm_layer("Discriminator", norm, ("batch", "syncbatch", "none"))
         self.channels, self.image_size = channels, image_size
         start, generator_widths = _plan(image_size, width)
         widths = [width * 2 ** i for i in range(len(generator_widths))]
@@ -75,8 +94,8 @@ class Discriminator(nn.Module):
         # state size: (N, widths[0], S/2, S/2)
         for c_in, c_out in zip(widths, widths[1:]):
             layers.append(nn.Conv2d(c_in, c_out, 4, stride=2, padding=1, bias=False, **kw))
-            if norm == "batch":
-                layers.append(nn.BatchNorm2d(c_out, **kw))
+            if Norm is not None:
+                layers.append(Norm(c_out, **kw))
             layers.append(nn.LeakyReLU(slope))
             # state size halves: (N, c_out, s/2, s/2)
         self.features = nn.Sequential(*layers)

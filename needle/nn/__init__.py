@@ -3,7 +3,7 @@
 module.py  Parameter, Module (parameter walk, train/eval, state dicts)
 conv.py    Conv (course), Conv2d, ConvTranspose2d (NCHW, like PyTorch)
 basic.py   Linear, activations, Sequential, Residual, Dropout, Embedding
-norm.py    BatchNorm1d/2d, LayerNorm1d, InstanceNorm2d
+norm.py    BatchNorm1d/2d, SyncBatchNorm, LayerNorm1d, InstanceNorm2d
 loss.py    SoftmaxLoss, BCEWithLogitsLoss, MSELoss, L1Loss
 sequence.py     RNNCell, RNN, LSTMCell, LSTM (course layout: (T, N, features))
 transformer.py  MultiHeadAttention, AttentionLayer, TransformerLayer, Transformer
@@ -12,7 +12,7 @@ from .basic import (Dropout, Embedding, Flatten, Identity, LeakyReLU, Linear, Re
                     Sequential, Sigmoid, Tanh)
 from .loss import BCEWithLogitsLoss, L1Loss, MSELoss, SoftmaxLoss
 from .module import LoadResult, Module, Parameter
-from .norm import BatchNorm1d, BatchNorm2d, InstanceNorm2d, LayerNorm1d
+from .norm import BatchNorm1d, BatchNorm2d, InstanceNorm2d, LayerNorm1d, SyncBatchNorm
 from .sequence import LSTM, RNN, LSTMCell, RNNCell
 from .transformer import AttentionLayer, MultiHeadAttention, Transformer, TransformerLayer
 
@@ -22,7 +22,7 @@ __all__ = ["Module", "Parameter", "LoadResult",
            "Identity", "Linear", "Flatten", "ReLU", "LeakyReLU", "Tanh", "Sigmoid",
            "Sequential", "Residual", "Dropout", "Embedding",
            "Conv", "Conv2d", "ConvTranspose2d",
-           "BatchNorm1d", "BatchNorm2d", "LayerNorm1d", "InstanceNorm2d",
+           "BatchNorm1d", "BatchNorm2d", "SyncBatchNorm", "LayerNorm1d", "InstanceNorm2d",
            "SoftmaxLoss", "BCEWithLogitsLoss", "MSELoss", "L1Loss",
            "RNNCell", "RNN", "LSTMCell", "LSTM",
            "MultiHeadAttention", "AttentionLayer", "TransformerLayer", "Transformer"]

@@ -1,4 +1,4 @@
-"""Normalisation layers: BatchNorm1d/2d, LayerNorm1d, InstanceNorm2d.
+"""Normalisation layers: BatchNorm1d/2d, SyncBatchNorm, LayerNorm1d, InstanceNorm2d.
 
 Each normalises over a set of axes with the *biased* variance and eps inside the square root,
 
@@ -9,12 +9,14 @@ whenever a graph is recorded, so gradient penalties such as WGAN-GP can differen
 through these layers twice. `weight` and `bias` are 1-D Parameters,
 ones and zeros.
 """
-from .. import init, ops
+import math
+
+from .. import distributed, init, ops
 from ..autograd import Tensor
 from ..backend_selection import array_api
 from .module import Module, Parameter
 
-__all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm1d", "InstanceNorm2d"]
+__all__ = ["BatchNorm1d", "BatchNorm2d", "SyncBatchNorm", "LayerNorm1d", "InstanceNorm2d"]
 
 
 def _along(vector, axis, shape):
@@ -88,6 +90,51 @@ class BatchNorm2d(BatchNorm1d):
     """
 
     _ndims, _layout = (4,), "(N, C, H, W)"
+
+
+class SyncBatchNorm(BatchNorm1d):
+    """Batch normalisation over the global batch of data-parallel ranks (needle.distributed).
+
+    Plain BatchNorm on N ranks normalises each rank's slice with that slice's statistics;
+    SyncBatchNorm sums the per-channel sums (and counts) over the ranks, then the squared
+    deviations from the global mean, so every rank normalises with the mean and biased
+    variance of the whole global batch, as one process holding it would. Both sums are
+    `distributed.all_reduce_sum` ops, whose gradient is the all-reduce of the output
+    gradients, so the backward pass all-reduces too and the layer stays differentiable
+    (twice, for gradient penalties). Two collectives per training forward, each rank calling
+    the layer in the same order. `group` defaults to the one `distributed.init()` made; with
+    none (one process) it computes BatchNorm's numbers. Evaluation uses the running
+    statistics, updated as BatchNorm1d's, from the global ones (so equal on every rank).
+
+    Shapes: x (N, C, *) -> (N, C, *), reducing over every axis but C; `dim` is C.
+    """
+
+    _ndims, _layout = (2, 3, 4, 5), "(N, C, ...)"
+
+    def __init__(self, dim, eps=1e-5, momentum=0.1, group=None, device=None,
+                 dtype="float32"):
+        super().__init__(dim, eps, momentum, device=device, dtype=dtype)
+        self.group = group
+
+    def forward(self, x):
+        if not self.training:
+            return super().forward(x)
+        _check_input(self, x, self._ndims, 1, self.dim, self._layout)
+        group = distributed.get_group() if self.group is None else self.group
+        axes = tuple(i for i in range(x.ndim) if i != 1)
+        count = init.constant(self.dim, c=float(math.prod(x.shape[a] for a in axes)),
+                              device=x.device, dtype=x.dtype)
+        totals = distributed.all_reduce_sum(ops.stack([ops.summation(x, axes), count], 0),
+                                            group, "SyncBatchNorm mean")
+        sums, counts = ops.split(totals, 0)
+        n = float(counts.numpy()[0])  # the global batch's elements per channel
+        mean = sums / n
+        centered = x - _along(mean, 1, x.shape)
+        var = distributed.all_reduce_sum(ops.summation(centered * centered, axes), group,
+                                         "SyncBatchNorm variance") / n
+        x_hat = centered * _along((var + self.eps) ** -0.5, 1, x.shape)
+        self._update_running_stats(mean, var)
+        return _affine(x_hat, self.weight, self.bias, 1)
 
 
 class LayerNorm1d(Module):

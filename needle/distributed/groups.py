@@ -1,0 +1,157 @@
+"""Process groups: the ranks that train together and the collectives they run.
+
+A group offers, on one contiguous array of its array module (NumPy for MPI, CuPy for NCCL),
+
+    all_reduce_sum(array, what)       every rank's array becomes the elementwise sum
+    broadcast(array, root, what)      every rank's array becomes root's
+    abort(code)                       end every rank of the job now (MPI_Abort)
+
+`what` names the collective in the error a timeout raises. Every collective waits with a
+deadline (`timeout` seconds): a rank that died silently or hangs makes the others raise
+CollectiveTimeout instead of waiting for ever. MPI collectives are the non-blocking ones
+(Iallreduce, Ibcast) polled until done or late; NCCL ones are queued on a CUDA stream that
+is polled the same way, and a late one aborts the NCCL communicator.
+"""
+import time
+
+__all__ = ["DistributedError", "CollectiveTimeout", "MPIGroup", "NCCLGroup", "import_mpi",
+           "MPI_HINT"]
+
+MPI_HINT = "needle.distributed needs mpi4py: pip install 'needle-gan[distributed]'"
+
+
+class DistributedError(RuntimeError):
+    """A distributed setup or run problem, named in one line."""
+
+
+class CollectiveTimeout(DistributedError):
+    """A collective did not complete on every rank within the group's timeout."""
+
+
+def import_mpi():
+    """mpi4py's MPI module (imported on first use: plain needle never needs it)."""
+    try:
+        from mpi4py import MPI
+    except ImportError as error:
+        raise ImportError(MPI_HINT) from error
+    return MPI
+
+
+def _wait(done, timeout, rank, what):
+    """Poll `done()` until True; raise CollectiveTimeout after `timeout` seconds. Spins
+    briefly (small collectives finish in microseconds), then sleeps up to 1 ms between polls
+    so a waiting rank leaves the cores to the ranks still computing."""
+    deadline = time.monotonic() + timeout
+    polls, pause = 0, 1e-5
+    while not done():
+        polls += 1
+        if polls > 200:
+            if time.monotonic() > deadline:
+                raise CollectiveTimeout(
+                    f"needle.distributed: rank {rank}: {what} did not complete on every rank "
+                    f"within {timeout:g} s (a rank died, hangs, or runs different code)")
+            time.sleep(pause)
+            pause = min(pause * 2, 1e-3)
+
+
+class MPIGroup:
+    """The ranks of an MPI communicator (COMM_WORLD by default) over NumPy arrays."""
+
+    def __init__(self, comm=None, timeout=300.0):
+        self.MPI = import_mpi()
+        self.comm = self.MPI.COMM_WORLD if comm is None else comm
+        self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+        self.timeout = float(timeout)
+        self.backend = "mpi"
+
+    def all_reduce_sum(self, array, what="all_reduce"):
+        request = self.comm.Iallreduce(self.MPI.IN_PLACE, array, op=self.MPI.SUM)
+        _wait(request.Test, self.timeout, self.rank, what)
+
+    def broadcast(self, array, root=0, what="broadcast"):
+        request = self.comm.Ibcast(array, root=root)
+        _wait(request.Test, self.timeout, self.rank, what)
+
+    def barrier(self, what="barrier"):
+        _wait(self.comm.Ibarrier().Test, self.timeout, self.rank, what)
+
+    def broadcast_object(self, value, root=0):
+        """A picklable object from root (setup only: a blocking MPI bcast)."""
+        return self.comm.bcast(value, root=root)
+
+    def abort(self, code=1):
+        self.comm.Abort(code)
+
+
+class NCCLGroup:
+    """NCCL over CuPy arrays on this rank's GPU; set up and aborted through an MPIGroup.
+
+    `nccl` is `cupy.cuda.nccl`, `comm` an `nccl.NcclCommunicator` and `stream` the CuPy
+    stream the collectives are queued on (they run in stream order with the kernels, so no
+    synchronisation is needed before one; the wait after one polls `stream.done`).
+    """
+
+    def __init__(self, nccl, comm, stream, mpi_group):
+        self.nccl, self.comm, self.stream, self.mpi = nccl, comm, stream, mpi_group
+        self.rank, self.size, self.timeout = mpi_group.rank, mpi_group.size, mpi_group.timeout
+        self.backend = "nccl"
+        self._types = {"float16": nccl.NCCL_FLOAT16, "float32": nccl.NCCL_FLOAT32,
+                       "float64": nccl.NCCL_FLOAT64}
+
+    def _type(self, array, what):
+        try:
+            return self._types[str(array.dtype)]
+        except KeyError:
+            raise DistributedError(f"needle.distributed: {what}: NCCL takes float16, float32 "
+                                   f"or float64 arrays here, got {array.dtype}") from None
+
+    def all_reduce_sum(self, array, what="all_reduce"):
+        pointer = device_pointer(array)
+        self.comm.allReduce(pointer, pointer, array.size, self._type(array, what),
+                            self.nccl.NCCL_SUM, self.stream.ptr)
+        self._finish(what)
+
+    def broadcast(self, array, root=0, what="broadcast"):
+        self.comm.bcast(device_pointer(array), array.size, self._type(array, what), root,
+                        self.stream.ptr)
+        self._finish(what)
+
+    def barrier(self, what="barrier"):
+        self.mpi.barrier(what)
+
+    def broadcast_object(self, value, root=0):
+        return self.mpi.broadcast_object(value, root)
+
+    def _finish(self, what):
+        try:
+            _wait(lambda: self.stream.done, self.timeout, self.rank, what)
+        except CollectiveTimeout:
+            self.comm.abort()  # frees the GPU from the stuck collective
+            raise
+        self.comm.check_async_error()
+
+    def abort(self, code=1):
+        self.comm.abort()
+        self.mpi.abort(code)
+
+
+def device_pointer(array):
+    """The device address of a CuPy array's first element."""
+    return array.data.ptr
+
+
+def nccl_group(mpi_group, cupy):
+    """An NCCLGroup over the MPI ranks: rank i of a node uses GPU i of that node (local rank
+    from MPI's shared-memory split), rank 0 makes the NCCL id and MPI broadcasts it."""
+    MPI = mpi_group.MPI
+    local = mpi_group.comm.Split_type(MPI.COMM_TYPE_SHARED, key=mpi_group.rank)
+    gpus = cupy.cuda.runtime.getDeviceCount()
+    if local.Get_size() > gpus:
+        raise DistributedError(f"needle.distributed: {local.Get_size()} ranks on this node "
+                               f"but {gpus} GPU(s); NCCL needs one GPU per rank")
+    cupy.cuda.Device(local.Get_rank()).use()
+    nccl = cupy.cuda.nccl
+    unique_id = mpi_group.broadcast_object(nccl.get_unique_id() if mpi_group.rank == 0
+                                           else None)
+    comm = nccl.NcclCommunicator(mpi_group.size, unique_id, mpi_group.rank)
+    return NCCLGroup(nccl, comm, cupy.cuda.get_current_stream(), mpi_group)
