@@ -1,6 +1,8 @@
 """Reductions: summation, mean, logsumexp, logsoftmax and normalize."""
 import copy
 
+import numpy as np
+
 from ..autograd import Tensor, TensorOp, is_grad_enabled
 from ..backend_selection import array_api
 from .shape import broadcast_to, reshape
@@ -66,7 +68,10 @@ def mean(a, axes=None):
 class LogSumExp(TensorOp):
     """log(sum(exp(a), axes)), shifted by the max so it never overflows.
 
-    Its gradient is the softmax over the reduced axes.
+    A max of -inf (every term -inf) gives -inf and a max of +inf gives +inf, as PyTorch does
+    (not the NaN of inf - inf); a NaN anywhere gives NaN. The gradient is the softmax over the
+    reduced axes, exp(a - logsumexp(a)), so it is NaN at the -inf and +inf entries of such
+    rows, as PyTorch's.
     """
 
     def __init__(self, axes=None):
@@ -75,8 +80,13 @@ class LogSumExp(TensorOp):
     def compute(self, a):
         axes = _normalize_axes(self.axes, a.ndim, "logsumexp")
         top = array_api.max(a, axis=axes, keepdims=True)
-        shifted = array_api.exp(a - array_api.broadcast_to(top, a.shape))
-        total = array_api.log(array_api.sum(shifted, axis=axes, keepdims=True)) + top
+        # The shift is the max clamped to finite values: an infinite max then shifts nothing
+        # to NaN, the sum is 0 (log taken of 1 instead) or inf, and adding the max gives it.
+        big = float(np.finfo(np.result_type(a.dtype, np.float32)).max)
+        shift = -array_api.maximum(-array_api.maximum(top, -big), -big)
+        total = array_api.sum(array_api.exp(a - array_api.broadcast_to(shift, a.shape)),
+                              axis=axes, keepdims=True)
+        total = array_api.log(total + (total == 0)) + top
         return array_api.reshape(total, tuple(d for i, d in enumerate(a.shape)
                                               if i not in axes))
 
