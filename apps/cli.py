@@ -15,7 +15,9 @@ the time taken, the output folder) on success; on a mistake a user can cause (US
 missing or damaged files, a run folder in use, a diverged run, no GPU) one line `APP: what
 went wrong ...` on stderr and exit 1, the traceback only under --debug; on SIGINT/SIGTERM the
 line saying how to continue and exit 130. NumPy's overflow and invalid-value warnings are
-silenced (without --debug): a diverging run is reported once, as TrainingDiverged.
+silenced (without --debug): a diverging run is reported once, as TrainingDiverged. On
+several ranks (--distributed) every rank runs the work and rank 0 alone speaks; an error on
+one rank ends them all (needle.distributed.abort_on_error).
 """
 import argparse
 import math
@@ -27,6 +29,7 @@ import time
 
 import numpy as np
 
+import needle.distributed as dist
 from gan import GANSetupError, RunFolderError, TrainingDiverged
 from gan.checkpoint import latest_checkpoint
 from gan.trainer import TrainingAborted, TrainingInterrupted
@@ -172,6 +175,11 @@ def finish(app, work, out_dir, debug=False):
     returns its final record."""
     started = time.monotonic()
     resume = f"python -m apps.{app} --resume --out_dir {shlex.quote(str(out_dir))}"
+    quiet = dist.rank() > 0  # rank 0 speaks for a --distributed run
+    say = _silent if quiet else print
+    if dist.world_size() > 1:
+        resume = f"mpiexec -n {dist.world_size()} {resume} --distributed"
+        work = _on_every_rank(work)
     try:
         if debug:
             record = work()
@@ -180,26 +188,41 @@ def finish(app, work, out_dir, debug=False):
                 record = work()
     except TrainingInterrupted as stop:
         _stopping()
-        print(f"{app}: interrupted at step {stop.step}; continue with: {resume}",
-              file=sys.stderr)
+        say(f"{app}: interrupted at step {stop.step}; continue with: {resume}",
+            file=sys.stderr)
         raise SystemExit(130)
     except TrainingAborted as stop:
         _stopping()
         where = f"continue with: {resume}" if stop.checkpoint else "nothing to resume yet"
-        print(f"{app}: {stop}; {where}", file=sys.stderr)
+        say(f"{app}: {stop}; {where}", file=sys.stderr)
         raise SystemExit(130)
     except KeyboardInterrupt:  # before or after the loop (loading data, building models)
         _stopping()
         where = f"continue with: {resume}" if latest_checkpoint(
             os.path.join(str(out_dir), "checkpoints")) else "nothing was trained"
-        print(f"{app}: interrupted; {where}", file=sys.stderr)
+        say(f"{app}: interrupted; {where}", file=sys.stderr)
         raise SystemExit(130)
     except USER_ERRORS as error:
         if debug:
             raise
+        if quiet:
+            raise SystemExit(1)
         sys.exit(f"{app}: {one_line(error)}")
-    print(final_line(app, record, out_dir, time.monotonic() - started))
+    say(final_line(app, record, out_dir, time.monotonic() - started))
     return record
+
+
+def _on_every_rank(work):
+    """`work` where a stop every rank reaches together (an interrupt, a divergence of the
+    global figures) ends each rank in order and any other error ends the job at once."""
+    def run():
+        with dist.abort_on_error(collective=(TrainingInterrupted, TrainingDiverged)):
+            return work()
+    return run
+
+
+def _silent(*args, **kwargs):
+    """What ranks other than 0 print: nothing (rank 0 speaks for the run)."""
 
 
 _FIGURES = (("d_loss", "D loss {}"), ("g_loss", "G loss {}"), ("d_real", "D(x) {}"),

@@ -9,6 +9,8 @@ parsing, `settle(parser, args, argv)` (which add_common_options hooks into parse
     --more_epochs, which implies --resume);
   * picks the run folder: --out_dir, else the app's folder under runs/, or with --dry_run a
     new temporary folder (and says where);
+  * with --distributed, joins the ranks mpiexec started (needle.distributed.init; NCCL with
+    --device cuda), so that everything after runs on every rank;
   * on a resume, takes every option not given on this command line from the run's run.json
     (so `--resume --out_dir DIR` rebuilds the same models on the same data); the run's
     target (--epochs, --max_steps) comes from its checkpoint unless given, and --d_lr /
@@ -22,6 +24,7 @@ import tempfile
 import numpy as np
 
 import needle as ndl
+import needle.distributed as dist
 from gan import TrainerConfig
 from gan.runfiles import read_manifest
 from needle.data import load_mnist
@@ -39,7 +42,7 @@ DEVICES = {"cpu_numpy": ndl.cpu_numpy, "cpu": ndl.cpu, "cuda": ndl.cuda}
 # Options of one invocation, never taken from the run being resumed.
 _THIS_INVOCATION = {"resume", "overwrite", "more_epochs", "out_dir", "epochs", "max_steps",
                     "no_progress", "debug", "dry_run", "tensorboard", "d_lr", "g_lr",
-                    "given_options"}
+                    "given_options", "distributed", "dist_timeout"}
 
 
 def add_common_options(parser, runs_name, epochs, checkpoint_every=500, sample_every=120):
@@ -94,6 +97,14 @@ def add_common_options(parser, runs_name, epochs, checkpoint_every=500, sample_e
     add("--dry_run", "--dry-run", action="store_true",
         help="a few steps on random images, in a temporary folder unless --out_dir: checks "
              "the wiring in seconds")
+    add("--distributed", action="store_true",
+        help="data-parallel training on the ranks of `mpiexec -n N python -m apps.NAME "
+             "--distributed ...`: each rank takes 1/N of every --batch_size batch, gradients "
+             "are averaged, rank 0 writes the run folder (needs mpi4py: pip install "
+             "'needle-gan[distributed]')")
+    add("--dist_timeout", "--dist-timeout", type=positive_int, default=600,
+        help="with --distributed: seconds a rank waits for the others in a collective "
+             "before the run stops (a rank died or hangs)")
 
 
 def add_adam_options(parser, lr=2e-4, beta1=0.5, beta2=0.999):
@@ -125,10 +136,15 @@ def settle(parser, args, argv=None):
         from gan.tensorboard import MISSING_EXTRA
         parser.error(MISSING_EXTRA)
     args.given_options = parser.given(argv)
+    if args.distributed:
+        _join_ranks(parser, args)
     if args.out_dir is None:
         if args.dry_run:
-            args.out_dir = tempfile.mkdtemp(prefix=f"{parser.app}-dry-run-")
-            print(f"{parser.app}: dry run: writing to {args.out_dir}", file=sys.stderr)
+            if dist.rank() == 0:
+                args.out_dir = tempfile.mkdtemp(prefix=f"{parser.app}-dry-run-")
+                print(f"{parser.app}: dry run: writing to {args.out_dir}", file=sys.stderr)
+            if dist.world_size() > 1:  # rank 0's folder: the one the run writes
+                args.out_dir = dist.get_group().host.broadcast_object(args.out_dir)
         else:
             args.out_dir = args.default_out_dir
     if args.resume:
@@ -138,6 +154,20 @@ def settle(parser, args, argv=None):
                 if name not in args.given_options and name not in _THIS_INVOCATION \
                         and hasattr(args, name):
                     setattr(args, name, value)
+    if dist.world_size() > 1 and args.batch_size % dist.world_size():
+        parser.error(f"--batch_size {args.batch_size} is not a multiple of the "
+                     f"{dist.world_size()} ranks: each rank trains on an equal slice of "
+                     "every batch")
+
+
+def _join_ranks(parser, args):
+    """--distributed: needle.distributed.init() (NCCL with --device cuda); a missing mpi4py
+    or GPU is a one-line option error."""
+    try:
+        dist.init(device=ndl.cuda() if args.device == "cuda" else None,
+                  timeout=args.dist_timeout)
+    except (ImportError, dist.DistributedError) as error:
+        parser.error(f"--distributed: {error}")
 
 
 def saved_args(args):

@@ -52,6 +52,9 @@ def build_parser():
         help="the GAN objective (gan.objectives)")
     add("--num_samples", "--num-samples", type=positive_int, default=64,
         help="images in each sample grid")
+    add("--sync_bn", "--sync-bn", action="store_true",
+        help="BatchNorm over the whole global batch (nn.SyncBatchNorm) in G and D; without "
+             "it, with --distributed each rank normalises over its own slice")
     add("--evaluate", action="store_true",
         help="score G at each epoch end with the shipped MNIST classifier (FID, "
              "digits_covered, ...; gan.metrics) on --eval_samples samples")
@@ -70,10 +73,11 @@ def train(args):
     device = resolve_device(args.device)
     images, _ = mnist_images(args, args.image_size)
     np.random.seed(args.seed)  # the initial weights come from NumPy's global RNG
+    norm = "syncbatch" if args.sync_bn else "batch"
     generator = Generator(args.latent_dim, channels=1, image_size=args.image_size,
-                          width=args.width, device=device)
+                          width=args.width, device=device, norm=norm)
     discriminator = Discriminator(channels=1, image_size=args.image_size, width=args.width,
-                                  device=device)
+                                  norm=norm, device=device)
     betas = dict(beta1=args.beta1, beta2=args.beta2)
     adversarial = Adversarial(discriminator, get_objective(args.objective),
                               ndl.optim.Adam(discriminator.parameters(),

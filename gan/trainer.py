@@ -31,6 +31,10 @@ interval), to the target saved with the run unless new ones are given (`epochs`,
 happens before that step's checkpoint, so a kill at any moment loses at most the work since
 the last checkpoint, and a resume redoes it exactly.
 
+On several ranks (needle.distributed.init(), `mpiexec -n N`), gan.parallel.DataParallel
+shards the batches, averages gradients and figures, keeps every rank's state equal at each
+checkpoint and lets rank 0 alone write; on one process it changes nothing.
+
 SIGINT and SIGTERM finish the current step, write a checkpoint and raise TrainingInterrupted;
 a second one raises TrainingAborted at once (the atomic writer leaves the last checkpoint
 whole). A NaN or Inf figure stops training with TrainingDiverged naming the step and the last
@@ -51,9 +55,10 @@ from tqdm import tqdm
 
 from .adversarial import Adversarial
 from .batches import Shuffled
-from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, save_checkpoint
 from .errors import GANSetupError, ImageShapeError
 from .health import HealthMonitor, HealthThresholds
+from .parallel import DataParallel
 from .recipes import GANRecipe, Recipe
 from .runfiles import RunManifest, clean_stale_temp_files, read_history, write_history
 from .runfolder import claim_run_folder, resume_point
@@ -144,6 +149,8 @@ class Trainer:
             value = getattr(config, name)
             if value is not None and (int(value) != value or value < 1):
                 raise GANSetupError(f"Trainer: {name} must be an integer >= 1, got {value}")
+        self.parallel = DataParallel()
+        data = self.parallel.shard(data)
         if data.steps_per_epoch < 1:
             raise GANSetupError(f"Trainer: {getattr(data, 'count', 0)} images is fewer than "
                                 f"one batch of {data.batch_size}")
@@ -156,12 +163,13 @@ class Trainer:
         for adversarial in _adversarials(recipe):
             adversarial.debug = adversarial.debug or config.debug
         recipe.check(data)
+        self.parallel.prepare(recipe)
         self.health = None
         if config.health and recipe.objective is not None:
             self.health = HealthMonitor(config.health_thresholds, recipe.objective,
                                         recipe.health_images)
         self._warning_codes = []
-        self._signal, self._aborted = None, False
+        self._signal, self._aborted, self._stop = None, False, None
         self._last_checkpoint = None
         self._step_now = 0
         self.tensorboard = None
@@ -185,7 +193,8 @@ class Trainer:
                     self.data.shuffle()
                 bar = tqdm(total=self.steps_per_epoch, initial=state["position"],
                            desc=f"epoch {state['epoch'] + 1}/{config.epochs}",
-                           disable=not config.progress, file=sys.stderr, dynamic_ncols=True)
+                           disable=not (config.progress and self.parallel.writer),
+                           file=sys.stderr, dynamic_ncols=True)
                 with bar:
                     while state["step"] < total:
                         figures = self._step(state)
@@ -211,7 +220,7 @@ class Trainer:
                             self._checkpoint(state, interval)
                         if self._aborted:
                             raise TrainingAborted(state["step"] - 1, self._last_checkpoint)
-                        if self._signal is not None:
+                        if self._stop is not None:
                             self._interrupted(state, interval)
                         if epoch_done:
                             break
@@ -228,6 +237,7 @@ class Trainer:
     def _step(self, state):
         batch = self.data.batch(state["position"])
         figures = self.recipe.step(batch, state["step"])
+        figures, self._stop = self.parallel.reduce(figures, self._signal)
         for name, value in figures.items():
             if not math.isfinite(value):
                 self._diverged(state, name, value)
@@ -239,22 +249,27 @@ class Trainer:
         config = self.config
         state = {"step": 0, "epoch": 0, "position": 0, "interval": []}
         if config.resume or config.more_epochs:
-            path, info, manifest = resume_point(config.out_dir, config.app, self._say)
+            path, info, manifest = self.parallel.share(
+                resume_point(config.out_dir, config.app, self._say) if self.parallel.writer
+                else None)
+            self.parallel.check_resume(info, path)
             self.run_id = info.get("run_id") or manifest.get("run_id") or uuid.uuid4().hex
             self._resolve_target(info)
         else:
-            moved = claim_run_folder(config.out_dir, config.app, config.overwrite)
+            moved = claim_run_folder(config.out_dir, config.app, config.overwrite) \
+                if self.parallel.writer else None
             if moved:
                 self._say(f"moved the earlier run in {config.out_dir} aside to {moved}")
             self.run_id, path, info = uuid.uuid4().hex, None, None
             self._resolve_target(None)
         for folder in (config.out_dir, self.checkpoint_dir,
-                       os.path.join(config.out_dir, "samples")):
+                       os.path.join(config.out_dir, "samples")) if self.parallel.writer else ():
             clean_stale_temp_files(folder)
         self.recipe.start(self.total_steps)
         if path is None:
             np.random.seed(config.seed)
-            write_history(self.metrics_path, [])
+            if self.parallel.writer:
+                write_history(self.metrics_path, [])
         else:
             info, arrays = load_checkpoint(path, self.recipe.components())
             self.recipe.set_learning_rates(config.resume_d_lr, config.resume_g_lr)
@@ -272,10 +287,11 @@ class Trainer:
         settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in _INVOCATION}
         self.manifest = RunManifest(config.out_dir, settings, config.seed,
                                     getattr(self.recipe, "device", None),
-                                    **self.run_info, app=config.app, run_id=self.run_id,
-                                    target=self.target)
-        self.manifest.start(None if path is None else (state["step"], path))
-        if config.tensorboard:
+                                    **self.run_info, **self.parallel.info(), app=config.app,
+                                    run_id=self.run_id, target=self.target)
+        if self.parallel.writer:
+            self.manifest.start(None if path is None else (state["step"], path))
+        if config.tensorboard and self.parallel.writer:
             from .tensorboard import TensorBoardLogger
             self.tensorboard = TensorBoardLogger(config.out_dir,
                                                  purge_step=state["step"] if path else None)
@@ -325,7 +341,7 @@ class Trainer:
         if path is None or not path.endswith(f"step_{state['step']:08d}.safetensors"):
             path = self._checkpoint(state, interval)
         self._finish("interrupted")
-        raise TrainingInterrupted(state["step"], path, self._signal)
+        raise TrainingInterrupted(state["step"], path, self._stop)
 
     def _diverged(self, state, name, value, step=None):
         """Stop: `name` is `value` at `step` (default: the step under way)."""
@@ -340,6 +356,8 @@ class Trainer:
 
     def _finish(self, status):
         """run.json says how the run ended; the report stops reloading."""
+        if not self.parallel.writer:
+            return
         self.manifest.update(status=status, ended=time.strftime("%Y-%m-%dT%H:%M:%S"))
         if self.tensorboard is not None:
             self.tensorboard.close()
@@ -348,7 +366,8 @@ class Trainer:
 
     # ---- outputs ------------------------------------------------------------------------
     def _say(self, message):
-        tqdm.write(message, file=sys.stderr)
+        if self.parallel.writer:
+            tqdm.write(message, file=sys.stderr)
 
     def _append(self, record, found=(), scope="interval"):
         """Add the health warnings to `record`, write it, and show new warnings."""
@@ -369,6 +388,8 @@ class Trainer:
         return {"warn": ",".join(self._warning_codes)} if self._warning_codes else {}
 
     def _log(self, state, interval):
+        if not self.parallel.writer:  # the figures are global: rank 0 logs and checks them
+            return
         record = {"step": state["step"], "epoch": state["epoch"], "time": time.time(),
                   "kind": "interval"}
         for key in dict.fromkeys(k for f in interval for k in f):  # g_* only on G steps
@@ -395,7 +416,11 @@ class Trainer:
                     if k not in _INVOCATION}
         info = {"epoch": state["epoch"], "position": state["position"], "config": settings,
                 "interval": interval, "run_id": self.run_id, "app": self.config.app,
-                "target": self.target}
+                "target": self.target, **self.parallel.info()}
+        self.parallel.align(self.recipe)
+        if not self.parallel.writer:
+            self._last_checkpoint = checkpoint_path(self.checkpoint_dir, state["step"])
+            return self._last_checkpoint
         path = save_checkpoint(self.checkpoint_dir, state["step"], self.recipe.components(),
                                info, self.data.state(), report=self._say)
         self.manifest.add_checkpoint(path, state["step"])
@@ -408,6 +433,8 @@ class Trainer:
 
     def _picture(self, state):
         """The sample picture, the loss plot and the report; returns the picture."""
+        if not self.parallel.writer:
+            return None
         step, out_dir = state["step"], self.config.out_dir
         epoch = state["epoch"] + (1 if state["position"] else 0)  # the epoch under way
         picture = self.recipe.sample()
@@ -433,6 +460,8 @@ class Trainer:
     def _epoch_end(self, state):
         """The picture, and one record with the sample diversity, the recipe's scores and
         the epoch-end health warnings."""
+        if not self.parallel.writer:
+            return
         step = state["step"]
         picture = self._picture(state)
         record, found = {"step": step, "epoch": state["epoch"], "kind": "epoch"}, []

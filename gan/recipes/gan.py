@@ -19,7 +19,8 @@ import warnings
 import numpy as np
 
 import needle as ndl
-from needle import init, nn
+import needle.distributed as dist
+from needle import nn
 
 from ..adversarial import _global_norm
 from ..errors import DataRangeWarning, GANSetupError, ImageShapeError, TrainingDataError
@@ -70,7 +71,8 @@ class GANRecipe(Recipe):
             self._decay(step)
         real = self._tensor(batch[0])
         labels = self._tensor(batch[1]) if len(batch) > 1 else None
-        z = init.randn(len(batch[0]), self.latent_dim, device=self.device)
+        # this rank's rows of the global batch's noise (all of it on one process)
+        z = dist.shard_randn(len(batch[0]), self.latent_dim, device=self.device)
         fake = self._generate(z, labels)
         figures = self.adversarial.discriminator_step(real, fake, labels)
         if (step + 1) % self.adversarial.n_critic == 0:

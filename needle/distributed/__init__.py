@@ -23,14 +23,14 @@ and every collective is the identity. mpi4py is imported by `init()` only: plain
 never needs it (`pip install 'needle-gan[distributed]'` installs mpi4py and mpich).
 """
 from .groups import (MPI_HINT, CollectiveTimeout, DistributedError, MPIGroup, NCCLGroup,
-                     import_mpi, nccl_group)
+                     nccl_group)
 from .ops import AllReduceSum, all_reduce_sum
 from .parallel import (DEFAULT_BUCKET_MB, abort_on_error, all_reduce_gradients,
-                       average_gradients, broadcast_parameters)
+                       average_gradients, broadcast_parameters, shard_randn)
 
 __all__ = ["init", "get_group", "is_initialized", "rank", "world_size",
            "broadcast_parameters", "all_reduce_gradients", "average_gradients",
-           "abort_on_error", "all_reduce_sum", "AllReduceSum", "MPIGroup", "NCCLGroup",
+           "shard_randn", "abort_on_error", "all_reduce_sum", "AllReduceSum", "MPIGroup", "NCCLGroup",
            "DistributedError", "CollectiveTimeout", "DEFAULT_BUCKET_MB", "MPI_HINT"]
 
 _GROUP = None

@@ -4,7 +4,12 @@ A group offers, on one contiguous array of its array module (NumPy for MPI, CuPy
 
     all_reduce_sum(array, what)       every rank's array becomes the elementwise sum
     broadcast(array, root, what)      every rank's array becomes root's
+    barrier(what)                     wait until every rank is here
+    broadcast_object(value, root)     root's picklable value on every rank
     abort(code)                       end every rank of the job now (MPI_Abort)
+
+and `host`, the MPI group for NumPy arrays on the host (itself for MPI; under NCCL the MPI
+group it was set up with), for small figures that live on the CPU.
 
 `what` names the collective in the error a timeout raises. Every collective waits with a
 deadline (`timeout` seconds): a rank that died silently or hangs makes the others raise
@@ -12,7 +17,10 @@ CollectiveTimeout instead of waiting for ever. MPI collectives are the non-block
 (Iallreduce, Ibcast) polled until done or late; NCCL ones are queued on a CUDA stream that
 is polled the same way, and a late one aborts the NCCL communicator.
 """
+import pickle
 import time
+
+import numpy as np
 
 __all__ = ["DistributedError", "CollectiveTimeout", "MPIGroup", "NCCLGroup", "import_mpi",
            "MPI_HINT"]
@@ -62,7 +70,7 @@ class MPIGroup:
         self.comm = self.MPI.COMM_WORLD if comm is None else comm
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         self.timeout = float(timeout)
-        self.backend = "mpi"
+        self.backend, self.host = "mpi", self
 
     def all_reduce_sum(self, array, what="all_reduce"):
         request = self.comm.Iallreduce(self.MPI.IN_PLACE, array, op=self.MPI.SUM)
@@ -75,9 +83,16 @@ class MPIGroup:
     def barrier(self, what="barrier"):
         _wait(self.comm.Ibarrier().Test, self.timeout, self.rank, what)
 
-    def broadcast_object(self, value, root=0):
-        """A picklable object from root (setup only: a blocking MPI bcast)."""
-        return self.comm.bcast(value, root=root)
+    def broadcast_object(self, value, root=0, what="object broadcast"):
+        """Root's `value` (pickled; the other ranks' are ignored), with the deadline: its
+        length, then its bytes."""
+        data = pickle.dumps(value) if self.rank == root else b""
+        size = np.array([len(data)], dtype=np.int64)
+        self.broadcast(size, root, what)
+        buffer = np.frombuffer(data, dtype=np.uint8).copy() if self.rank == root \
+            else np.empty(int(size[0]), dtype=np.uint8)
+        self.broadcast(buffer, root, what)
+        return pickle.loads(buffer.tobytes())  # bytes from rank `root` of this same job
 
     def abort(self, code=1):
         self.comm.Abort(code)
@@ -94,7 +109,7 @@ class NCCLGroup:
     def __init__(self, nccl, comm, stream, mpi_group):
         self.nccl, self.comm, self.stream, self.mpi = nccl, comm, stream, mpi_group
         self.rank, self.size, self.timeout = mpi_group.rank, mpi_group.size, mpi_group.timeout
-        self.backend = "nccl"
+        self.backend, self.host = "nccl", mpi_group
         self._types = {"float16": nccl.NCCL_FLOAT16, "float32": nccl.NCCL_FLOAT32,
                        "float64": nccl.NCCL_FLOAT64}
 
@@ -119,8 +134,8 @@ class NCCLGroup:
     def barrier(self, what="barrier"):
         self.mpi.barrier(what)
 
-    def broadcast_object(self, value, root=0):
-        return self.mpi.broadcast_object(value, root)
+    def broadcast_object(self, value, root=0, what="object broadcast"):
+        return self.mpi.broadcast_object(value, root, what)
 
     def _finish(self, what):
         try:

@@ -3,6 +3,7 @@
     broadcast_parameters(module)       parameters and buffers from rank 0 to every rank
     all_reduce_gradients(params)       each .grad becomes the mean over ranks (bucketed)
     average_gradients(optimizer)       from then on optimizer.step() does the above first
+    shard_randn(rows, dim)             this rank's rows of the global batch's noise
     abort_on_error()                   an exception on one rank ends every rank, named
 
 Gradients travel in flat buckets of about `bucket_mb` MB (one all-reduce per bucket, not
@@ -13,11 +14,12 @@ laid out from that list alone.
 import contextlib
 import sys
 
+from .. import init
 from ..autograd import Tensor
 from .arrays import in_buckets
 
 __all__ = ["broadcast_parameters", "all_reduce_gradients", "average_gradients",
-           "abort_on_error", "DEFAULT_BUCKET_MB"]
+           "shard_randn", "abort_on_error", "DEFAULT_BUCKET_MB"]
 
 DEFAULT_BUCKET_MB = 25.0
 
@@ -101,24 +103,44 @@ def average_gradients(optimizer, group=None, bucket_mb=DEFAULT_BUCKET_MB):
     return optimizer
 
 
+def shard_randn(rows, dim, device=None, dtype="float32", group=None):
+    """This rank's `rows` rows of a (world * rows, dim) standard-normal draw, as a constant
+    Tensor: every rank draws the whole global batch from the same generator (NumPy's global
+    RNG, seeded alike, so the ranks' generators stay in step) and keeps rows
+    [rank * rows, (rank + 1) * rows), the rows one process drawing the global batch would
+    give that slice. On one process it is `init.randn(rows, dim)`."""
+    group = _group(group)
+    if group is None or group.size == 1:
+        return init.randn(rows, dim, device=device, dtype=dtype)
+    everyone = init.randn(group.size * rows, dim, device=device, dtype=dtype)
+    mine = everyone.numpy()[group.rank * rows:(group.rank + 1) * rows]
+    return Tensor(mine, device=everyone.device, dtype=dtype, requires_grad=False)
+
+
 def _one_line(error):
     text = " ".join(str(error).split())
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 @contextlib.contextmanager
-def abort_on_error(group=None):
+def abort_on_error(group=None, collective=()):
     """Run a block so that an exception on any rank ends the whole job: the rank prints
     `rank R: Type: message` (one line) to stderr and calls MPI_Abort, which makes mpiexec
     stop every rank, instead of the others waiting for ever in their next collective.
-    KeyboardInterrupt and a non-zero SystemExit count as errors; on one process (or before
-    init) the exception propagates unchanged."""
+    KeyboardInterrupt and a non-zero SystemExit count as errors.
+
+    `collective`: exception types every rank raises at the same point (a stop all ranks
+    agreed on): those wait at a barrier, so rank 0 finishes writing before any rank leaves,
+    and propagate. On one process (or before init) every exception propagates unchanged."""
+    group = _group(group)
     try:
         yield
     except BaseException as error:
-        group = _group(group)
         if group is None or group.size == 1 or (isinstance(error, SystemExit)
                                                 and error.code in (None, 0)):
+            raise
+        if isinstance(error, collective):
+            group.barrier(f"the collective stop ({type(error).__name__})")
             raise
         if isinstance(error, SystemExit):
             line = f"exit status {error.code}" if isinstance(error.code, int) else \

@@ -9,7 +9,10 @@ pickled allgather brings to every rank (a path independent of needle.distributed
 - average_gradients: SGD(lr=1).step() subtracts the mean gradient;
 - all_reduce_sum: forward is the sum over ranks, backward the sum of the output gradients;
 - SyncBatchNorm: output, input gradient and running statistics equal BatchNorm2d's on the
-  concatenated global batch; weight gradients summed over ranks equal the global ones.
+  concatenated global batch; weight gradients summed over ranks equal the global ones;
+- shard_randn: the ranks' rows, in rank order, are one process's draw of the global batch,
+  and the generators stay in step;
+- broadcast_object: rank 0's object (arrays inside) on every rank.
 """
 import numpy as np
 
@@ -118,6 +121,24 @@ def check_sync_batch_norm(comm):
     np.testing.assert_allclose(sum(s[1] for s in sums), plain.bias.grad.numpy(), rtol=1e-9)
 
 
+def check_shard_randn(comm):
+    np.random.seed(11)
+    mine = dist.shard_randn(3, 4).numpy()
+    after = np.random.rand()
+    np.random.seed(11)
+    whole = np.random.randn(6, 4).astype(np.float32)
+    np.testing.assert_array_equal(np.concatenate(comm.allgather(mine)), whole)
+    assert comm.allgather(after) == [np.random.rand()] * 2
+
+
+def check_broadcast_object(group):
+    value = {"step": 7, "order": np.arange(5) * (group.rank + 1)} if group.rank == 0 \
+        else "ignored"
+    got = group.broadcast_object(value)
+    assert got["step"] == 7
+    np.testing.assert_array_equal(got["order"], np.arange(5))
+
+
 def count_calls(group):
     calls = []
     inner = group.all_reduce_sum
@@ -144,6 +165,8 @@ def main():
         check_optimizer(comm)
         check_all_reduce_sum(comm, group)
         check_sync_batch_norm(comm)
+        check_shard_randn(comm)
+        check_broadcast_object(group)
         report("collectives ok")
 
 

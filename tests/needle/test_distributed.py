@@ -217,10 +217,13 @@ class _FakeGroup:
     rank, size = 1, 2
 
     def __init__(self):
-        self.aborted = []
+        self.aborted, self.barriers = [], []
 
     def abort(self, code=1):
         self.aborted.append(code)
+
+    def barrier(self, what="barrier"):
+        self.barriers.append(what)
 
 
 def test_abort_on_error_prints_one_line_and_aborts(capsys):
@@ -244,6 +247,14 @@ def test_abort_on_error_lets_success_and_single_processes_through():
         with dist.abort_on_error():  # no group: nothing to abort
             raise KeyError("x")
     assert group.aborted == []
+
+
+def test_a_stop_every_rank_raises_waits_for_the_others_and_propagates():
+    group = _FakeGroup()
+    with pytest.raises(KeyError):
+        with dist.abort_on_error(group, collective=(KeyError,)):
+            raise KeyError("every rank stops here")
+    assert group.barriers == ["the collective stop (KeyError)"] and group.aborted == []
 
 
 def test_a_collective_that_never_completes_times_out_naming_rank_and_collective():
