@@ -36,7 +36,7 @@ from gan.trainer import TrainingAborted, TrainingInterrupted
 from needle.data.idx import DataFileError
 from needle.serialization import CheckpointError
 
-__all__ = ["AppParser", "finish", "final_line", "positive_int", "nonnegative_int",
+__all__ = ["AppParser", "finish", "final_line", "folder", "positive_int", "nonnegative_int",
            "learning_rate", "beta", "nonnegative_float", "int_in", "multiple_of",
            "DeviceUnavailable", "USER_ERRORS", "one_line"]
 
@@ -57,6 +57,13 @@ def _number(text, kind):
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}"
                                          f", got {text!r}") from None
+
+
+def folder(text):
+    """A path, not empty (an empty --out_dir or --data_dir is a slip, not the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a folder, got an empty path")
+    return text
 
 
 def positive_int(text):

@@ -30,7 +30,8 @@ from gan.runfiles import read_manifest
 from needle.data import load_mnist
 from needle.data.idx import DataFileError
 
-from .cli import AppParser, DeviceUnavailable, beta, learning_rate, nonnegative_int, positive_int
+from .cli import (AppParser, DeviceUnavailable, beta, folder, learning_rate, nonnegative_int,
+                  positive_int)
 
 __all__ = ["add_common_options", "add_adam_options", "settle", "resolve_device",
            "mnist_images", "load_mnist_named", "trainer_config", "saved_args", "make_parser",
@@ -54,9 +55,9 @@ def add_common_options(parser, runs_name, epochs, checkpoint_every=500, sample_e
                         default_epochs=epochs)
     parser.after_parsing.append(settle)
     add = parser.add_argument
-    add("--data_dir", "--data-dir", default=DEFAULT_DATA_DIR,
+    add("--data_dir", "--data-dir", type=folder, default=DEFAULT_DATA_DIR,
         help="folder with the four MNIST .gz files")
-    add("--out_dir", "--out-dir", default=None,
+    add("--out_dir", "--out-dir", type=folder, default=None,
         help=f"run folder for all outputs (default: runs/{runs_name}; with --dry_run a new "
              "temporary folder)%(default).0s")
     add("--epochs", type=positive_int, default=None,

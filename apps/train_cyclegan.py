@@ -51,7 +51,8 @@ from gan.recipes import CycleGANRecipe
 from gan.recipes.cyclegan import round_trip
 from needle.data.idx import DataFileError
 
-from .cli import AppParser, finish, multiple_of, nonnegative_float, nonnegative_int, positive_int
+from .cli import (AppParser, finish, folder, multiple_of, nonnegative_float, nonnegative_int,
+                  positive_int)
 from .common import (add_adam_options, add_common_options, load_mnist_named, resolve_device,
                      saved_args, trainer_config)
 
@@ -69,9 +70,9 @@ def build_parser():
     add_adam_options(parser)
     parser.set_defaults(batch_size=4, limit=6000)
     add = parser.add_argument
-    add("--domain_a", "--domain-a", default=None,
+    add("--domain_a", "--domain-a", type=folder, default=None,
         help="folder of domain-A images (default: thin MNIST digits)%(default).0s")
-    add("--domain_b", "--domain-b", default=None,
+    add("--domain_b", "--domain-b", type=folder, default=None,
         help="folder of domain-B images (default: thick MNIST digits; --limit applies "
              "to each domain)%(default).0s")
     add("--image_size", "--image-size", type=multiple_of(4), default=28,

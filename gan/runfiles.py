@@ -3,11 +3,12 @@
 run.json is the reproducibility manifest: the command line, the configuration, the seed, the
 versions of needle, NumPy and CuPy (when importable), the backend and device, every resume,
 and the SHA-256 of each checkpoint written (of the file, and of the training state it holds:
-gan.checkpoint's state digest, equal for two runs that trained the same); and what the run is: its `run_id` (a uuid, also
-in every checkpoint), the `app` that made it, its `target` ({"epochs", "max_steps",
-"steps"}), the `step` of its newest checkpoint and its `status` ("running", "finished",
-"interrupted", "diverged"). It is rewritten through needle.fileio's atomic writer after each
-checkpoint, so at any moment it is the old or the new manifest.
+gan.checkpoint's state digest, equal for two runs that trained the same); and what the run
+is: its `run_id` (a uuid, also in every checkpoint), the `app` that made it, its `target`
+({"epochs", "max_steps", "steps"}), the `step` of its newest checkpoint, its `status`
+("running", "finished", "interrupted", "diverged") and the `pid` and `host` of the process
+that trains it. It is rewritten through needle.fileio's atomic writer after each checkpoint,
+so at any moment it is the old or the new manifest.
 
 metrics.jsonl holds one JSON line per record. It is rewritten whole through the atomic writer
 each time a record is added (a run has hundreds of records, not millions), so it is never

@@ -1,11 +1,16 @@
 """One run per folder: what gan.Trainer checks before it writes anything.
 
 A run folder holds one run: its run.json names the run (`run_id`, a uuid that every
-checkpoint's metadata repeats) and the `app` that made it. So:
+checkpoint's metadata repeats), the `app` that made it and, while it trains, the process
+(`pid`, `host`). So:
 
   * a new run in a folder that already holds one is refused, naming the folder, its app and
     step, unless it is resumed (`--resume`) or moved aside first (`--overwrite` renames the
-    folder to NAME.old-YYYYmmdd-HHMMSS and starts afresh in an empty one);
+    folder to NAME.old-YYYYmmdd-HHMMSS and starts afresh in an empty one); so is a new run in
+    a folder that holds other files (a typo such as --out_dir . or ~), which --overwrite
+    moves aside the same way, deleting nothing;
+  * a folder whose run is training right now (its process alive on this machine) is refused
+    for anything, --overwrite included;
   * a resume checks that the folder holds a run of this app and that its newest intact
     checkpoint belongs to that run; damaged checkpoints newer than it are set aside
     (renamed NAME.corrupt, gan.checkpoint.recover_checkpoints) and reported;
@@ -16,6 +21,7 @@ Every refusal is a RunFolderError whose one-line message says what to do.
 import dataclasses
 import errno
 import os
+import socket
 import time
 from typing import Optional
 
@@ -40,6 +46,7 @@ class ExistingRun:
     run_id: Optional[str]
     step: Optional[int]
     total: Optional[int]
+    live_pid: Optional[int] = None  # the process training it now, if there is one
 
     def describe(self):
         """e.g. 'a train_dcgan run (run 3f2a9c1e, step 500 of 937)'."""
@@ -54,17 +61,40 @@ class ExistingRun:
 
 
 def existing_run(folder):
-    """The run `folder` holds (run.json or checkpoints), or None."""
+    """The run `folder` holds (run.json, metrics.jsonl or checkpoints), or None."""
     if not os.path.isdir(folder):
         return None
     checkpoints = list_checkpoints(os.path.join(folder, "checkpoints"))
-    if not checkpoints and not os.path.exists(os.path.join(folder, "run.json")):
+    if not checkpoints and not any(os.path.exists(os.path.join(folder, name))
+                                   for name in ("run.json", "metrics.jsonl")):
         return None
     manifest = read_manifest(folder)
     target = manifest.get("target") if isinstance(manifest.get("target"), dict) else {}
     step = checkpoint_step(checkpoints[-1]) if checkpoints else None
     return ExistingRun(folder, manifest.get("app"), manifest.get("run_id"), step,
-                       target.get("steps"))
+                       target.get("steps"), _live_pid(manifest))
+
+
+def _live_pid(manifest):
+    """The pid of the process training this run now (on this host), or None."""
+    pid = manifest.get("pid")
+    if manifest.get("status") != "running" or not isinstance(pid, int) or \
+            manifest.get("host") != socket.gethostname() or pid == os.getpid():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None  # killed without a goodbye: the run is not training
+    except PermissionError:
+        pass
+    return pid
+
+
+def _refuse_live(run):
+    if run is not None and run.live_pid is not None:
+        raise RunFolderError(
+            f"{run.folder} is in use: {run.describe()} is training in process "
+            f"{run.live_pid}; wait for it, stop it (Ctrl-C), or give another --out_dir")
 
 
 def _usable_folder(folder):
@@ -86,13 +116,20 @@ def claim_run_folder(folder, app, overwrite=False):
     None). Refuses (RunFolderError) when it holds a run and `overwrite` is false."""
     if os.path.isdir(folder):
         run = existing_run(folder)
-        if run is not None:
-            if not overwrite:
-                resume = "continue it with --resume, or " if run.step is not None else ""
-                raise RunFolderError(
-                    f"{folder} already holds {run.describe()}; {resume}start afresh with "
-                    f"--overwrite (moves it aside to {folder.rstrip(os.sep)}.old-<time>), "
-                    "or give another --out_dir")
+        _refuse_live(run)
+        aside = f"{folder.rstrip(os.sep)}.old-<time>"
+        if run is not None and not overwrite:
+            resume = "continue it with --resume, or " if run.step is not None else ""
+            raise RunFolderError(
+                f"{folder} already holds {run.describe()}; {resume}start afresh with "
+                f"--overwrite (moves it aside to {aside}), or give another --out_dir")
+        others = sorted(os.listdir(folder))
+        if run is None and others and not overwrite:
+            shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+            raise RunFolderError(
+                f"{folder} is not empty ({len(others)} entries: {shown}) and holds no run; "
+                f"give a new or empty --out_dir, or --overwrite to move it aside to {aside}")
+        if run is not None or others:
             moved = _move_aside(folder)
             _usable_folder(folder)
             return moved
@@ -123,6 +160,7 @@ def resume_point(folder, app, report):
     if run is None:
         raise RunFolderError(f"nothing to resume in {folder}: it holds no run (no run.json, "
                              "no checkpoint); start the run without --resume")
+    _refuse_live(run)
     if run.app and app and run.app != app:
         raise RunFolderError(
             f"{folder} holds {run.describe()}, not a {app} run; resume it with "

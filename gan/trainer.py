@@ -44,6 +44,7 @@ import dataclasses
 import math
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -153,7 +154,8 @@ class Trainer:
         data = self.parallel.shard(data)
         if data.steps_per_epoch < 1:
             raise GANSetupError(f"Trainer: {getattr(data, 'count', 0)} images is fewer than "
-                                f"one batch of {data.batch_size}")
+                                f"one batch of {data.batch_size}; use a smaller batch size or "
+                                "more images")
         self.recipe, self.data, self.config = recipe, data, config
         self.run_info = run_info or {}
         self.steps_per_epoch = data.steps_per_epoch
@@ -268,8 +270,6 @@ class Trainer:
         self.recipe.start(self.total_steps)
         if path is None:
             np.random.seed(config.seed)
-            if self.parallel.writer:
-                write_history(self.metrics_path, [])
         else:
             info, arrays = load_checkpoint(path, self.recipe.components())
             self.recipe.set_learning_rates(config.resume_d_lr, config.resume_g_lr)
@@ -288,9 +288,12 @@ class Trainer:
         self.manifest = RunManifest(config.out_dir, settings, config.seed,
                                     getattr(self.recipe, "device", None),
                                     **self.run_info, **self.parallel.info(), app=config.app,
-                                    run_id=self.run_id, target=self.target)
+                                    run_id=self.run_id, target=self.target, pid=os.getpid(),
+                                    host=socket.gethostname())
         if self.parallel.writer:
             self.manifest.start(None if path is None else (state["step"], path))
+            if path is None:
+                write_history(self.metrics_path, [])  # after run.json: the folder says whose
         if config.tensorboard and self.parallel.writer:
             from .tensorboard import TensorBoardLogger
             self.tensorboard = TensorBoardLogger(config.out_dir,
@@ -497,7 +500,7 @@ def _one_generator(generator, adversarial, g_optimizer, images, config, labels=N
                               f"{images.shape}")
     if len(images) < config.batch_size:
         raise GANSetupError(f"Trainer: {len(images)} images is fewer than one batch of "
-                            f"{config.batch_size}")
+                            f"{config.batch_size}; use a smaller batch size or more images")
     arrays = (images,)
     num_classes = None
     if labels is not None:

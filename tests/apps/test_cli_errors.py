@@ -126,6 +126,10 @@ def corrupt_set_aside_older_kept(p):
     assert checkpoint_info(str(folder / "step_00000004.safetensors"))["step"] == 4
 
 
+def only_the_data(p):
+    assert sorted(os.listdir(p)) == ["data"]
+
+
 def a_file(p):
     (p / "run").write_text("notes, not a run folder")
 
@@ -211,7 +215,14 @@ CASES = [
     Case("one CycleGAN domain folder", "train_cyclegan", lambda p: [
         "--domain_a", str(p), "--out_dir", str(p / "run")], 2,
          r"error: give both --domain_a and --domain_b, or neither", check=no_run_folder),
+    Case("--out_dir ''", "train_dcgan", lambda p: ["--out_dir", ""], 2,
+         usage("train_dcgan", "--out_dir", r"expected a folder, got an empty path")),
     # -- run folders
+    Case("--out_dir . (a folder of other files)", "train_dcgan", lambda p: [
+        "--data_dir", tiny_mnist(p), *TINY, "--out_dir", "."], 1,
+         r"^train_dcgan: \. is not empty \(\d+ entries: data\) and holds no run; give a new or "
+         r"empty --out_dir, or --overwrite to move it aside",
+         check=only_the_data),
     Case("old run in the folder, new run", "train_dcgan", dcgan("--max_steps", "4"), 1,
          r"^train_dcgan: .*/run already holds a train_dcgan run \(run \w{8}, step 2 of 2\); "
          r"continue it with --resume, or start afresh with --overwrite", setup=old_run,

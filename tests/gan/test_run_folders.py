@@ -140,3 +140,47 @@ def test_sample_every_writes_grids_between_epoch_ends(tmp_path):
     assert grids == ["step_00000004.png", "step_00000006.png", "step_00000008.png",
                      "step_00000012.png"]
     assert (tmp_path / "report.html").exists()
+
+
+def test_a_new_run_refuses_a_folder_of_other_files_and_overwrite_moves_it_aside(tmp_path):
+    """--out_dir . or ~ by mistake: the run would scatter its files among the user's."""
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(RunFolderError, match=r"mine is not empty \(1 entries: notes\.txt\) "
+                                             r"and holds no run; give a new or empty"):
+        make_trainer(tmp_path / "mine", max_steps=1).train()
+    assert names(tmp_path / "mine") == ["notes.txt"]
+    make_trainer(tmp_path / "mine", max_steps=1, overwrite=True).train()
+    (moved,) = [p for p in tmp_path.iterdir() if p.name.startswith("mine.old-")]
+    assert (moved / "notes.txt").read_text() == "keep me"
+    assert "notes.txt" not in names(tmp_path / "mine")
+
+
+def test_leftovers_of_a_run_killed_before_its_first_checkpoint_count_as_a_run(tmp_path):
+    make_trainer(tmp_path, max_steps=1, checkpoint_every=1000).train()
+    for path in (tmp_path / "checkpoints").iterdir():
+        path.unlink()
+    with pytest.raises(RunFolderError, match=r"already holds a gan\.Trainer run \(run \w+, no "
+                                             r"checkpoint yet\); start afresh with "
+                                             r"--overwrite"):
+        make_trainer(tmp_path, max_steps=1).train()
+
+
+def test_a_run_training_now_is_refused_even_with_overwrite(tmp_path):
+    """run.json says "running" in a live process (this machine's init, pid 1, stands in)."""
+    import socket
+
+    make_trainer(tmp_path / "run", max_steps=1).train()
+    path = tmp_path / "run" / "run.json"
+    run = json.loads(path.read_text())
+    run.update(status="running", pid=1, host=socket.gethostname())
+    path.write_text(json.dumps(run))
+    for settings in ({"overwrite": True}, {"resume": True}):
+        with pytest.raises(RunFolderError, match=r"run is in use: a gan\.Trainer run \(run \w+, "
+                                                 r"step 1 of 1\) is training in process 1; "
+                                                 r"wait for it, stop it"):
+            make_trainer(tmp_path / "run", max_steps=2, **settings).train()
+    assert not [p for p in tmp_path.iterdir() if ".old-" in p.name]
+    run.update(pid=2 ** 22 + 12345)  # above pid_max: a process that is gone (killed)
+    path.write_text(json.dumps(run))
+    make_trainer(tmp_path / "run", max_steps=2, resume=True).train()
