@@ -193,8 +193,11 @@ def folder_domains(args):
     """Domains from --domain_a/--domain_b; the grid shows the first images of each folder
     (there is no held-out split and no labels)."""
     domains = []
-    for path in (args.domain_a, args.domain_b):
-        images = load_image_folder(path, args.image_size)
+    for option, path in (("--domain_a", args.domain_a), ("--domain_b", args.domain_b)):
+        try:
+            images = load_image_folder(path, args.image_size)
+        except DataFileError as error:
+            raise DataFileError(f"{option}: {error}") from error
         if args.limit is not None:
             images = images[:args.limit]
         domains.append(np.ascontiguousarray(images, dtype=np.float32))

@@ -227,8 +227,12 @@ def load_checkpoint(path, components):
     except (ValueError, KeyError, TypeError) as error:
         for name, component in components.items():  # undo the parts already loaded
             component.load_state_dict(backups[name])
+        problems = str(error).strip("'\"").split("; ")
+        shown = "; ".join(problems[:2]) + (f"; ... {len(problems) - 2} more" if
+                                           len(problems) > 2 else "")
         raise CheckpointError(f"{path} does not fit the models being trained: {failed}: "
-                              f"{error}") from error
+                              f"{shown}. Build them with the options the run was trained "
+                              "with (run.json's \"args\"), or start a new run") from error
     np.random.set_state(rng_state)
     used = {key for key in state if key == "rng.keys"
             or any(key.startswith(name + ".") for name in components)}

@@ -184,10 +184,14 @@ class Trainer:
         config, total = self.config, self.total_steps
         interval = state.pop("interval")
         if state["step"] >= total:  # e.g. --resume of a finished run: nothing to add
-            self._say(f"run {self.run_id[:8]} is at its target already (step {state['step']} "
-                      f"of {total}); give --epochs, --max_steps or --more_epochs to go on")
+            self._say(f"run {self.run_id[:8]} is at step {state['step']}, its target is step "
+                      f"{total}: nothing to train; give a later --epochs or --max_steps, or "
+                      "--more_epochs N, to go on")
             self._finish("finished")
-            return self._result()
+            return dict(self._result(), step=state["step"], epoch=state["epoch"])
+        if self._last_checkpoint is not None:
+            self._say(f"resuming run {self.run_id[:8]} from step {state['step']} of {total} "
+                      f"({self._last_checkpoint})")
         handlers = self._catch_signals()
         try:
             while state["step"] < total:
@@ -281,8 +285,6 @@ class Trainer:
                 state["position"] = 0
             self.history = read_history(self.metrics_path, info["step"])
             self._last_checkpoint = path
-            self._say(f"resuming run {self.run_id[:8]} from step {info['step']} of "
-                      f"{self.total_steps} ({path})")
         self._step_now = state["step"]
         settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in _INVOCATION}
         self.manifest = RunManifest(config.out_dir, settings, config.seed,

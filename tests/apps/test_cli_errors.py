@@ -259,7 +259,8 @@ CASES = [
          setup=corrupt_mnist, check=no_run_folder),
     Case("corrupt image in a CycleGAN folder", "train_cyclegan", lambda p: [
         "--domain_a", str(p / "a"), "--domain_b", str(p / "b"), "--image_size", "8",
-        "--out_dir", str(p / "run")], 1, r"^train_cyclegan: cannot read image '.*b/2\.png'",
+        "--out_dir", str(p / "run")], 1,
+         r"^train_cyclegan: --domain_b: cannot read image '.*b/2\.png'",
          setup=image_folders_one_corrupt, check=no_run_folder),
     Case("fewer images than a batch", "train_dcgan", dcgan("--limit", "5"), 1,
          r"^train_dcgan: Trainer: 5 images is fewer than one batch of 8", check=no_run_folder),
