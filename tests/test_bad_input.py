@@ -698,7 +698,8 @@ CATALOGUE = [
     # -- unwritable output folders
     Case("output_folders", "run folder is a file", lambda p: make_trainer(
         _a_file(p / "run")).train(), OSError, r"cannot use '.*run' as the run folder: it is "
-                                              r"a file; give --out_dir a folder", expect(lambda p: (p / "run").is_file())),
+                                              r"a file; give --out_dir a folder",
+         expect(lambda p: (p / "run").is_file())),
     Case("output_folders", "run folder under a file", lambda p: make_trainer(
         _a_file(p / "parent") / "run").train(), OSError, r"cannot use '.*parent/run' as the "
                                                          r"run folder"),
