@@ -56,7 +56,8 @@ class ExistingRun:
         if self.step is None:
             parts.append("no checkpoint yet")
         else:
-            parts.append(f"step {self.step}" + (f" of {self.total}" if self.total else ""))
+            parts.append(f"step {self.step}" + (f" of {self.total}" if self.total and
+                                                 self.total >= self.step else ""))
         return f"a {self.app or 'training'} run ({', '.join(parts)})"
 
 
