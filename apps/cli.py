@@ -157,13 +157,16 @@ class AppParser(argparse.ArgumentParser):
     def given(self, argv=None):
         """The dests of the options given on the command line (not left to their default)."""
         defaults = {action: action.default for action in self._actions}
+        parser_defaults = self._defaults  # set_defaults(): they would count as given too
         try:
             for action in self._actions:
                 action.default = argparse.SUPPRESS
+            self._defaults = {}
             named, _ = super().parse_known_args(argv)
         finally:
             for action, default in defaults.items():
                 action.default = default
+            self._defaults = parser_defaults
         return set(vars(named))
 
 
