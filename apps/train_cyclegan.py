@@ -5,19 +5,29 @@ first half of the training set; domain B is the second half (disjoint, so no dig
 in both domains and the pairs are never seen), thickened by a 3x3 max filter (grey
 dilation) applied to images in [-1, 1], where the background is -1 and ink is +1, so every
 stroke grows by one pixel on each side. G: A -> B learns to thicken, F: B -> A to thin.
-With `--domain_a PATH --domain_b PATH`, the domains are two folders of images instead
-(read with Pillow as grayscale, resized to --image_size).
+With `--domain_a PATH --domain_b PATH`, the domains are two folders of images instead, read
+by needle.data.ImageFolder as pytorch-CycleGAN-and-pix2pix prepares them: each training
+image resized (aspect ratio kept) so its shorter side is --load_size (default
+round(image_size * 286 / 256), their 286 for a 256 crop), then at every batch a random
+--image_size crop, flipped left-right with probability 1/2 (drawn from NumPy's global RNG,
+which checkpoints save: a resume draws the same crops). --num_samples images of each folder,
+spread over its sorted names, are held out of training, centre-cropped, and are the grid's
+columns. --channels 3 trains on RGB, 1 on grayscale (colour taken to its luma); by default
+the images decide: 1 if every image of both folders is grayscale, else 3 (run.json records
+the value used).
 
 Writes into the run folder (--out_dir, default runs/cyclegan), as the other apps:
   report.html, run.json, metrics.jsonl (means every --log_every steps with the learning rates;
   per epoch, on MNIST with --evaluate, the share of translated digits that keep their label),
   losses.png, samples/step_XXXXXXXX.png (rows A, G(A), F(G(A)), B, F(B), G(F(B)) on fixed
-  test images, every --sample_every steps and at each epoch end),
+  test images or the held-out images of the folders, every --sample_every steps and at each
+  epoch end),
   checkpoints/step_XXXXXXXX.safetensors.
 
 Modes of a run folder: (none) a new run, refused if --out_dir holds one; --resume continue it
 bit for bit with its own options and target; --more_epochs N; --overwrite move the old run
-aside and start afresh; --dry_run 3 steps on random images in a temporary folder. Ctrl-C
+aside and start afresh; --dry_run 3 steps on random images (--image_size, --channels) in a
+temporary folder. Ctrl-C
 writes a checkpoint and prints how to continue.
 
 Batch size: the paper uses 1; the default here is 4. Instance norm normalises each image on
@@ -35,9 +45,7 @@ an epoch-wise decay would never leave the base rate before training ends), it mo
 every step: the same line, at a finer grain.
 """
 import argparse
-import os
 import sys
-import warnings
 
 import numpy as np
 
@@ -56,12 +64,9 @@ from .cli import (AppParser, finish, folder, multiple_of, nonnegative_float, non
 from .common import (add_adam_options, add_common_options, load_mnist_named, resolve_device,
                      saved_args, trainer_config)
 
-__all__ = ["build_parser", "main", "thicken", "load_image_folder", "mnist_domains",
-           "folder_domains"]
+__all__ = ["build_parser", "main", "thicken", "mnist_domains", "folder_domains"]
 
 APP = "train_cyclegan"
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp",
-                    ".pgm", ".ppm")
 
 
 def build_parser():
@@ -76,7 +81,14 @@ def build_parser():
         help="folder of domain-B images (default: thick MNIST digits; --limit applies "
              "to each domain)%(default).0s")
     add("--image_size", "--image-size", type=multiple_of(4), default=28,
-        help="side of the square images; a multiple of 4 (folders are resized to it)")
+        help="side of the square images; a multiple of 4 (folders: the crop's side)")
+    add("--load_size", "--load-size", type=positive_int, default=None,
+        help="folders: training images are resized (aspect ratio kept) so their shorter side "
+             "is this, then randomly cropped to --image_size and flipped (default: "
+             "round(image_size * 286 / 256), pytorch-CycleGAN's 286 for 256)%(default).0s")
+    add("--channels", type=int, choices=(1, 3), default=None,
+        help="folders: 1 (grayscale) or 3 (RGB) (default: follow the images, 1 if every "
+             "image of both folders is grayscale, else 3)%(default).0s")
     add("--width", type=positive_int, default=16, help="generators' channel unit (paper: 64)")
     add("--n_blocks", "--n-blocks", type=positive_int, default=3,
         help="residual blocks per generator (paper: 9 at 256x256)")
@@ -91,7 +103,8 @@ def build_parser():
     add("--pool_size", "--pool-size", type=nonnegative_int, default=50,
         help="images kept in each domain's pool of generated images for D (0: none)")
     add("--num_samples", "--num-samples", type=positive_int, default=8,
-        help="test images per domain in each sample grid (its columns)")
+        help="test images per domain in each sample grid (its columns); folders hold "
+             "this many images out of training for it")
     add("--evaluate", action=argparse.BooleanOptionalAction, default=True,
         help="MNIST: at each epoch end, the share of translated test digits that keep "
              "their label (the shipped classifier)")
@@ -136,83 +149,43 @@ def mnist_domains(args):
     index_A, index_B = np.arange(n), np.arange(len(test) // 2, len(test) // 2 + n)
     test_A = _mnist_as_images(test, index_A)
     test_B = thicken(_mnist_as_images(test, index_B))
+    args.channels = 1
     return ((train_A, train_B), (test_A, test.labels[index_A].astype(np.int64)),
             (test_B, test.labels[index_B].astype(np.int64)))
 
 
-MAX_IMAGE_PIXELS = 8192 * 8192  # larger claims are taken for a corrupt header
-
-
-def load_image_folder(path, image_size, channels=1):
-    """Every image file in `path` (sorted by name) as NCHW float32 in [-1, 1].
-
-    Files are read with Pillow, converted to grayscale ("L"; RGB with channels=3) and
-    resized to image_size x image_size (bilinear). Files whose extension is not an image
-    extension are skipped. Raises needle's DataFileError (a ValueError) naming the file or
-    folder: a folder that is missing, unreadable or without images; an image file that is
-    unreadable, corrupt, truncated or claims more than MAX_IMAGE_PIXELS pixels.
-    """
-    from PIL import Image
-
-    if not os.path.isdir(path):
-        raise DataFileError(f"image folder {path!r} does not exist or is not a folder")
-    try:
-        listing = os.listdir(path)
-    except OSError as error:
-        raise DataFileError(f"image folder {path!r} cannot be read: "
-                            f"{error.strerror or error}") from error
-    names = sorted(name for name in listing
-                   if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith("."))
-    if not names:
-        raise DataFileError(f"image folder {path!r} has no image files (looked for "
-                            f"{', '.join(IMAGE_EXTENSIONS)})")
-    mode = {1: "L", 3: "RGB"}[channels]
-    images = np.empty((len(names), image_size, image_size, channels), dtype=np.float32)
-    for i, name in enumerate(names):  # one decode per file: the reading itself is the cost
-        file = os.path.join(path, name)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                with Image.open(file) as picture:
-                    width, height = picture.size
-                    if width * height > MAX_IMAGE_PIXELS or min(width, height) < 1:
-                        raise ValueError(f"its header claims {width} x {height} pixels")
-                    picture = picture.convert(mode).resize((image_size, image_size),
-                                                           Image.BILINEAR)
-                    images[i] = np.asarray(picture, dtype=np.float32).reshape(
-                        image_size, image_size, channels)
-        except Exception as error:  # untrusted bytes: any decoder failure is a bad file
-            reason = f"{type(error).__name__}: {error}" if str(error) else \
-                type(error).__name__
-            raise DataFileError(f"cannot read image {file!r} ({os.path.getsize(file)} "
-                                f"bytes): {reason}") from error
-    return images.transpose(0, 3, 1, 2) / 127.5 - 1
-
-
 def folder_domains(args):
-    """Domains from --domain_a/--domain_b; the grid shows the first images of each folder
-    (there is no held-out split and no labels)."""
+    """The --domain_a/--domain_b folders as needle.data.ImageFolder datasets (training: random
+    crop of --image_size from the --load_size resize, and flip), each holding out
+    --num_samples images (centre-cropped, never trained on) as its `held_out`, for the grid.
+    Channels: --channels, or following the images (1 if both folders are grayscale)."""
+    from needle.data import ImageFolder
+    from needle.data.image_folder import match_channels
+
     domains = []
     for option, path in (("--domain_a", args.domain_a), ("--domain_b", args.domain_b)):
         try:
-            images = load_image_folder(path, args.image_size)
+            domains.append(ImageFolder(path, args.image_size, channels=args.channels,
+                                       load_size=args.load_size, hold_out=args.num_samples,
+                                       limit=args.limit))
         except DataFileError as error:
             raise DataFileError(f"{option}: {error}") from error
-        if args.limit is not None:
-            images = images[:args.limit]
-        domains.append(np.ascontiguousarray(images, dtype=np.float32))
-    n = args.num_samples
-    return (tuple(domains), (domains[0][:n], None), (domains[1][:n], None))
+    args.channels = match_channels(*domains)  # run.json records the resolved layout
+    args.load_size = domains[0].load_size
+    return tuple(domains), (domains[0].held_out, None), (domains[1].held_out, None)
 
 
 def dry_run_domains(args):
-    """16 random 28x28 images per domain (B thickened), test rows from the same RNG."""
+    """16 random images per domain (B thickened) at --image_size with --channels (default
+    1), test rows from the same RNG."""
     rng = np.random.RandomState(args.seed)
+    args.channels = args.channels or 1
     count = 16 if args.limit is None else min(args.limit, 16)
-    train_A = rng.uniform(-1, 1, (count, 1, 28, 28)).astype(np.float32)
-    train_B = thicken(rng.uniform(-1, 1, (count, 1, 28, 28)))
-    test_A = rng.uniform(-1, 1, (args.num_samples, 1, 28, 28)).astype(np.float32)
-    test_B = thicken(rng.uniform(-1, 1, (args.num_samples, 1, 28, 28)))
+    shape = (args.channels, args.image_size, args.image_size)
+    train_A = rng.uniform(-1, 1, (count, *shape)).astype(np.float32)
+    train_B = thicken(rng.uniform(-1, 1, (count, *shape)))
+    test_A = rng.uniform(-1, 1, (args.num_samples, *shape)).astype(np.float32)
+    test_B = thicken(rng.uniform(-1, 1, (args.num_samples, *shape)))
     return (train_A, train_B), (test_A, None), (test_B, None)
 
 
@@ -251,12 +224,13 @@ def label_kept_evaluator(device, test_A, labels_A, test_B, labels_B):
 
 # ---- wiring ----------------------------------------------------------------------------
 def build_model(args, device):
-    """G, F, D_A, D_B, their Adam optimizers and pools, as a gan.cyclegan.CycleGAN."""
-    kw = dict(device=device)
-    G = ResnetGenerator(1, args.width, args.n_blocks, **kw)   # A -> B
-    F = ResnetGenerator(1, args.width, args.n_blocks, **kw)   # B -> A
-    D_A = PatchDiscriminator(1, args.d_width, args.n_layers, **kw)  # real A vs F(B)
-    D_B = PatchDiscriminator(1, args.d_width, args.n_layers, **kw)  # real B vs G(A)
+    """G, F, D_A, D_B, their Adam optimizers and pools, as a gan.cyclegan.CycleGAN, for
+    images of args.channels channels (resolved by load_domains)."""
+    kw, channels = dict(device=device), args.channels
+    G = ResnetGenerator(channels, args.width, args.n_blocks, **kw)   # A -> B
+    F = ResnetGenerator(channels, args.width, args.n_blocks, **kw)   # B -> A
+    D_A = PatchDiscriminator(channels, args.d_width, args.n_layers, **kw)  # real A vs F(B)
+    D_B = PatchDiscriminator(channels, args.d_width, args.n_layers, **kw)  # real B vs G(A)
     betas = dict(beta1=args.beta1, beta2=args.beta2)
     d_lr, g_lr = args.d_lr or args.lr, args.g_lr or args.lr
     adv_A = Adversarial(D_A, LeastSquares(), ndl.optim.Adam(D_A.parameters(), lr=d_lr, **betas))
@@ -272,9 +246,20 @@ def build_model(args, device):
 def check_domains(parser, args, argv):
     if (args.domain_a is None) != (args.domain_b is None):
         parser.error("give both --domain_a and --domain_b, or neither")
-    if args.domain_a is None and not args.dry_run and args.image_size != 28:
-        parser.error("the MNIST domains are 28x28: use --image_size 28, or --domain_a and "
-                     "--domain_b folders")
+    if args.domain_a is None and not args.dry_run:
+        if args.image_size != 28:
+            parser.error("the MNIST domains are 28x28: use --image_size 28, or --domain_a "
+                         "and --domain_b folders")
+        if args.channels == 3:
+            parser.error("the MNIST domains are grayscale: --channels 3 takes --domain_a "
+                         "and --domain_b folders of colour images")
+        if args.load_size is not None:
+            parser.error("--load_size resizes the --domain_a and --domain_b folders; the "
+                         "MNIST domains are not cropped")
+    if args.load_size is not None and args.load_size < args.image_size:
+        parser.error(f"--load_size {args.load_size} is smaller than --image_size "
+                     f"{args.image_size}: the training crops are taken from the "
+                     "--load_size resize")
 
 
 def main(argv=None):

@@ -11,7 +11,8 @@ Every random draw goes through NumPy's global RNG, which every checkpoint saves,
 run draws the same orders (and the same fresh samples) as an uninterrupted one.
 
     Shuffled(images, labels, batch_size=64)   arrays sharing their first axis (DCGAN, cGAN)
-    Unpaired(images_A, images_B, batch_size)  two domains, each shuffled (CycleGAN)
+    Unpaired(images_A, images_B, batch_size)  two domains, each shuffled (CycleGAN;
+                                              arrays or needle.data.ImageFolder)
     Sampled(draw, batch_size, steps_per_epoch) fresh samples every step (2-D mixtures)
 """
 import numpy as np
@@ -55,12 +56,13 @@ class Shuffled:
 
 class Unpaired:
     """Two domains, each in its own random order per epoch, paired position by position up
-    to the smaller domain. `augment(images)`, when given, is applied to each domain's batch
-    (random crops or flips must draw from NumPy's global RNG)."""
+    to the smaller domain. Each domain is an array or a dataset indexed by an index array
+    (needle.data.ImageFolder, whose training batches are random crops and flips drawn from
+    NumPy's global RNG, so a resume draws the same ones)."""
 
-    def __init__(self, images_A, images_B, batch_size, augment=None):
+    def __init__(self, images_A, images_B, batch_size):
         self.images_A, self.images_B = images_A, images_B
-        self.batch_size, self.augment = int(batch_size), augment
+        self.batch_size = int(batch_size)
         self.count = min(len(images_A), len(images_B))
         self.steps_per_epoch = self.count // self.batch_size
         self.order_A = self.order_B = None
@@ -71,10 +73,7 @@ class Unpaired:
 
     def batch(self, position):
         window = slice(position * self.batch_size, (position + 1) * self.batch_size)
-        a, b = self.images_A[self.order_A[window]], self.images_B[self.order_B[window]]
-        if self.augment is not None:
-            a, b = self.augment(a), self.augment(b)
-        return a, b
+        return self.images_A[self.order_A[window]], self.images_B[self.order_B[window]]
 
     def state(self):
         return {name: order for name, order in (("order_A", self.order_A),

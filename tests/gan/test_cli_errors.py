@@ -259,9 +259,24 @@ CASES = [
          setup=corrupt_mnist, check=no_run_folder),
     Case("corrupt image in a CycleGAN folder", "train_cyclegan", lambda p: [
         "--domain_a", str(p / "a"), "--domain_b", str(p / "b"), "--image_size", "8",
-        "--out_dir", str(p / "run")], 1,
+        "--num_samples", "2", "--out_dir", str(p / "run")], 1,
          r"^train_cyclegan: --domain_b: cannot read image '.*b/2\.png'",
          setup=image_folders_one_corrupt, check=no_run_folder),
+    Case("CycleGAN folders too small to hold out the grid's images", "train_cyclegan",
+         lambda p: ["--domain_a", str(p / "a"), "--domain_b", str(p / "b"), "--image_size",
+                    "8", "--out_dir", str(p / "run")], 1,
+         r"^train_cyclegan: --domain_a: image folder '.*a' has 4 images; holding out 8 for "
+         r"the samples leaves none to train on", setup=image_folders_one_corrupt,
+         check=no_run_folder),
+    Case("--load_size under --image_size", "train_cyclegan", lambda p: [
+        "--domain_a", str(p), "--domain_b", str(p), "--image_size", "16", "--load_size", "12",
+        "--out_dir", str(p / "run")], 2,
+         r"^python -m apps\.train_cyclegan: error: --load_size 12 is smaller than --image_size "
+         r"16", check=no_run_folder),
+    Case("--channels 3 on the MNIST domains", "train_cyclegan", lambda p: [
+        "--channels", "3", "--out_dir", str(p / "run")], 2,
+         r"^python -m apps\.train_cyclegan: error: the MNIST domains are grayscale",
+         check=no_run_folder),
     Case("fewer images than a batch", "train_dcgan", dcgan("--limit", "5"), 1,
          r"^train_dcgan: Trainer: 5 images is fewer than one batch of 8", check=no_run_folder),
     # -- models, devices, training

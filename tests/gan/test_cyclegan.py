@@ -1,5 +1,6 @@
 """CycleGAN: the models' shapes, one training step, the loss terms against NumPy, the image
-pool, bit-exact resume of the app, the MNIST domains and image-folder loading."""
+pool, bit-exact resume of the app (MNIST and RGB image folders), the MNIST domains, and
+the folders' crops and held-out grid images."""
 import json
 import os
 
@@ -11,6 +12,7 @@ from PIL import Image
 import needle as ndl
 from apps import train_cyclegan
 from gan import Adversarial
+from gan.batches import Unpaired
 from gan.cyclegan import CycleGAN
 from gan.models import ImagePool
 from gan.models.cyclegan import PatchDiscriminator, ResnetGenerator
@@ -243,45 +245,110 @@ def write_image(path, array, mode="L"):
     Image.fromarray(array, mode=mode).save(path)
 
 
-def test_image_folder_loading(tmp_path):
-    write_image(tmp_path / "b_white.png", np.full((40, 30), 255, np.uint8))
-    write_image(tmp_path / "a_black.jpg", np.zeros((10, 10), np.uint8))
-    write_image(tmp_path / "c_rgb.png", np.full((8, 8, 3), 255, np.uint8), mode="RGB")
-    (tmp_path / "notes.txt").write_text("not an image; skipped")
-    x = train_cyclegan.load_image_folder(str(tmp_path), 12)
-    assert x.shape == (3, 1, 12, 12) and x.dtype == np.float32
-    np.testing.assert_allclose(x[0], -1)  # sorted by name: a_black first
-    np.testing.assert_allclose(x[1], 1)
-    np.testing.assert_allclose(x[2], 1)
+def by_hand_centre(path, size):
+    """Shorter side to `size` (bicubic), centre square, RGB in [-1, 1], CHW."""
+    with Image.open(path) as picture:
+        w, h = picture.size
+        scale = size / min(w, h)
+        resized = picture.convert("RGB").resize((max(size, round(w * scale)),
+                                                 max(size, round(h * scale))), Image.BICUBIC)
+        left, top = (resized.size[0] - size) // 2, (resized.size[1] - size) // 2
+        array = np.asarray(resized.crop((left, top, left + size, top + size)), np.float32)
+    return array.transpose(2, 0, 1) / 127.5 - 1
 
 
-def test_image_folder_errors_name_the_file_or_folder(tmp_path):
-    write_image(tmp_path / "good.png", np.zeros((4, 4), np.uint8))
-    (tmp_path / "broken.png").write_bytes(b"this is not a PNG")
-    with pytest.raises(ValueError, match="broken.png"):
-        train_cyclegan.load_image_folder(str(tmp_path), 8)
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    (empty / "readme.md").write_text("no images here")
-    with pytest.raises(ValueError, match="empty.*no image files"):
-        train_cyclegan.load_image_folder(str(empty), 8)
-    with pytest.raises(ValueError, match="missing"):
-        train_cyclegan.load_image_folder(str(tmp_path / "missing"), 8)
-
-
-def test_app_trains_on_image_folders(tmp_path):
+def colour_folders(tmp_path):
+    """Two folders of six 24x20 images: A all RGB; B RGB but one grayscale file."""
     rng = np.random.RandomState(0)
-    for domain in ("thin", "thick"):
+    for domain in ("a", "b"):
         (tmp_path / domain).mkdir()
-        for i in range(4):
-            write_image(tmp_path / domain / f"{i}.png", rng.randint(0, 256, (20, 20), np.uint8))
-    out = tmp_path / "run"
-    argv = ["--domain_a", str(tmp_path / "thin"), "--domain_b", str(tmp_path / "thick"),
-            "--image_size", "16", "--out_dir", str(out), "--max_steps", "1", "--no_progress",
-            "--batch_size", "2", "--width", "4", "--n_blocks", "1", "--d_width", "4"]
-    record = train_cyclegan.main(argv)
-    assert record["step"] == 1 and np.isfinite(record["g_loss"])
-    assert (out / "samples" / "step_00000001.png").exists()
+        for i in range(6):
+            write_image(tmp_path / domain / f"{i}.png",
+                        rng.randint(0, 256, (20, 24, 3), np.uint8), mode="RGB")
+    write_image(tmp_path / "b" / "3.png", rng.randint(0, 256, (20, 24), np.uint8))
+    return tmp_path / "a", tmp_path / "b"
+
+
+def folder_args(a, b, out, *extra):
+    return ["--domain_a", str(a), "--domain_b", str(b), "--image_size", "16",
+            "--num_samples", "2", "--out_dir", str(out), "--no_progress", "--batch_size", "2",
+            "--width", "4", "--n_blocks", "1", "--d_width", "4", "--pool_size", "2",
+            "--log_every", "1", "--checkpoint_every", "100", "--epochs", "3", *extra]
+
+
+def test_an_rgb_folder_run_trains_on_crops_resumes_bit_for_bit_and_shows_held_out_images(
+        tmp_path, monkeypatch):
+    recipes, sources = [], []
+
+    class Recording(train_cyclegan.CycleGANRecipe):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            recipes.append(self)
+
+    def unpaired(*args, **kwargs):
+        sources.append(Unpaired(*args, **kwargs))
+        return sources[-1]
+
+    monkeypatch.setattr(train_cyclegan, "CycleGANRecipe", Recording)
+    monkeypatch.setattr(train_cyclegan, "Unpaired", unpaired)
+    a, b = colour_folders(tmp_path)
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    train_cyclegan.main(folder_args(a, b, straight, "--max_steps", "4"))
+    train_cyclegan.main(folder_args(a, b, resumed, "--max_steps", "2"))
+    train_cyclegan.main(["--resume", "--out_dir", str(resumed), "--max_steps", "4",
+                         "--no_progress"])  # the folders, channels and sizes from run.json
+    first = ndl.load(str(straight / "checkpoints" / "step_00000004.safetensors"))
+    second = ndl.load(str(resumed / "checkpoints" / "step_00000004.safetensors"))
+    assert first.keys() == second.keys()
+    for key in first:
+        np.testing.assert_array_equal(first[key], second[key], err_msg=key)
+    assert [r["g_loss"] for r in read_metrics(resumed)] == \
+        [r["g_loss"] for r in read_metrics(straight)]
+    # the models take RGB (B's one grayscale file repeats its band), and run.json says so
+    assert first["G.net.modules.0.weight"].shape == (7, 7, 3, 4)
+    assert first["adv_A.discriminator.net.modules.0.weight"].shape[2] == 3
+    args = json.loads((resumed / "run.json").read_text())["args"]
+    assert (args["channels"], args["load_size"]) == (3, 18)  # round(16 * 286 / 256)
+    # 6 images per folder, 2 held out (the first and last names), 4 trained on
+    for source in sources:
+        assert source.images_A.names == source.images_B.names == [f"{i}.png"
+                                                                  for i in range(1, 5)]
+        batch_A, batch_B = source.batch(0)
+        assert batch_A.shape == batch_B.shape == (2, 3, 16, 16)
+    # the grid: rows A and B are the held-out images, resized and centre-cropped
+    for recipe in recipes:
+        grid = recipe.sample()
+        assert grid.row_labels[0] == "A" and grid.row_labels[3] == "B"
+        for row, folder in ((0, a), (3, b)):
+            expected = np.stack([by_hand_centre(folder / f"{i}.png", 16) for i in (0, 5)])
+            shown = grid.images[2 * row:2 * row + 2]
+            np.testing.assert_allclose(shown, expected, atol=1 / 127.5 + 1e-6)
+    with Image.open(resumed / "samples" / "step_00000004.png") as picture:
+        assert picture.mode == "RGB"
+
+
+def test_training_crops_come_from_the_load_size_resize(tmp_path, monkeypatch):
+    batches = []
+    real_step = train_cyclegan.CycleGANRecipe.step
+
+    def recording(self, batch, step):
+        batches.append([x.copy() for x in batch])
+        return real_step(self, batch, step)
+
+    monkeypatch.setattr(train_cyclegan.CycleGANRecipe, "step", recording)
+    a, b = colour_folders(tmp_path)
+    train_cyclegan.main(folder_args(a, b, tmp_path / "run", "--max_steps", "2",
+                                    "--load_size", "20", "--channels", "1"))
+    assert all(x.shape == (2, 1, 16, 16) for batch in batches for x in batch)
+    # every crop (flipped or not) is a 16x16 window of one training image's luma at 20x20
+    with Image.open(a / "1.png") as picture:  # 24x20: 24x20 at shorter side 20, centre 20
+        luma = np.asarray(picture.resize((24, 20), Image.BICUBIC).convert("L"))[:, 2:22]
+    windows = [luma[y:y + 16, x:x + 16] for y in range(5) for x in range(5)]
+    windows += [w[:, ::-1] for w in windows]
+    crops = [np.rint((x[0] + 1) * 127.5) for batch in batches for x in batch[0]]
+    found = [any(np.abs(c - w).max() <= 1 for w in windows) for c in crops]
+    assert len(crops) == 4 and sum(found) == 1  # one epoch: each training image once
+
 
 def test_one_domain_folder_is_a_usage_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:

@@ -117,6 +117,28 @@ def test_the_app_translates_what_train_cyclegan_writes(tmp_path):
     assert png(tmp_path / "out" / "a.png")[1].shape == (28, 28)
 
 
+def test_an_rgb_train_cyclegan_run_translates_to_rgb(tmp_path):
+    run = tmp_path / "run"
+    trained = subprocess.run([sys.executable, "-m", "apps.train_cyclegan", "--dry_run",
+                              "--channels", "3", "--image_size", "16", "--width", "4",
+                              "--n_blocks", "1", "--d_width", "4", "--no_progress",
+                              "--out_dir", str(run)], cwd=ROOT, capture_output=True,
+                             text=True, timeout=600, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    assert json.loads((run / "run.json").read_text())["args"]["channels"] == 3
+    source, out = inputs(tmp_path / "in"), tmp_path / "out"
+    translate.main(["--checkpoint", str(run), "--input_dir", str(source), "--out_dir",
+                    str(out), "--direction", "BtoA"])
+    F = translate.load_translator(translate.open_run(str(run)), "BtoA")
+    assert F.channels == 3
+    for name in ("a.png", "b.jpg"):  # a grayscale and a colour input, both to RGB at 16
+        mode, written = png(out / (os.path.splitext(name)[0] + ".png"))
+        with ndl.no_grad():
+            expected = to_uint8(F(ndl.Tensor(by_hand(source / name, 16, "RGB"))).numpy())[0]
+        assert mode == "RGB" and written.shape == (16, 16, 3)
+        assert np.abs(written.astype(int) - expected).max() <= 1
+
+
 def _corrupt(tmp_path):
     source = inputs(tmp_path / "in")
     (source / "c.png").write_bytes(b"not a png at all")
