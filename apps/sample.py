@@ -1,9 +1,10 @@
 """Pictures from a trained generator: python -m apps.sample --checkpoint RUN_DIR --help
 
-Loads the generator of a train_dcgan or train_cgan run (run.json's "app" and "args" say
-which model to build; the weights are the "generator." entries of the newest verified
-checkpoints/step_*.safetensors) and writes one picture (PNG, or JPEG for --out x.jpg),
-titled with the app, the checkpoint's step and epoch, and the mode:
+Loads the generator of a train_dcgan, train_cgan or train_wgan_gp --data mnist run
+(apps.run_models: run.json's "app" and "args" say which model to build; the weights are the
+"generator." entries of the newest intact checkpoints/step_*.safetensors, or of the
+checkpoint file given) and writes one picture (PNG, or JPEG for --out x.jpg), titled with
+the app, the checkpoint's step and epoch, and the mode:
 
   grid         --n samples G(z), z ~ N(0, I) from RandomState(--seed), row-major (a
                conditional generator gets one row per digit instead, labelled with it).
@@ -23,23 +24,31 @@ note the positions (row-major, counting from 0) of samples that share a trait (s
 slanted 7s), and pass them as --groups "i,j,k;l,m,n;o,p,q". By default the groups are 0-2,
 3-5 and 6-8. For a train_cgan generator every arithmetic image gets the digit --label, so
 the grid's position i has the same z but, in general, another digit.
+
+A CycleGAN run has no generator of noise: apps.translate applies it to a folder of images.
+A train_wgan_gp run on 2-D points has no images: its samples are drawn in the run's grids
+and apps.evaluate scores them. Mistakes (no such run, no intact checkpoint, --groups out of
+range) end in one line; --debug shows the traceback.
 """
 import argparse
-import json
 import os
+import sys
 
 import numpy as np
 
 import needle as ndl
-from gan.checkpoint import checkpoint_info, latest_checkpoint
+from gan import RunFolderError
+from gan.checkpoint import checkpoint_info
 from gan.images import image_format, save_grid
 from gan.models.conditional import ConditionalGenerator
-from gan.models.dcgan import Generator
 
-from .common import DEVICES, make_parser, resolve_device
+from .cli import USER_ERRORS, AppParser, nonnegative_int, one_line, positive_int
+from .common import DEVICES, resolve_device
+from .run_models import load_generator, open_run
 
-__all__ = ["build_parser", "main", "load_generator", "lerp", "slerp", "picture"]
+__all__ = ["build_parser", "main", "lerp", "slerp", "picture"]
 
+APP = "sample"
 MODES = ("grid", "interpolate", "arithmetic")
 
 
@@ -52,65 +61,62 @@ def picture_path(text):
     return text
 
 
+def groups_option(text):
+    """argparse type of --groups: "i,j,k;l,m,n;o,p,q", three groups of three indices."""
+    try:
+        groups = [[int(i) for i in part.split(",")] for part in text.split(";")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected "0,1,2;3,4,5;6,7,8", got {text!r}') \
+            from None
+    if len(groups) != 3 or any(len(g) != 3 for g in groups):
+        raise argparse.ArgumentTypeError(f"expected three groups of three indices, got "
+                                         f"{text!r}")
+    return groups
+
+
 def build_parser():
-    parser = make_parser(__doc__.splitlines()[0])
+    parser = AppParser(APP, __doc__)
     add = parser.add_argument
     add("--checkpoint", required=True,
-        help="run folder of train_dcgan / train_cgan (or one of its checkpoint files)")
+        help="a run folder of train_dcgan, train_cgan or train_wgan_gp --data mnist (its "
+             "newest intact checkpoint), or one checkpoint file")
     add("--mode", choices=MODES, default="grid", help="which picture (see above)")
     add("--out", type=picture_path, default=None,
-        help="picture to write, .png or .jpg/.jpeg; none: RUN_DIR/sample_<mode>.png")
-    add("--n", type=int, default=64, help="samples in the grid / the seeded batch")
-    add("--seed", type=int, default=0, help="seed of the latent vectors")
-    add("--rows", type=int, default=4, help="interpolate: pairs of latent vectors")
-    add("--steps", type=int, default=10, help="interpolate: images per row, ends included")
-    add("--groups", default="0,1,2;3,4,5;6,7,8",
+        help="picture to write, .png or .jpg/.jpeg (default: RUN_DIR/sample_<mode>.png)"
+             "%(default).0s")
+    add("--n", type=positive_int, default=64, help="samples in the grid / the seeded batch")
+    add("--seed", type=nonnegative_int, default=0, help="seed of the latent vectors")
+    add("--rows", type=positive_int, default=4, help="interpolate: pairs of latent vectors")
+    add("--steps", type=positive_int, default=10,
+        help="interpolate: images per row, ends included")
+    add("--groups", type=groups_option, default="0,1,2;3,4,5;6,7,8",
         help='arithmetic: indices into the seeded batch, "A;B;C", three per group')
-    add("--label", type=int, default=None,
-        help="conditional generators: digit for interpolate/arithmetic; none: the row's "
-             "index modulo the classes for interpolate, 0 for arithmetic")
-    add("--device", choices=sorted(DEVICES), default="cpu_numpy")
+    add("--label", type=nonnegative_int, default=None,
+        help="conditional generators: digit for interpolate/arithmetic (default: the row's "
+             "index modulo the classes for interpolate, 0 for arithmetic)%(default).0s")
+    add("--device", choices=sorted(DEVICES), default="cpu_numpy",
+        help="cpu_numpy: NumPy; cpu: the course's flat-memory device; cuda: CuPy on a GPU")
+    add("--debug", action="store_true", help="show the traceback of an error")
+    parser.after_parsing.append(check_groups)
     return parser
 
 
-# ---- loading ---------------------------------------------------------------------------
-def _run_files(path):
-    """(run folder, checkpoint file) for a run folder or a checkpoint inside one."""
-    if os.path.isfile(path):
-        return os.path.dirname(os.path.dirname(os.path.abspath(path))), path
-    if not os.path.isdir(path):
-        raise SystemExit(f"sample: {path!r} is neither a run folder nor a checkpoint file")
-    checkpoint = latest_checkpoint(os.path.join(path, "checkpoints"))
-    if checkpoint is None:
-        raise SystemExit(f"sample: no readable checkpoint in {os.path.join(path, 'checkpoints')}")
-    return path, checkpoint
+def check_groups(parser, args, argv):
+    indices = [i for group in args.groups for i in group]
+    if args.mode == "arithmetic" and not all(0 <= i < args.n for i in indices):
+        parser.error(f"argument --groups: indices must be in [0, --n) = [0, {args.n}), got "
+                     f"{';'.join(','.join(map(str, g)) for g in args.groups)}")
 
 
-def load_generator(path, device=None):
-    """(generator in eval mode, run.json's info, checkpoint path) for a run folder."""
-    run_dir, checkpoint = _run_files(path)
-    info_path = os.path.join(run_dir, "run.json")
-    if not os.path.exists(info_path):
-        raise SystemExit(f"sample: {info_path} is missing: cannot tell which model was "
-                         "trained")
-    with open(info_path) as f:
-        info = json.load(f)
-    app, args = info.get("app"), info.get("args", {})
-    kw = dict(channels=1, image_size=args.get("image_size", 28),
-              width=args.get("width", 64), device=device)
-    latent_dim = args.get("latent_dim", 100)
-    if app == "train_dcgan":
-        generator = Generator(latent_dim, **kw)
-    elif app == "train_cgan":
-        generator = ConditionalGenerator(args.get("num_classes", 10), latent_dim, **kw)
-    else:
-        raise SystemExit(f"sample: {run_dir} was made by {app!r}; this app samples "
-                         "train_dcgan and train_cgan runs")
-    prefix = "generator."
-    state = {key[len(prefix):]: value for key, value in ndl.load(checkpoint).items()
-             if key.startswith(prefix)}
-    generator.load_state_dict(state)
-    return generator.eval(), info, checkpoint
+def open_generator(path, device=None):
+    """(Run, its generator in eval mode) for a run folder or checkpoint of an image GAN."""
+    run = open_run(path)
+    if run.is_points:
+        raise RunFolderError(f"{run.folder} is a train_wgan_gp run on 2-D points "
+                             f"({run.args['data']}), not images: its grids are in "
+                             f"{os.path.join(run.folder, 'samples')} and apps.evaluate "
+                             "scores its modes")
+    return run, load_generator(run, device)
 
 
 # ---- latent paths ----------------------------------------------------------------------
@@ -129,16 +135,6 @@ def slerp(z0, z1, t):
     if np.sin(omega) < 1e-7:
         return lerp(z0, z1, t[:, 0])
     return (np.sin((1 - t) * omega) * z0[None] + np.sin(t * omega) * z1[None]) / np.sin(omega)
-
-
-def _parse_groups(text):
-    try:
-        groups = [[int(i) for i in part.split(",")] for part in text.split(";")]
-    except ValueError:
-        raise SystemExit(f'sample: --groups must look like "0,1,2;3,4,5;6,7,8", got {text!r}')
-    if len(groups) != 3 or any(len(g) != 3 for g in groups):
-        raise SystemExit(f"sample: --groups needs three groups of three indices, got {text!r}")
-    return groups
 
 
 # ---- pictures --------------------------------------------------------------------------
@@ -181,9 +177,7 @@ def picture(generator, mode, args, device):
         images = _decode(generator, np.concatenate(z), labels, device)
         return images, dict(rows=2 * args.rows, row_labels=names,
                             metadata={"rows": "per pair: linear, then spherical"})
-    groups = _parse_groups(args.groups)
-    if max(max(g) for g in groups) >= args.n or min(min(g) for g in groups) < 0:
-        raise SystemExit(f"sample: --groups indices must be in [0, --n) = [0, {args.n})")
+    groups = args.groups
     batch = rng.randn(args.n, latent_dim)  # the same batch --mode grid decodes
     means = [batch[g].mean(axis=0) for g in groups]
     result = means[0] - means[1] + means[2]
@@ -198,23 +192,30 @@ def picture(generator, mode, args, device):
         rows=4, row_labels=["A", "B", "C", "A - B + C"], col_labels=["", "", "", "mean"],
         metadata={"rows": "A x3 + mean(A); B x3 + mean(B); C x3 + mean(C); 3 noisy "
                           "variants of A - B + C, then mean(A) - mean(B) + mean(C)",
-                  "groups": args.groups})
+                  "groups": ";".join(",".join(map(str, g)) for g in groups)})
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    device = resolve_device(args.device)
-    generator, info, checkpoint = load_generator(args.checkpoint, device)
-    images, layout = picture(generator, args.mode, args, device)
-    run_dir = _run_files(args.checkpoint)[0]
-    out = args.out or os.path.join(run_dir, f"sample_{args.mode}.png")
-    saved = checkpoint_info(checkpoint)
-    app = info.get("app")
-    title = f"{app}  step {saved.get('step')}  epoch {saved.get('epoch')}  {args.mode}"
-    metadata = dict(layout.pop("metadata", {}), mode=args.mode, seed=args.seed, app=app,
-                    checkpoint=os.path.basename(checkpoint))
-    save_grid(images, out, title=title, metadata=metadata, **layout)
-    print(f"sample: wrote {out}")
+    try:
+        device = resolve_device(args.device)
+        run, generator = open_generator(args.checkpoint, device)
+        if isinstance(generator, ConditionalGenerator) and args.label is not None and \
+                args.label >= generator.num_classes:
+            raise RunFolderError(f"--label {args.label} is not one of the "
+                                 f"{generator.num_classes} classes of {run.folder}")
+        images, layout = picture(generator, args.mode, args, device)
+        out = args.out or os.path.join(run.folder, f"sample_{args.mode}.png")
+        epoch = checkpoint_info(run.checkpoint).get("epoch")
+        title = f"{run.app}  step {run.step}  epoch {epoch}  {args.mode}"
+        metadata = dict(layout.pop("metadata", {}), mode=args.mode, seed=args.seed,
+                        app=run.app, checkpoint=os.path.basename(run.checkpoint))
+        save_grid(images, out, title=title, metadata=metadata, **layout)
+    except USER_ERRORS as error:
+        if args.debug:
+            raise
+        sys.exit(f"{APP}: {one_line(error)}")
+    print(f"sample: wrote {out} ({args.mode} of {run.app} step {run.step})")
     return out
 
 

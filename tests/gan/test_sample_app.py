@@ -1,10 +1,14 @@
-"""apps.sample on tiny train_dcgan / train_cgan runs: the three pictures, their layout and
-labels, the format from --out, the latent paths."""
+"""apps.sample on tiny train_dcgan / train_cgan / train_wgan_gp runs: the three pictures,
+their layout and labels, the format from --out, the weights through apps.run_models, the
+latent paths, and one-line refusals of runs without images of noise."""
+import re
+
 import numpy as np
 import pytest
 from PIL import Image
 
-from apps import sample, train_cgan, train_dcgan
+import needle as ndl
+from apps import sample, train_cgan, train_cyclegan, train_dcgan, train_wgan_gp
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +80,7 @@ def test_an_unknown_picture_format_is_refused_before_loading(dcgan_run, tmp_path
 
 
 def test_arithmetic_groups_index_the_grid_batch(dcgan_run):
-    generator, _, _ = sample.load_generator(str(dcgan_run))
+    _, generator = sample.open_generator(str(dcgan_run))
     args = sample.build_parser().parse_args(["--checkpoint", str(dcgan_run), "--n", "12",
                                              "--groups", "0,1,2;5,6,7;9,10,11"])
     device = generator.parameters()[0].device
@@ -90,30 +94,88 @@ def test_arithmetic_groups_index_the_grid_batch(dcgan_run):
     z = np.random.RandomState(0).randn(12, generator.latent_dim)
     means = [z[[0, 1, 2]].mean(0), z[[5, 6, 7]].mean(0), z[[9, 10, 11]].mean(0)]
     expected = np.stack(means + [means[0] - means[1] + means[2]]).astype(np.float32)
-    import needle as ndl
     with ndl.no_grad():
         decoded = generator(ndl.Tensor(expected, device=device, requires_grad=False)).numpy()
     np.testing.assert_allclose(arithmetic[[3, 7, 11, 15]], decoded, atol=1e-5)
 
 
-def test_sample_loads_the_saved_generator_weights(dcgan_run):
-    generator, info, checkpoint = sample.load_generator(str(dcgan_run))
-    assert info["app"] == "train_dcgan" and checkpoint.endswith("step_00000003.safetensors")
-    import needle as ndl
+def assert_saved_weights(generator, checkpoint):
     saved = ndl.load(checkpoint)
-    for name, value in generator.state_dict().items():
+    state = generator.state_dict()
+    assert state and not generator.training
+    for name, value in state.items():
         np.testing.assert_array_equal(value, saved[f"generator.{name}"])
-    assert not generator.training
 
 
-def test_bad_arguments_are_named(dcgan_run, tmp_path):
-    with pytest.raises(SystemExit, match="groups"):
-        sample.main(["--checkpoint", str(dcgan_run), "--mode", "arithmetic", "--n", "4"])
-    with pytest.raises(SystemExit, match="groups"):
-        sample.main(["--checkpoint", str(dcgan_run), "--mode", "arithmetic",
-                     "--groups", "0,1;2,3;4,5"])
-    with pytest.raises(SystemExit, match="neither"):
+def test_sample_loads_the_saved_generator_weights(dcgan_run):
+    run, generator = sample.open_generator(str(dcgan_run))
+    assert run.app == "train_dcgan" and run.checkpoint.endswith("step_00000003.safetensors")
+    assert_saved_weights(generator, run.checkpoint)
+
+
+def test_a_wgan_gp_mnist_run_is_sampled(tmp_path, saved):
+    run = tmp_path / "wgan_gp"
+    train_wgan_gp.main(["--data", "mnist", "--dry_run", "--out_dir", str(run), "--width", "8",
+                        "--no_progress"])
+    out = sample.main(["--checkpoint", str(run), "--n", "9", "--out", str(tmp_path / "w.png")])
+    (call,) = saved
+    assert call["count"] == 9 and call["title"] == "train_wgan_gp  step 4  epoch 1  grid"
+    opened, generator = sample.open_generator(str(run))
+    assert_saved_weights(generator, opened.checkpoint)
+    with Image.open(out) as picture:
+        assert picture.text["app"] == "train_wgan_gp"
+    # the picture is the generator's: the same seeded z decoded by hand
+    args = sample.build_parser().parse_args(["--checkpoint", str(run), "--n", "9"])
+    images, _ = sample.picture(generator, "grid", args, generator.parameters()[0].device)
+    z = np.random.RandomState(0).randn(9, generator.latent_dim).astype(np.float32)
+    with ndl.no_grad():
+        np.testing.assert_allclose(images, generator(ndl.Tensor(z)).numpy(), atol=1e-6)
+
+
+def test_runs_without_images_of_noise_are_refused_in_one_line(tmp_path, capsys):
+    points = tmp_path / "points"
+    train_wgan_gp.main(["--data", "ring8", "--dry_run", "--out_dir", str(points),
+                        "--no_progress"])
+    cyclegan = tmp_path / "cyclegan"
+    train_cyclegan.main(["--dry_run", "--out_dir", str(cyclegan), "--width", "4",
+                         "--n_blocks", "1", "--d_width", "4", "--no_progress"])
+    capsys.readouterr()
+    for run, message in ((points, r"is a train_wgan_gp run on 2-D points \(ring8\), not "
+                                  r"images: .* apps\.evaluate scores its modes"),
+                         (cyclegan, r"is a train_cyclegan run, which has no generator of "
+                                    r"noise; .*apps\.translate applies it")):
+        with pytest.raises(SystemExit) as stop:
+            sample.main(["--checkpoint", str(run)])
+        assert str(stop.value).startswith(f"sample: {run} ") and "\n" not in str(stop.value)
+        assert re.search(message, str(stop.value)), stop.value
+        assert not (run / "sample_grid.png").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--mode", "arithmetic", "--n", "4"],
+     r"argument --groups: indices must be in \[0, --n\) = \[0, 4\), got 0,1,2;3,4,5;6,7,8"),
+    (["--mode", "arithmetic", "--groups", "0,1;2,3;4,5"],
+     r"argument --groups: expected three groups of three indices, got '0,1;2,3;4,5'"),
+    (["--groups", "a;b;c"], r"argument --groups: expected \"0,1,2;3,4,5;6,7,8\""),
+    (["--n", "0"], r"argument --n: must be an integer >= 1, got 0"),
+    (["--label", "-1"], r"argument --label: must be an integer >= 0, got -1"),
+])
+def test_bad_options_are_refused_at_parse_time(dcgan_run, capsys, argv, message):
+    with pytest.raises(SystemExit) as stop:
+        sample.main(["--checkpoint", str(dcgan_run), *argv])
+    assert stop.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("python -m apps.sample: error: ") and "\n" not in error
+    assert re.search(message, error), error
+
+
+def test_bad_runs_and_labels_are_one_line(dcgan_run, tmp_path):
+    with pytest.raises(SystemExit, match=r"^sample: \S*nothing is neither a run folder nor a "
+                                         r"checkpoint file$"):
         sample.main(["--checkpoint", str(tmp_path / "nothing")])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit, match=r"^sample: no intact checkpoint in "):
+        sample.main(["--checkpoint", str(tmp_path / "empty")])
 
 
 def test_lerp_and_slerp_paths():

@@ -116,7 +116,7 @@ def test_dcgan_training_steps_match_numpy_device():
 
 def test_checkpoint_trained_on_gpu_loads_on_cpu(tmp_path):
     """train_dcgan --device cuda writes a checkpoint that the CPU samples identically."""
-    from apps.sample import load_generator
+    from apps.run_models import load_generator, open_run
 
     run = tmp_path / "run"
     subprocess.run([sys.executable, "-m", "apps.train_dcgan", "--device", "cuda",
@@ -126,7 +126,7 @@ def test_checkpoint_trained_on_gpu_loads_on_cpu(tmp_path):
     z = images((8, 100), seed=4)
     outputs = []
     for device in (ndl.cpu_numpy(), ndl.cuda()):
-        generator, _, _ = load_generator(str(run), device)
+        generator = load_generator(open_run(str(run)), device)
         with ndl.no_grad():
             outputs.append(generator(ndl.Tensor(z, device=device)).numpy())
     np.testing.assert_allclose(outputs[1], outputs[0], rtol=RTOL, atol=ATOL)
