@@ -1,6 +1,8 @@
-"""The training apps' command lines: `--help` shows the prog as typed, the module docstring
-(the modes of a run folder) and every option with its default; the same option has the same
-name in every app; console scripts exist for every app."""
+"""The apps' command lines: `--help` shows the prog as typed, the whole module docstring (the
+modes explained) and every option with its default, for the trainers and for sample,
+evaluate, translate and train_classifier; the same option has the same name in every
+trainer; console scripts exist for every app."""
+import argparse
 import importlib
 import subprocess
 import sys
@@ -45,11 +47,46 @@ def test_the_shared_options_have_the_same_names(app):
     assert set(SHARED) <= names, sorted(set(SHARED) - names)
 
 
-def test_help_runs_from_the_command_line():
-    result = subprocess.run([sys.executable, "-m", "apps.train_dcgan", "--help"],
-                            capture_output=True, text=True)
-    assert result.returncode == 0 and "Modes of a run folder:" in result.stdout
-    assert result.stdout.startswith("usage: python -m apps.train_dcgan ")
+# Each app's explanation of its modes, as its docstring words it.
+MODES = {"train_dcgan": "Modes of a run folder:", "train_cgan": "--resume",
+         "train_wgan_gp": "Modes of a run folder:", "train_cyclegan": "Modes of a run folder:",
+         "sample": "interpolate  --rows random pairs (z0, z1)",
+         "evaluate": "--real scores",
+         "translate": "translated by G (AtoB, domain A to B) or F (BtoA)",
+         "train_classifier": "is replaced only when asked for by name"}
+APPS = sorted(MODES)
+
+
+def _shown_default(action):
+    """The default as --help words it: argparse's "(default: X)", or the help's own words
+    where it hides the value (%(default).0s)."""
+    help_text = action.help or ""
+    if "%(default)" in help_text:
+        return "default" if "default" in help_text.replace("%(default)", "") else None
+    return f"(default: {action.default})"
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_every_apps_help_shows_the_prog_the_whole_docstring_and_its_defaults(app):
+    """`python -m apps.NAME --help`, run as a user runs it: the prog as typed, every line of
+    the module docstring (the modes explained), and a default for every option with one."""
+    result = subprocess.run([sys.executable, "-m", f"apps.{app}", "--help"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    assert text.startswith(f"usage: python -m apps.{app} ")
+    assert MODES[app] in text
+    doc = importlib.import_module(f"apps.{app}").__doc__
+    for line in doc.strip().splitlines():
+        assert line.rstrip() in text, f"{app}: docstring line missing from --help: {line!r}"
+    flat = "".join(text.split())  # argparse wraps lines at spaces and hyphens
+    for action in parser_of(app)._actions:
+        if action.dest == "help" or action.default in (None, False, argparse.SUPPRESS):
+            continue
+        assert action.help, f"{app}: {action.option_strings} has no help"
+        shown = _shown_default(action)
+        assert shown and "".join(shown.split()) in flat, \
+            f"{app}: {action.option_strings} does not show its default {action.default!r}"
 
 
 def test_every_app_has_a_console_script():
