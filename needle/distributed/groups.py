@@ -45,21 +45,23 @@ def import_mpi():
     return MPI
 
 
-def _wait(done, timeout, rank, what):
-    """Poll `done()` until True; raise CollectiveTimeout after `timeout` seconds. Spins
-    briefly (small collectives finish in microseconds), then sleeps up to 1 ms between polls
-    so a waiting rank leaves the cores to the ranks still computing."""
-    deadline = time.monotonic() + timeout
-    polls, pause = 0, 1e-5
+def _wait(done, timeout, rank, what, spin=0.05, pause=1e-4):
+    """Poll `done()` until True; raise CollectiveTimeout after `timeout` seconds.
+
+    MPI moves a non-blocking collective forward only inside these polls, so they come back
+    to back for the first `spin` seconds (a collective whose ranks are all there completes
+    at the speed of a blocking one); after that a waiting rank sleeps `pause` between polls,
+    leaving the cores to the ranks still computing."""
+    start = time.monotonic()
+    spin_until, deadline = start + min(spin, timeout), start + timeout
     while not done():
-        polls += 1
-        if polls > 200:
-            if time.monotonic() > deadline:
+        now = time.monotonic()
+        if now > spin_until:
+            if now > deadline:
                 raise CollectiveTimeout(
                     f"needle.distributed: rank {rank}: {what} did not complete on every rank "
                     f"within {timeout:g} s (a rank died, hangs, or runs different code)")
             time.sleep(pause)
-            pause = min(pause * 2, 1e-3)
 
 
 class MPIGroup:

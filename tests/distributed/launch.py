@@ -45,19 +45,52 @@ def _environment():
 
 
 def start_ranks(module, *args, ranks=2, cwd=ROOT):
-    """A running mpiexec (its own process group, so `stop` ends every rank)."""
+    """A running mpiexec in a session of its own (`stop` ends it and every rank)."""
     return subprocess.Popen(_command(module, args, ranks), cwd=cwd, env=_environment(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
 
 
+def _descendants(pid):
+    """(pid, command name) of every process below `pid`, from /proc."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                with open(f"/proc/{entry}/comm") as f:
+                    name = f.read().strip()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append((int(entry), name))
+    found, queue = [], [pid]
+    while queue:
+        for child in children.get(queue.pop(), []):
+            found.append(child)
+            queue.append(child[0])
+    return found
+
+
+def _gone(pid):
+    return not os.path.exists(f"/proc/{pid}")
+
+
 def stop(process, sig=signal.SIGKILL):
-    """Send `sig` to mpiexec and every rank, then reap them."""
-    try:
-        os.killpg(process.pid, sig)
-    except ProcessLookupError:
-        pass
-    return process.communicate(timeout=60)
+    """Send `sig` to mpiexec and to every rank (not to hydra's proxies, which then reap the
+    ranks and leave), reap mpiexec, and wait until the ranks are gone (reaped: a resume
+    takes a zombie's pid in run.json for a live run)."""
+    ranks = [pid for pid, name in _descendants(process.pid) if not name.startswith("hydra")]
+    for pid in [process.pid, *ranks]:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+    out = process.communicate(timeout=60)
+    deadline = time.monotonic() + 30
+    while not all(_gone(pid) for pid in ranks) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return out
 
 
 def run_ranks(module, *args, ranks=2, timeout=180, cwd=ROOT):
