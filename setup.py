@@ -23,6 +23,7 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 APPS = ["train_dcgan", "train_cgan", "train_wgan_gp", "train_cyclegan", "sample", "evaluate",
         "translate", "train_classifier"]
 GAN = ["safetensors>=0.4", "tqdm>=4.60", "Pillow>=10.1", "matplotlib>=3.5", "scipy>=1.9"]
+DISTRIBUTED = ["mpi4py>=4.0", "mpich"]
 
 
 class CMakeExtension(Extension):
@@ -91,10 +92,12 @@ setup(
         # --tensorboard: event files through tensorboardX (a standalone writer)
         "tensorboard": ["tensorboardX>=2.6"],
         # needle.distributed and --distributed: mpi4py over MPICH (the wheel has mpiexec)
-        "distributed": ["mpi4py>=4.0", "mpich"],
+        "distributed": DISTRIBUTED,
         # websocket-client: the report's browser test reads Chromium's DevTools protocol;
-        # tensorboard: its EventAccumulator reads the event files back
+        # tensorboard: its EventAccumulator reads the event files back; mpi4py and mpich:
+        # the mpiexec -n 2 tests
         "test": ["pytest>=7", "hypothesis>=6.80", "numdifftools>=0.9",
-                 "websocket-client>=1.6", "tensorboardX>=2.6", "tensorboard>=2.14"] + GAN,
+                 "websocket-client>=1.6", "tensorboardX>=2.6", "tensorboard>=2.14"]
+                + GAN + DISTRIBUTED,
     },
 )

@@ -30,8 +30,8 @@ from .parallel import (DEFAULT_BUCKET_MB, abort_on_error, all_reduce_gradients,
 
 __all__ = ["init", "get_group", "is_initialized", "rank", "world_size",
            "broadcast_parameters", "all_reduce_gradients", "average_gradients",
-           "shard_randn", "abort_on_error", "all_reduce_sum", "AllReduceSum", "MPIGroup", "NCCLGroup",
-           "DistributedError", "CollectiveTimeout", "DEFAULT_BUCKET_MB", "MPI_HINT"]
+           "shard_randn", "abort_on_error", "all_reduce_sum", "AllReduceSum", "MPIGroup",
+           "NCCLGroup", "DistributedError", "CollectiveTimeout", "DEFAULT_BUCKET_MB", "MPI_HINT"]
 
 _GROUP = None
 

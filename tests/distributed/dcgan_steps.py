@@ -72,7 +72,7 @@ def main():
             start = build_state(args.width, args.dtype)
             worst = largest_difference(reference, synced)
             moved = largest_difference(reference, start, parameters_only=True)
-            apart = largest_difference(reference, local)
+            apart = largest_difference(reference, local, parameters_only=True)
             assert worst <= args.atol, f"largest difference {worst:.3g} > {args.atol:g}"
             assert moved > 10 * args.atol, f"the parameters barely moved ({moved:.3g})"
             assert apart > 10 * args.atol, \
