@@ -88,7 +88,16 @@ def _live_pid(manifest):
         return None  # killed without a goodbye: the run is not training
     except PermissionError:
         pass
-    return pid
+    return None if _is_zombie(pid) else pid
+
+
+def _is_zombie(pid):
+    """A killed process nobody has reaped yet (state Z in /proc) trains nothing."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _refuse_live(run):

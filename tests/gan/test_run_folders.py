@@ -184,3 +184,26 @@ def test_a_run_training_now_is_refused_even_with_overwrite(tmp_path):
     run.update(pid=2 ** 22 + 12345)  # above pid_max: a process that is gone (killed)
     path.write_text(json.dumps(run))
     make_trainer(tmp_path / "run", max_steps=2, resume=True).train()
+
+
+def test_a_killed_but_unreaped_process_does_not_hold_the_folder():
+    """A rank killed under mpiexec can linger as a zombie where nothing reaps orphans."""
+    import socket
+    import subprocess
+    import time
+
+    from gan.runfolder import _live_pid
+
+    child = subprocess.Popen(["sleep", "0"])
+    time.sleep(0.3)  # exited, not yet waited for: a zombie
+    manifest = {"status": "running", "pid": child.pid, "host": socket.gethostname()}
+    try:
+        assert _live_pid(manifest) is None
+    finally:
+        child.wait()
+    alive = subprocess.Popen(["sleep", "30"])
+    try:
+        assert _live_pid(dict(manifest, pid=alive.pid)) == alive.pid
+    finally:
+        alive.kill()
+        alive.wait()
