@@ -33,7 +33,7 @@ from needle.data.idx import DataFileError
 from .cli import (AppParser, DeviceUnavailable, beta, folder, learning_rate, nonnegative_int,
                   positive_int)
 
-__all__ = ["add_common_options", "add_adam_options", "settle", "resolve_device",
+__all__ = ["add_common_options", "add_adam_options", "add_dcgan_options", "settle", "resolve_device",
            "mnist_images", "load_mnist_named", "trainer_config", "saved_args", "make_parser",
            "DEFAULT_DATA_DIR", "DEVICES"]
 
@@ -120,6 +120,27 @@ def add_adam_options(parser, lr=2e-4, beta1=0.5, beta2=0.999):
              "one%(default).0s")
     add("--beta1", type=beta, default=beta1, help="Adam beta1, in [0, 1)")
     add("--beta2", type=beta, default=beta2, help="Adam beta2, in [0, 1)")
+
+
+def add_dcgan_options(parser, num_samples, num_samples_help, evaluate_help):
+    """The DCGAN family's model, objective and evaluation options (train_dcgan, train_cgan)."""
+    from gan.models.dcgan import SUPPORTED_SIZES
+    from gan.objectives import OBJECTIVES
+
+    add = parser.add_argument
+    add("--latent_dim", "--latent-dim", type=positive_int, default=100, help="size of z")
+    add("--width", type=positive_int, default=64, help="channel width unit of G and D")
+    add("--image_size", "--image-size", type=int, choices=SUPPORTED_SIZES, default=28,
+        help="side of the images (MNIST is padded to 32, then doubled to 64)")
+    add("--objective", choices=sorted(OBJECTIVES), default="non-saturating",
+        help="the GAN objective (gan.objectives)")
+    add("--num_samples", "--num-samples", type=positive_int, default=num_samples,
+        help=num_samples_help)
+    add("--evaluate", action="store_true",
+        help=f"score G at each epoch end with the shipped MNIST classifier ({evaluate_help}; "
+             "gan.metrics) on --eval_samples samples")
+    add("--eval_samples", "--eval-samples", type=positive_int, default=1000,
+        help="samples per evaluation (with --evaluate)")
 
 
 def settle(parser, args, argv=None):

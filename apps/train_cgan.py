@@ -17,13 +17,12 @@ import needle as ndl
 from gan import Adversarial, Trainer
 from gan.batches import Shuffled
 from gan.models.conditional import ConditionalDiscriminator, ConditionalGenerator
-from gan.models.dcgan import SUPPORTED_SIZES
-from gan.objectives import OBJECTIVES, get_objective
+from gan.objectives import get_objective
 from gan.recipes import GANRecipe
 
-from .cli import AppParser, finish, int_in, positive_int
-from .common import (add_adam_options, add_common_options, mnist_images, resolve_device,
-                     saved_args, trainer_config)
+from .cli import AppParser, finish, int_in
+from .common import (add_adam_options, add_common_options, add_dcgan_options, mnist_images,
+                     resolve_device, saved_args, trainer_config)
 
 APP = "train_cgan"
 
@@ -35,19 +34,9 @@ def build_parser():
     add = parser.add_argument
     add("--num_classes", "--num-classes", type=int_in(2, 10), default=10,
         help="number of digit classes (2..10); trains on digits 0..num_classes-1")
-    add("--latent_dim", "--latent-dim", type=positive_int, default=100, help="size of z")
-    add("--width", type=positive_int, default=64, help="channel width unit of G and D")
-    add("--image_size", "--image-size", type=int, choices=SUPPORTED_SIZES, default=28,
-        help="side of the images (MNIST is padded to 32, then doubled to 64)")
-    add("--objective", choices=sorted(OBJECTIVES), default="non-saturating",
-        help="the GAN objective (gan.objectives)")
-    add("--num_samples", "--num-samples", type=positive_int, default=80,
-        help="images in each sample grid: num_samples // num_classes per digit row")
-    add("--evaluate", action="store_true",
-        help="score G at each epoch end with the shipped MNIST classifier (FID, label kept, "
-             "per digit; gan.metrics) on --eval_samples samples")
-    add("--eval_samples", "--eval-samples", type=positive_int, default=1000,
-        help="samples per evaluation (with --evaluate)")
+    add_dcgan_options(parser, 80,
+                      "images in each sample grid: num_samples // num_classes per digit row",
+                      "FID, label kept, per digit")
     return parser
 
 

@@ -28,13 +28,13 @@ import numpy as np
 import needle as ndl
 from gan import Adversarial, Trainer
 from gan.batches import Shuffled
-from gan.models.dcgan import SUPPORTED_SIZES, Discriminator, Generator
-from gan.objectives import OBJECTIVES, get_objective
+from gan.models.dcgan import Discriminator, Generator
+from gan.objectives import get_objective
 from gan.recipes import GANRecipe
 
-from .cli import AppParser, finish, positive_int
-from .common import (add_adam_options, add_common_options, mnist_images, resolve_device,
-                     saved_args, trainer_config)
+from .cli import AppParser, finish
+from .common import (add_adam_options, add_common_options, add_dcgan_options, mnist_images,
+                     resolve_device, saved_args, trainer_config)
 
 APP = "train_dcgan"
 
@@ -43,23 +43,11 @@ def build_parser():
     parser = AppParser(APP, __doc__)
     add_common_options(parser, "dcgan", epochs=1)
     add_adam_options(parser)
-    add = parser.add_argument
-    add("--latent_dim", "--latent-dim", type=positive_int, default=100, help="size of z")
-    add("--width", type=positive_int, default=64, help="channel width unit of G and D")
-    add("--image_size", "--image-size", type=int, choices=SUPPORTED_SIZES, default=28,
-        help="side of the images (MNIST is padded to 32, then doubled to 64)")
-    add("--objective", choices=sorted(OBJECTIVES), default="non-saturating",
-        help="the GAN objective (gan.objectives)")
-    add("--num_samples", "--num-samples", type=positive_int, default=64,
-        help="images in each sample grid")
-    add("--sync_bn", "--sync-bn", action="store_true",
+    add_dcgan_options(parser, 64, "images in each sample grid", "FID, digits_covered, ...")
+    parser.add_argument(
+        "--sync_bn", "--sync-bn", action="store_true",
         help="BatchNorm over the whole global batch (nn.SyncBatchNorm) in G and D; without "
              "it, with --distributed each rank normalises over its own slice")
-    add("--evaluate", action="store_true",
-        help="score G at each epoch end with the shipped MNIST classifier (FID, "
-             "digits_covered, ...; gan.metrics) on --eval_samples samples")
-    add("--eval_samples", "--eval-samples", type=positive_int, default=1000,
-        help="samples per evaluation (with --evaluate)")
     return parser
 
 
