@@ -16,6 +16,8 @@ parsing, `settle(parser, args, argv)` (which add_common_options hooks into parse
     target (--epochs, --max_steps) comes from its checkpoint unless given, and --d_lr /
     --g_lr given with --resume replace the rates the checkpoint restores.
 """
+import atexit
+import contextlib
 import importlib.util
 import os
 import sys
@@ -143,6 +145,11 @@ def add_dcgan_options(parser, num_samples, num_samples_help, evaluate_help):
         help="samples per evaluation (with --evaluate)")
 
 
+def _remove_if_empty(folder):
+    with contextlib.suppress(OSError):
+        os.rmdir(folder)
+
+
 def settle(parser, args, argv=None):
     """Check option combinations, pick the run folder and, on a resume, restore the run's
     saved options (see the module docstring)."""
@@ -164,6 +171,8 @@ def settle(parser, args, argv=None):
         if args.dry_run:
             if dist.rank() == 0:
                 args.out_dir = tempfile.mkdtemp(prefix=f"{parser.app}-dry-run-")
+                # a dry run that fails before writing anything leaves no empty folder behind
+                atexit.register(_remove_if_empty, args.out_dir)
                 print(f"{parser.app}: dry run: writing to {args.out_dir}", file=sys.stderr)
             if dist.world_size() > 1:  # rank 0's folder: the one the run writes
                 args.out_dir = dist.get_group().host.broadcast_object(args.out_dir)

@@ -207,3 +207,17 @@ def test_a_killed_but_unreaped_process_does_not_hold_the_folder():
     finally:
         alive.kill()
         alive.wait()
+
+
+def test_a_dry_run_that_fails_before_writing_leaves_no_empty_folder(tmp_path):
+    import subprocess
+    import sys
+
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    result = subprocess.run([sys.executable, "-m", "apps.train_dcgan", "--dry_run", "--device",
+                             "cuda"], cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                            env=env, capture_output=True, text=True)
+    if result.returncode == 0:
+        pytest.skip("cuda() is available here: the dry run did not fail")
+    assert "dry run: writing to" in result.stderr
+    assert list(tmp_path.iterdir()) == []
