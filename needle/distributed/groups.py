@@ -25,6 +25,9 @@ import numpy as np
 __all__ = ["DistributedError", "CollectiveTimeout", "MPIGroup", "NCCLGroup", "import_mpi",
            "MPI_HINT"]
 
+# Seconds between a rank's last words on stderr and MPI_Abort (see MPIGroup.abort).
+_ABORT_GRACE_S = 0.5
+
 MPI_HINT = "needle.distributed needs mpi4py: pip install 'needle-gan[distributed]'"
 
 
@@ -97,6 +100,9 @@ class MPIGroup:
         return pickle.loads(buffer.tobytes())  # bytes from rank `root` of this same job
 
     def abort(self, code=1):
+        # MPI_Abort makes mpiexec kill every process at once; a moment first lets the launcher
+        # forward the line this rank just wrote to stderr (without it the line is sometimes lost)
+        time.sleep(_ABORT_GRACE_S)
         self.comm.Abort(code)
 
 
