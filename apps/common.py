@@ -35,7 +35,8 @@ from needle.data.idx import DataFileError
 from .cli import (AppParser, DeviceUnavailable, beta, folder, learning_rate, nonnegative_int,
                   positive_int)
 
-__all__ = ["add_common_options", "add_adam_options", "add_dcgan_options", "settle", "resolve_device",
+__all__ = ["add_common_options", "add_adam_options", "add_dcgan_options", "adam",
+           "mnist_evaluator", "settle", "resolve_device",
            "mnist_images", "load_mnist_named", "trainer_config", "saved_args", "make_parser",
            "DEFAULT_DATA_DIR", "DEVICES"]
 
@@ -122,6 +123,21 @@ def add_adam_options(parser, lr=2e-4, beta1=0.5, beta2=0.999):
              "one%(default).0s")
     add("--beta1", type=beta, default=beta1, help="Adam beta1, in [0, 1)")
     add("--beta2", type=beta, default=beta2, help="Adam beta2, in [0, 1)")
+
+
+def adam(args, module, network):
+    """Adam over `module`'s parameters with the options of add_adam_options: --d_lr or
+    --g_lr (network "d" or "g") when given, else --lr, and --beta1/--beta2."""
+    lr = getattr(args, f"{network}_lr") or args.lr
+    return ndl.optim.Adam(module.parameters(), lr=lr, beta1=args.beta1, beta2=args.beta2)
+
+
+def mnist_evaluator(args):
+    """With --evaluate, gan.metrics' scorer of G on --eval_samples samples; else None."""
+    if not args.evaluate:
+        return None
+    from gan.metrics import Evaluator
+    return Evaluator.from_mnist(args.data_dir, num_samples=args.eval_samples)
 
 
 def add_dcgan_options(parser, num_samples, num_samples_help, evaluate_help):

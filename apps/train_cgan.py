@@ -13,7 +13,6 @@ folder. Ctrl-C writes a checkpoint and prints how to continue.
 """
 import numpy as np
 
-import needle as ndl
 from gan import Adversarial, Trainer
 from gan.batches import Shuffled
 from gan.models.conditional import ConditionalDiscriminator, ConditionalGenerator
@@ -21,8 +20,9 @@ from gan.objectives import get_objective
 from gan.recipes import GANRecipe
 
 from .cli import AppParser, finish, int_in
-from .common import (add_adam_options, add_common_options, add_dcgan_options, mnist_images,
-                     resolve_device, saved_args, trainer_config)
+from .common import (adam, add_adam_options, add_common_options, add_dcgan_options,
+                     mnist_evaluator, mnist_images, resolve_device, saved_args,
+                     trainer_config)
 
 APP = "train_cgan"
 
@@ -58,15 +58,10 @@ def train(args):
     discriminator = ConditionalDiscriminator(args.num_classes, channels=1,
                                              image_size=args.image_size, width=args.width,
                                              device=device)
-    betas = dict(beta1=args.beta1, beta2=args.beta2)
     adversarial = Adversarial(discriminator, get_objective(args.objective),
-                              ndl.optim.Adam(discriminator.parameters(),
-                                             lr=args.d_lr or args.lr, **betas))
-    g_optimizer = ndl.optim.Adam(generator.parameters(), lr=args.g_lr or args.lr, **betas)
-    evaluate = None
-    if args.evaluate:
-        from gan.metrics import Evaluator
-        evaluate = Evaluator.from_mnist(args.data_dir, num_samples=args.eval_samples)
+                              adam(args, discriminator, "d"))
+    g_optimizer = adam(args, generator, "g")
+    evaluate = mnist_evaluator(args)
     recipe = GANRecipe(generator, adversarial, g_optimizer, args.latent_dim,
                        num_samples=args.num_samples, num_classes=args.num_classes,
                        seed=args.seed, device=device, evaluate=evaluate)

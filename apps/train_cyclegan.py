@@ -49,7 +49,6 @@ import sys
 
 import numpy as np
 
-import needle as ndl
 from gan import Adversarial, Trainer
 from gan.batches import Unpaired
 from gan.cyclegan import CycleGAN
@@ -61,8 +60,8 @@ from needle.data.idx import DataFileError
 
 from .cli import (AppParser, finish, folder, multiple_of, nonnegative_float, nonnegative_int,
                   positive_int)
-from .common import (add_adam_options, add_common_options, load_mnist_named, resolve_device,
-                     saved_args, trainer_config)
+from .common import (adam, add_adam_options, add_common_options, load_mnist_named,
+                     resolve_device, saved_args, trainer_config)
 
 __all__ = ["build_parser", "main", "thicken", "mnist_domains", "folder_domains"]
 
@@ -231,14 +230,11 @@ def build_model(args, device):
     F = ResnetGenerator(channels, args.width, args.n_blocks, **kw)   # B -> A
     D_A = PatchDiscriminator(channels, args.d_width, args.n_layers, **kw)  # real A vs F(B)
     D_B = PatchDiscriminator(channels, args.d_width, args.n_layers, **kw)  # real B vs G(A)
-    betas = dict(beta1=args.beta1, beta2=args.beta2)
-    d_lr, g_lr = args.d_lr or args.lr, args.g_lr or args.lr
-    adv_A = Adversarial(D_A, LeastSquares(), ndl.optim.Adam(D_A.parameters(), lr=d_lr, **betas))
-    adv_B = Adversarial(D_B, LeastSquares(), ndl.optim.Adam(D_B.parameters(), lr=d_lr, **betas))
+    adv_A = Adversarial(D_A, LeastSquares(), adam(args, D_A, "d"))
+    adv_B = Adversarial(D_B, LeastSquares(), adam(args, D_B, "d"))
     for adversarial, generator in ((adv_A, F), (adv_B, G)):  # graph-hygiene checks
         adversarial.watch(generator)
-    return CycleGAN(G, F, adv_A, adv_B, ndl.optim.Adam(G.parameters(), lr=g_lr, **betas),
-                    ndl.optim.Adam(F.parameters(), lr=g_lr, **betas),
+    return CycleGAN(G, F, adv_A, adv_B, adam(args, G, "g"), adam(args, F, "g"),
                     cycle_weight=args.cycle_weight, identity_weight=args.identity_weight,
                     pool_size=args.pool_size)
 

@@ -25,7 +25,6 @@ classifier (FID, digits covered; gan.metrics).
 """
 import numpy as np
 
-import needle as ndl
 from gan import Adversarial, Trainer
 from gan.batches import Shuffled
 from gan.models.dcgan import Discriminator, Generator
@@ -33,8 +32,9 @@ from gan.objectives import get_objective
 from gan.recipes import GANRecipe
 
 from .cli import AppParser, finish
-from .common import (add_adam_options, add_common_options, add_dcgan_options, mnist_images,
-                     resolve_device, saved_args, trainer_config)
+from .common import (adam, add_adam_options, add_common_options, add_dcgan_options,
+                     mnist_evaluator, mnist_images, resolve_device, saved_args,
+                     trainer_config)
 
 APP = "train_dcgan"
 
@@ -66,15 +66,10 @@ def train(args):
                           width=args.width, device=device, norm=norm)
     discriminator = Discriminator(channels=1, image_size=args.image_size, width=args.width,
                                   norm=norm, device=device)
-    betas = dict(beta1=args.beta1, beta2=args.beta2)
     adversarial = Adversarial(discriminator, get_objective(args.objective),
-                              ndl.optim.Adam(discriminator.parameters(),
-                                             lr=args.d_lr or args.lr, **betas))
-    g_optimizer = ndl.optim.Adam(generator.parameters(), lr=args.g_lr or args.lr, **betas)
-    evaluate = None
-    if args.evaluate:
-        from gan.metrics import Evaluator
-        evaluate = Evaluator.from_mnist(args.data_dir, num_samples=args.eval_samples)
+                              adam(args, discriminator, "d"))
+    g_optimizer = adam(args, generator, "g")
+    evaluate = mnist_evaluator(args)
     recipe = GANRecipe(generator, adversarial, g_optimizer, args.latent_dim,
                        num_samples=args.num_samples, seed=args.seed, device=device,
                        evaluate=evaluate)

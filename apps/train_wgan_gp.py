@@ -31,8 +31,8 @@ from gan.recipes import GANRecipe
 from gan.samples import PointCloud
 
 from .cli import AppParser, finish, nonnegative_float, positive_int
-from .common import (add_adam_options, add_common_options, mnist_images, resolve_device,
-                     saved_args, trainer_config)
+from .common import (adam, add_adam_options, add_common_options, mnist_evaluator,
+                     mnist_images, resolve_device, saved_args, trainer_config)
 
 APP = "train_wgan_gp"
 POINT_STEPS_PER_EPOCH = 1000
@@ -106,18 +106,12 @@ def train(args):
         generator = MLPGenerator(args.latent_dim, 2, hidden=args.hidden, layers=args.layers,
                                  device=device)
         critic = MLPCritic(2, hidden=args.hidden, layers=args.layers, device=device)
-    betas = dict(beta1=args.beta1, beta2=args.beta2)
-    adversarial = Adversarial(critic, Wasserstein(),
-                              ndl.optim.Adam(critic.parameters(), lr=args.d_lr or args.lr,
-                                             **betas),
+    adversarial = Adversarial(critic, Wasserstein(), adam(args, critic, "d"),
                               penalties=[GradientPenalty(args.gp_weight)],
                               n_critic=args.n_critic)
-    g_optimizer = ndl.optim.Adam(generator.parameters(), lr=args.g_lr or args.lr, **betas)
+    g_optimizer = adam(args, generator, "g")
     if args.data == "mnist":
-        evaluate, picture = None, None
-        if args.evaluate:
-            from gan.metrics import Evaluator
-            evaluate = Evaluator.from_mnist(args.data_dir, num_samples=args.eval_samples)
+        evaluate, picture = mnist_evaluator(args), None
     else:
         evaluate = ModeScores(mixture, args.eval_samples, args.latent_dim, args.seed, device)
         picture = lambda points: PointCloud(points, mixture)  # noqa: E731
