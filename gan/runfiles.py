@@ -29,23 +29,29 @@ import needle as ndl
 from needle.fileio import atomic_write
 
 __all__ = ["RunManifest", "write_json_atomic", "read_manifest", "write_history",
-           "read_history", "file_sha256", "versions", "clean_stale_temp_files"]
+           "read_history", "file_sha256", "versions", "clean_stale_temp_files",
+           "process_alive"]
 
 # Temporary names of needle.fileio (".NAME.PID.HEX.tmp"), and of the writers before it
 # ("NAME.PID.tmp", "NAME.PID.tmp.png", ".NAME.PID.tmp") that a killed older run may have left.
 _TEMP = re.compile(r"\.(\d+)\.(?:[0-9a-f]{8}\.)?tmp(?:\.png)?$")
 
 
-def _pid_alive(pid):
-    if pid == os.getpid():
-        return False  # our own leftovers: this process writes one file at a time
+def process_alive(pid):
+    """Whether process `pid` (on this host) is running: it exists and is not a zombie (a
+    killed process nobody has reaped yet, as a killed MPI rank can stay where init reaps no
+    orphans, runs nothing). A process we may not signal counts as alive."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OSError):
+    except OSError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def clean_stale_temp_files(folder):
@@ -55,7 +61,9 @@ def clean_stale_temp_files(folder):
         return removed
     for name in os.listdir(folder):
         match = _TEMP.search(name)
-        if match and not _pid_alive(int(match.group(1))):
+        pid = int(match.group(1)) if match else None
+        # our own leftovers too: this process writes one file at a time
+        if match and (pid == os.getpid() or not process_alive(pid)):
             try:
                 os.remove(os.path.join(folder, name))
                 removed.append(name)

@@ -26,7 +26,7 @@ import time
 from typing import Optional
 
 from .checkpoint import checkpoint_info, checkpoint_step, list_checkpoints, recover_checkpoints
-from .runfiles import read_manifest
+from .runfiles import process_alive, read_manifest
 
 __all__ = ["RunFolderError", "ExistingRun", "existing_run", "claim_run_folder",
            "resume_point"]
@@ -82,22 +82,7 @@ def _live_pid(manifest):
     if manifest.get("status") != "running" or not isinstance(pid, int) or \
             manifest.get("host") != socket.gethostname() or pid == os.getpid():
         return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None  # killed without a goodbye: the run is not training
-    except PermissionError:
-        pass
-    return None if _is_zombie(pid) else pid
-
-
-def _is_zombie(pid):
-    """A killed process nobody has reaped yet (state Z in /proc) trains nothing."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
+    return pid if process_alive(pid) else None  # killed without a goodbye: not training
 
 
 def _refuse_live(run):
