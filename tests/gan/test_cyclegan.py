@@ -17,6 +17,7 @@ from gan.cyclegan import CycleGAN
 from gan.models import ImagePool
 from gan.models.cyclegan import PatchDiscriminator, ResnetGenerator
 from gan.objectives import LeastSquares
+from tests.support.images import centre_crop_by_hand
 
 TINY = dict(width=4, n_blocks=1)
 
@@ -245,18 +246,6 @@ def write_image(path, array, mode="L"):
     Image.fromarray(array, mode=mode).save(path)
 
 
-def by_hand_centre(path, size):
-    """Shorter side to `size` (bicubic), centre square, RGB in [-1, 1], CHW."""
-    with Image.open(path) as picture:
-        w, h = picture.size
-        scale = size / min(w, h)
-        resized = picture.convert("RGB").resize((max(size, round(w * scale)),
-                                                 max(size, round(h * scale))), Image.BICUBIC)
-        left, top = (resized.size[0] - size) // 2, (resized.size[1] - size) // 2
-        array = np.asarray(resized.crop((left, top, left + size, top + size)), np.float32)
-    return array.transpose(2, 0, 1) / 127.5 - 1
-
-
 def colour_folders(tmp_path):
     """Two folders of six 24x20 images: A all RGB; B RGB but one grayscale file."""
     rng = np.random.RandomState(0)
@@ -320,7 +309,7 @@ def test_an_rgb_folder_run_trains_on_crops_resumes_bit_for_bit_and_shows_held_ou
         grid = recipe.sample()
         assert grid.row_labels[0] == "A" and grid.row_labels[3] == "B"
         for row, folder in ((0, a), (3, b)):
-            expected = np.stack([by_hand_centre(folder / f"{i}.png", 16) for i in (0, 5)])
+            expected = np.stack([centre_crop_by_hand(folder / f"{i}.png", 16) for i in (0, 5)])
             shown = grid.images[2 * row:2 * row + 2]
             np.testing.assert_allclose(shown, expected, atol=1 / 127.5 + 1e-6)
     with Image.open(resumed / "samples" / "step_00000004.png") as picture:

@@ -18,6 +18,7 @@ from gan.images import to_uint8
 from gan.models.cyclegan import ResnetGenerator
 from gan.models.dcgan import Generator
 from needle.fileio import TEMP_NAME
+from tests.support.images import centre_crop_by_hand
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -38,20 +39,6 @@ def inputs(folder):
     Image.fromarray(rng.randint(0, 256, (24, 24, 3), np.uint8)).save(folder / "b.jpg")
     (folder / "notes.txt").write_text("not an image")
     return folder
-
-
-def by_hand(path, size, mode):
-    """Shorter side to `size` (bicubic), centre square, [-1, 1], NCHW: the test transform."""
-    with Image.open(path) as picture:
-        w, h = picture.size
-        scale = size / min(w, h)
-        resized = picture.convert("RGB").resize((max(size, round(w * scale)),
-                                                 max(size, round(h * scale))), Image.BICUBIC)
-        left, top = (resized.size[0] - size) // 2, (resized.size[1] - size) // 2
-        array = np.asarray(resized.crop((left, top, left + size, top + size)).convert(mode),
-                           dtype=np.float32)
-    array = array[:, :, None] if array.ndim == 2 else array
-    return (array.transpose(2, 0, 1)[None] / 127.5 - 1).astype(np.float32)
 
 
 def png(path):
@@ -77,7 +64,7 @@ def test_translates_every_image_with_g_or_f(tmp_path, capsys, direction):
     with ndl.no_grad():
         for name in ("a.png", "b.jpg"):
             # a colour input to a grayscale model: its luma (as Pillow's convert("L"))
-            x = by_hand(source / name, 16, "L")
+            x = centre_crop_by_hand(source / name, 16, "L")[None]
             expected = to_uint8(model(ndl.Tensor(x)).numpy())[0, :, :, 0]
             mode, written = png(out / (os.path.splitext(name)[0] + ".png"))
             assert mode == "L" and written.shape == (16, 16)
@@ -97,7 +84,7 @@ def test_a_colour_model_writes_rgb_and_takes_another_size(tmp_path):
     mode, written = png(out / "a.png")  # a grayscale file: its band repeated
     assert mode == "RGB" and written.shape == (12, 12, 3)
     with ndl.no_grad():
-        expected = to_uint8(G(ndl.Tensor(by_hand(source / "a.png", 12, "RGB"))).numpy())[0]
+        expected = to_uint8(G(ndl.Tensor(centre_crop_by_hand(source / "a.png", 12)[None])).numpy())[0]
     assert np.abs(written.astype(int) - expected).max() <= 1
     assert not [n for n in os.listdir(out) if TEMP_NAME.match(n)]
 
@@ -134,7 +121,7 @@ def test_an_rgb_train_cyclegan_run_translates_to_rgb(tmp_path):
     for name in ("a.png", "b.jpg"):  # a grayscale and a colour input, both to RGB at 16
         mode, written = png(out / (os.path.splitext(name)[0] + ".png"))
         with ndl.no_grad():
-            expected = to_uint8(F(ndl.Tensor(by_hand(source / name, 16, "RGB"))).numpy())[0]
+            expected = to_uint8(F(ndl.Tensor(centre_crop_by_hand(source / name, 16)[None])).numpy())[0]
         assert mode == "RGB" and written.shape == (16, 16, 3)
         assert np.abs(written.astype(int) - expected).max() <= 1
 
