@@ -10,7 +10,7 @@ from numpy import (broadcast_to, exp, flip, log, matmul, maximum, negative,  # n
 __all__ = ["Device", "NDArray", "cpu", "default_device", "all_devices", "array", "empty",
            "full", "broadcast_to", "reshape", "swapaxes", "as_strided", "negative", "maximum",
            "log", "exp", "tanh", "matmul", "where", "sum", "max", "flip", "pad", "stack",
-           "split", "transpose", "element_strides", "add_to_slice", "fused"]
+           "split", "concatenate", "sections", "transpose", "element_strides", "add_to_slice", "fused"]
 
 NDArray = np.ndarray
 
@@ -104,6 +104,15 @@ def stack(arrays, axis=0):
 def split(a, axis=0):
     """The pieces of `a` along `axis`, that axis dropped (inverse of stack)."""
     return [np.take(a, i, axis=axis) for i in range(a.shape[axis])]
+
+
+def concatenate(arrays, axis=0):
+    return np.concatenate(arrays, axis=axis)
+
+
+def sections(a, sizes, axis=0):
+    """`a` cut along `axis` into consecutive pieces of the given sizes."""
+    return np.split(a, np.cumsum(sizes)[:-1], axis=axis)
 
 
 def element_strides(a):

@@ -9,7 +9,7 @@ from .ndarray import NDArray
 
 __all__ = ["array", "empty", "full", "broadcast_to", "reshape", "swapaxes", "as_strided",
            "negative", "maximum", "log", "exp", "tanh", "matmul", "where", "sum", "max",
-           "flip", "pad", "stack", "split", "transpose", "element_strides", "add_to_slice",
+           "flip", "pad", "stack", "split", "concatenate", "sections", "transpose", "element_strides", "add_to_slice",
            "fused"]
 
 
@@ -113,6 +113,35 @@ def split(a, axis=0):
     prefix = (slice(None),) * axis
     shape = a.shape[:axis] + a.shape[axis + 1:]
     return [a[prefix + (i,)].compact().reshape(shape) for i in range(a.shape[axis])]
+
+
+def concatenate(arrays, axis=0):
+    """The arrays joined along an existing `axis` (equal sizes on every other axis)."""
+    first = arrays[0]
+    axis %= first.ndim
+    rest = first.shape[:axis], first.shape[axis + 1:]
+    for a in arrays:
+        if (a.shape[:axis], a.shape[axis + 1:]) != rest:
+            raise ValueError(f"concatenate: shapes {first.shape} and {a.shape} differ off "
+                             f"axis {axis}")
+    total = int(np.sum([a.shape[axis] for a in arrays]))
+    out = NDArray.make(rest[0] + (total,) + rest[1], device=first.device, dtype=first.dtype)
+    prefix, start = (slice(None),) * axis, 0
+    for a in arrays:
+        out[prefix + (slice(start, start + a.shape[axis]),)] = a
+        start += a.shape[axis]
+    return out
+
+
+def sections(a, sizes, axis=0):
+    """`a` cut along `axis` into consecutive pieces of the given sizes (inverse of
+    concatenate)."""
+    axis %= a.ndim
+    prefix, start, pieces = (slice(None),) * axis, 0, []
+    for size in sizes:
+        pieces.append(a[prefix + (slice(start, start + size),)].compact())
+        start += size
+    return pieces
 
 
 def transpose(a, axes=None):

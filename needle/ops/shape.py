@@ -2,9 +2,10 @@
 from ..autograd import TensorOp, TensorTuple, TensorTupleOp
 from ..backend_selection import array_api, device_of
 
-__all__ = ["Reshape", "BroadcastTo", "Transpose", "Permute", "Stack", "Split", "Flip",
-           "Dilate", "UnDilate", "reshape", "broadcast_to", "transpose", "permute", "stack",
-           "split", "flip", "dilate", "undilate", "sum_to_shape"]
+__all__ = ["Reshape", "BroadcastTo", "Transpose", "Permute", "Stack", "Split", "Concatenate",
+           "Sections", "Flip", "Dilate", "UnDilate", "reshape", "broadcast_to", "transpose",
+           "permute", "stack", "split", "concatenate", "sections", "flip", "dilate",
+           "undilate", "sum_to_shape"]
 
 
 def _resolve_shape(shape, size, name, old_shape):
@@ -150,6 +151,46 @@ class Split(TensorTupleOp):
 
 def split(a, axis):
     return Split(axis)(a)
+
+
+class Concatenate(TensorOp):
+    """Join a TensorTuple along an existing axis (U-Net skips, channel-wise conditions)."""
+
+    def __init__(self, axis):
+        self.axis = axis
+
+    def compute(self, args):
+        return array_api.concatenate(list(args), axis=self.axis)
+
+    def gradient(self, out_grad, node):
+        return sections(out_grad, [t.shape[self.axis] for t in node.inputs[0].tuple()],
+                        self.axis)
+
+
+def concatenate(args, axis):
+    from .tuple import make_tuple
+    return Concatenate(axis)(make_tuple(*args))
+
+
+class Sections(TensorTupleOp):
+    """Cut along `axis` into consecutive pieces of `sizes` (the inverse of concatenate)."""
+
+    def __init__(self, sizes, axis):
+        self.sizes, self.axis = tuple(int(s) for s in sizes), axis
+
+    def compute(self, a):
+        if sum(self.sizes) != a.shape[self.axis] or min(self.sizes, default=0) < 0:
+            raise ValueError(f"sections: sizes {self.sizes} do not cut axis {self.axis} of "
+                             f"shape {a.shape}")
+        return tuple(array_api.sections(a, self.sizes, axis=self.axis))
+
+    def gradient(self, out_grad, node):
+        pieces = list(out_grad.tuple()) if isinstance(out_grad, TensorTuple) else out_grad
+        return concatenate(pieces, self.axis)
+
+
+def sections(a, sizes, axis):
+    return Sections(sizes, axis)(a)
 
 
 class Flip(TensorOp):

@@ -153,6 +153,27 @@ def _split(draw):
 
 
 @st.composite
+def _concatenate(draw):
+    shape = draw(shapes(min_dims=1, max_dims=3))
+    axis = draw(st.integers(-len(shape), len(shape) - 1))
+    pieces = []
+    for _ in range(draw(st.integers(1, 3))):
+        piece_shape = list(shape)
+        piece_shape[axis] = draw(st.integers(1, 3))
+        pieces.append(draw(arrays(tuple(piece_shape))))
+    return Case(tuple(pieces), {"axis": axis})
+
+
+@st.composite
+def _sections(draw):
+    x = draw(arrays(draw(shapes(min_dims=1, max_dims=3))))
+    axis = draw(st.integers(-x.ndim, x.ndim - 1))
+    cuts = sorted(draw(st.lists(st.integers(0, x.shape[axis]), max_size=3)))
+    bounds = [0] + cuts + [x.shape[axis]]
+    return Case((x,), {"sizes": [b - a for a, b in zip(bounds, bounds[1:])], "axis": axis})
+
+
+@st.composite
 def _axes_subset(draw, ndim, min_size=0):
     """Distinct axes, each maybe written as a negative index."""
     chosen = draw(st.lists(st.integers(0, ndim - 1), unique=True, min_size=min_size,
@@ -266,6 +287,12 @@ SPECS = [
            lambda *xs, axis: np.stack(xs, axis)),
     OpSpec("split", "shape", _split(), lambda x, axis: ndl.split(x, axis).tuple(),
            lambda x, axis: [np.take(x, i, axis) for i in range(x.shape[axis])]),
+    OpSpec("concatenate", "shape", _concatenate(),
+           lambda *xs, axis: ndl.concatenate(list(xs), axis),
+           lambda *xs, axis: np.concatenate(xs, axis)),
+    OpSpec("sections", "shape", _sections(),
+           lambda x, sizes, axis: ndl.sections(x, sizes, axis).tuple(),
+           lambda x, sizes, axis: np.split(x, np.cumsum(sizes)[:-1], axis)),
     OpSpec("flip", "shape", _flip(), ndl.flip, lambda x, axes: np.flip(x, axes)),
     OpSpec("dilate", "shape", _dilation(), ndl.dilate, _dilate),
     OpSpec("undilate", "shape", _dilation(), ndl.undilate, _undilate),
