@@ -14,15 +14,31 @@ not reach G's graph), and the first G step (from `generator_loss` to `check_gene
 or the next D step) checks that it did not change D's weights. Either leak raises
 GraphHygieneError naming the parameters. `debug=True` checks every step; the checks cost one
 copy of D's weights, so the default checks only once.
+
+Techniques that live here, because they change what D sees or what G is asked:
+
+  augment=DiffAugment(...) or AdaptiveAugment(...)  (gan.augment) D sees every image, real
+      or generated, augmented, in its loss, in G's loss and inside the penalties (whose
+      gradients then run through the augmentation, as StyleGAN2-ADA does); an adaptive one
+      is shown D's scores on reals after every D step and its p is logged and checkpointed.
+  penalties with every=k (gan.penalties): lazy regularisation on every k-th D step.
+  feature_matching=w (Salimans et al. 2016, sec. 3.1): G's loss gains
+      w * mean_j (E[f_j(x)] - E[f_j(G(z))])^2 over the features f = D.features of a real
+      batch and the generated one (the real features are constants to G).
+  an objective with pairs_real_and_fake (RpGAN) pairs generated scores with real ones.
+
+Those two need a real batch in G's loss: generator_loss(fake, real=...).
 """
 import math
 
 import numpy as np
 
-from needle import nn
+from needle import nn, ops
 
 from .errors import DiscriminatorOutputError, GANSetupError, GraphHygieneError
 from .penalties import WeightClipping
+
+_STEPS_KEY = "schedule.d_steps"
 
 __all__ = ["Adversarial"]
 
@@ -46,11 +62,21 @@ class Adversarial(nn.Module):
     """
 
     def __init__(self, discriminator, objective, optimizer, penalties=(), n_critic=1,
-                 weight_clip=None, generator=None, debug=False):
+                 weight_clip=None, generator=None, debug=False, augment=None,
+                 feature_matching=0.0):
         super().__init__()
         if int(n_critic) != n_critic or n_critic < 1:
             raise GANSetupError(f"Adversarial: n_critic must be an integer >= 1, got "
                                 f"{n_critic}")
+        if feature_matching < 0:
+            raise GANSetupError(f"Adversarial: feature_matching must be >= 0, got "
+                                f"{feature_matching}")
+        if feature_matching and not callable(getattr(discriminator, "features", None)):
+            raise GANSetupError(
+                f"Adversarial: feature matching compares D's intermediate features, but "
+                f"{type(discriminator).__name__} has no callable .features(x)")
+        self.augment, self.feature_matching = augment, float(feature_matching)
+        self.d_steps = 0  # D steps taken: the lazy penalties' schedule
         self.discriminator = discriminator
         self.objective = objective
         self.optimizer = optimizer
@@ -126,21 +152,60 @@ class Adversarial(nn.Module):
                 f"({n}, 1, H, W). A two-class softmax head? Give D a single output unit.")
         return scores
 
-    def generator_loss(self, fake, cond=None):
-        """G's loss for a generated batch: a Tensor that backpropagates into G (and D)."""
+    def seen(self, x):
+        """x as D sees it: augmented when the Adversarial has an augmentation."""
+        return x if self.augment is None else self.augment(x)
+
+    @property
+    def needs_real_in_generator_loss(self):
+        return bool(self.objective.pairs_real_and_fake or self.feature_matching)
+
+    def generator_loss(self, fake, cond=None, real=None):
+        """G's loss for a generated batch: a Tensor that backpropagates into G (and D).
+
+        `real` (a real batch) is needed by a pairing objective and by feature matching."""
+        if real is None and self.needs_real_in_generator_loss:
+            needs = "RpGAN's pairing" if self.objective.pairs_real_and_fake else \
+                "feature matching"
+            raise GANSetupError(f"Adversarial.generator_loss: {needs} needs a real batch: "
+                                "generator_loss(fake, cond, real=real_images)")
         if self.debug or self._pending_g_check:
             self._pending_g_check = False
             self._d_snapshot = [p.numpy().copy() for _, p in self._d_parameters()]
-        return self.objective.generator_loss(self.score(fake, cond))
+        fake_seen = self.seen(fake)
+        real_seen = None if real is None else self.seen(real.detach())
+        real_scores = None
+        if self.objective.pairs_real_and_fake:
+            real_scores = self.score(real_seen, cond).detach()
+        loss = self.objective.generator_loss(self.score(fake_seen, cond), real=real_scores)
+        if self.feature_matching:
+            loss = loss + self._feature_matching(real_seen, fake_seen) * self.feature_matching
+        return loss
+
+    def _feature_matching(self, real, fake):
+        """mean_j (E[f_j(real)] - E[f_j(fake)])^2 over D's flattened features."""
+        features_real = self.discriminator.features(real).detach()
+        features_fake = self.discriminator.features(fake)
+        n_real, n_fake = features_real.shape[0], features_fake.shape[0]
+        width = math.prod(features_fake.shape[1:])
+        gap = (ops.summation(ops.reshape(features_real, (n_real, width)), axes=(0,)) / n_real
+               - ops.summation(ops.reshape(features_fake, (n_fake, width)), axes=(0,)) / n_fake)
+        return ops.summation(gap * gap) / width
 
     def discriminator_loss(self, real, fake, cond=None):
-        """(D's total loss, D(real), D(fake), {penalty name: value}) with fake detached."""
+        """(D's total loss, D(real), D(fake), {penalty name: value}) with fake detached.
+
+        D(real) and D(fake) are on the images as D sees them (augmented, with augment);
+        penalties due at this D step (see gan.penalties' `every`) are included."""
         fake = fake.detach()
-        real_scores, fake_scores = self.score(real, cond), self.score(fake, cond)
+        real_scores = self.score(self.seen(real), cond)
+        fake_scores = self.score(self.seen(fake), cond)
         loss = self.objective.discriminator_loss(real_scores, fake_scores)
         penalties = {}
         for penalty in self.penalties:
-            value = penalty(lambda x: self.score(x, cond), real, fake)
+            if hasattr(penalty, "applies_at") and not penalty.applies_at(self.d_steps):
+                continue
+            value = penalty(lambda x: self.score(self.seen(x), cond), real, fake)
             penalties[type(penalty).__name__] = value
             loss = loss + value
         return loss, real_scores, fake_scores, penalties
@@ -160,23 +225,34 @@ class Adversarial(nn.Module):
         self.optimizer.step()
         if self.weight_clip is not None:
             self.weight_clip.apply(self.discriminator.parameters())
+        self.d_steps += 1
         figures = {"d_loss": float(loss.numpy()),
                    "d_real": self.objective.report(real_scores),
                    "d_fake": self.objective.report(fake_scores),
                    "d_grad_norm": grad_norm}
         figures.update({f"penalty_{name}": float(value.numpy())
                         for name, value in penalties.items()})
+        if hasattr(self.augment, "observe"):  # adaptive augmentation: D's view of reals
+            self.augment.observe(real_scores.numpy())
+            figures["augment_p"] = float(self.augment.p)
         return figures
 
     def state_dict(self):
-        """D's weights and buffers under "discriminator.", optimizer state under "optimizer."."""
+        """D's weights and buffers under "discriminator.", optimizer state under "optimizer.",
+        an adaptive augmentation's state under "augment.", and the D-step count."""
         state = {f"discriminator.{k}": v for k, v in self.discriminator.state_dict().items()}
         state.update({f"optimizer.{k}": v for k, v in self.optimizer.state_dict().items()})
+        if hasattr(self.augment, "state_dict"):
+            state.update({f"augment.{k}": v for k, v in self.augment.state_dict().items()})
+        state[_STEPS_KEY] = np.array(self.d_steps, dtype=np.int64)
         return state
 
     def load_state_dict(self, state, strict=True):
-        prefix_d, prefix_o = "discriminator.", "optimizer."
-        unknown = [k for k in state if not k.startswith((prefix_d, prefix_o))]
+        """The inverse of state_dict. A state saved before the D-step count was kept loads
+        with the count at 0 (it only times lazy penalties)."""
+        prefix_d, prefix_o, prefix_a = "discriminator.", "optimizer.", "augment."
+        unknown = [k for k in state
+                   if not k.startswith((prefix_d, prefix_o, prefix_a)) and k != _STEPS_KEY]
         if unknown and strict:
             raise KeyError(f"Adversarial.load_state_dict: unexpected keys {unknown}")
         self.discriminator.load_state_dict(
@@ -184,10 +260,25 @@ class Adversarial(nn.Module):
             strict=strict)
         self.optimizer.load_state_dict(
             {k[len(prefix_o):]: v for k, v in state.items() if k.startswith(prefix_o)})
+        augment_state = {k[len(prefix_a):]: v for k, v in state.items()
+                         if k.startswith(prefix_a)}
+        if hasattr(self.augment, "load_state_dict"):
+            if not augment_state and strict:
+                raise KeyError("Adversarial.load_state_dict: the state holds no augment.* "
+                               f"keys for {type(self.augment).__name__}")
+            if augment_state:
+                self.augment.load_state_dict(augment_state)
+        elif augment_state and strict:
+            raise KeyError("Adversarial.load_state_dict: the state holds augmentation state "
+                           "(augment.*) but this Adversarial has no adaptive augmentation")
+        self.d_steps = int(np.asarray(state.get(_STEPS_KEY, 0)))
 
     def __repr__(self):
+        extras = "".join(f", {name}={value!r}" for name, value in
+                         (("augment", self.augment), ("feature_matching", self.feature_matching))
+                         if value)
         return (f"Adversarial({type(self.discriminator).__name__}, {self.objective!r}, "
-                f"penalties={self.penalties}, n_critic={self.n_critic})")
+                f"penalties={self.penalties}, n_critic={self.n_critic}{extras})")
 
 
 def _global_norm(parameters):

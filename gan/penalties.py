@@ -3,12 +3,19 @@
 The gradient penalties differentiate D's output with respect to its input and then D's loss
 is differentiated again, so they rely on needle's double backward (`create_graph=True`).
 Each penalty is called as `penalty(score, real, fake)` where `score(x)` runs D (with any
-condition already bound) and returns its outputs.
+condition already bound, and the augmentation when D is trained on augmented images) and
+returns its outputs.
+
+Lazy regularisation (Karras et al. 2020, StyleGAN2, sec. 3.1): `every=k` computes the
+penalty on every k-th D step only, multiplied by k, so that its average strength is the
+same while its cost (a double backward) falls k-fold. StyleGAN2 also rescales Adam's rate
+and betas by k / (k + 1) because it steps the penalty with a separate optimizer update;
+here the penalty is added to that step's loss, so the rates stay as they are.
 """
 import needle as ndl
 from needle import init, ops
 
-__all__ = ["GradientPenalty", "R1", "R2", "WeightClipping"]
+__all__ = ["Penalty", "GradientPenalty", "R1", "R2", "WeightClipping"]
 
 
 def _squared_gradient_norms(score, x):
@@ -19,13 +26,32 @@ def _squared_gradient_norms(score, x):
     return ops.summation(gradient * gradient, axes)
 
 
-class GradientPenalty:
+class Penalty:
+    """A term on D's loss, applied on every `every`-th D step (lazy regularisation)."""
+
+    def __init__(self, every=1):
+        if int(every) != every or every < 1:
+            raise ValueError(f"{type(self).__name__}: every must be an integer >= 1, got "
+                             f"{every}")
+        self.every = int(every)
+
+    def applies_at(self, d_step):
+        """True on the D steps (0-based count) where the penalty is computed."""
+        return d_step % self.every == 0
+
+    def _lazy(self):
+        return f", every={self.every}" if self.every > 1 else ""
+
+
+class GradientPenalty(Penalty):
     """WGAN-GP (Gulrajani et al. 2017, eq. 3): weight * E[(||grad D(x_hat)||_2 - 1)^2].
 
     x_hat = eps * real + (1 - eps) * fake with eps ~ U[0, 1] per sample (NumPy's RNG).
+    With every=k: k * weight * E[...] on every k-th D step.
     """
 
-    def __init__(self, weight=10.0):
+    def __init__(self, weight=10.0, every=1):
+        super().__init__(every)
         self.weight = weight
 
     def __call__(self, score, real, fake):
@@ -36,27 +62,30 @@ class GradientPenalty:
         x_hat = (real.detach() * eps + fake.detach() * (1 - eps)).detach()
         x_hat.requires_grad = True
         norms = ops.sqrt(_squared_gradient_norms(score, x_hat) + 1e-12)
-        return ops.mean((norms - 1) ** 2) * self.weight
+        return ops.mean((norms - 1) ** 2) * (self.weight * self.every)
 
     def __repr__(self):
-        return f"GradientPenalty(weight={self.weight})"
+        return f"GradientPenalty(weight={self.weight}{self._lazy()})"
 
 
-class R1:
-    """Mescheder et al. (2018), eq. 9: gamma / 2 * E[||grad D(x)||^2] on real data."""
+class R1(Penalty):
+    """Mescheder et al. (2018), eq. 9: gamma / 2 * E[||grad D(x)||^2] on real data.
+
+    With every=k: k * gamma / 2 * E[...] on every k-th D step (StyleGAN2 uses k = 16)."""
 
     on_real = True
 
-    def __init__(self, gamma=10.0):
+    def __init__(self, gamma=10.0, every=1):
+        super().__init__(every)
         self.gamma = gamma
 
     def __call__(self, score, real, fake):
         x = (real if self.on_real else fake).detach()
         x.requires_grad = True
-        return ops.mean(_squared_gradient_norms(score, x)) * (self.gamma / 2)
+        return ops.mean(_squared_gradient_norms(score, x)) * (self.gamma / 2 * self.every)
 
     def __repr__(self):
-        return f"{type(self).__name__}(gamma={self.gamma})"
+        return f"{type(self).__name__}(gamma={self.gamma}{self._lazy()})"
 
 
 class R2(R1):

@@ -1,7 +1,9 @@
-"""GAN models: DCGAN, conditional DCGAN, CycleGAN's ResNet generator and PatchGAN."""
+"""GAN models: DCGAN, conditional DCGAN, CycleGAN's ResNet generator and PatchGAN, and the
+minibatch standard-deviation layer."""
 from .conditional import ConditionalDiscriminator, ConditionalGenerator  # noqa: F401
 from .cyclegan import PatchDiscriminator, ResnetGenerator  # noqa: F401
 from .dcgan import Discriminator, Generator  # noqa: F401
 from .init import dcgan_init  # noqa: F401
+from .minibatch_std import MinibatchStd  # noqa: F401
 from .mlp import MLPCritic, MLPGenerator  # noqa: F401
 from .pool import ImagePool  # noqa: F401

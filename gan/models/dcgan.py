@@ -12,6 +12,7 @@ from needle import nn, ops
 
 from ..errors import ImageShapeError
 from .init import dcgan_init
+from .minibatch_std import MinibatchStd
 
 __all__ = ["Generator", "Discriminator", "SUPPORTED_SIZES"]
 
@@ -78,11 +79,13 @@ class Discriminator(nn.Module):
 
     norm="batch" as in DCGAN; norm="none" for gradient penalties, where batch statistics
     would couple the samples whose gradients are penalised (Gulrajani et al. 2017, sec. 4);
-    norm="syncbatch" for data-parallel runs (see the module).
+    norm="syncbatch" for data-parallel runs (see the module). minibatch_std=True puts a
+    gan.models.MinibatchStd layer between the features and the head (Karras et al. 2018).
+    `features(x)` are the last feature maps, what feature matching compares.
     """
 
     def __init__(self, channels=1, image_size=28, width=64, norm="batch", slope=0.2,
-                 device=None, dtype="float32"):
+                 device=None, dtype="float32", minibatch_std=False):
         super().__init__()
         Norm = _norm_layer("Discriminator", norm, ("batch", "syncbatch", "none"))
         self.channels, self.image_size = channels, image_size
@@ -100,7 +103,9 @@ class Discriminator(nn.Module):
             # state size halves: (N, c_out, s/2, s/2)
         self.features = nn.Sequential(*layers)
         # state size: (N, widths[-1], start, start)
-        self.head = nn.Conv2d(widths[-1], 1, start, bias=False, **kw)
+        self.minibatch_std = MinibatchStd() if minibatch_std else None
+        # with it, one more channel: (N, widths[-1] + 1, start, start)
+        self.head = nn.Conv2d(widths[-1] + bool(minibatch_std), 1, start, bias=False, **kw)
         self.feature_shape = (widths[-1], start, start)
         dcgan_init(self)
 
@@ -109,4 +114,7 @@ class Discriminator(nn.Module):
         if len(x.shape) != 4 or tuple(x.shape[1:]) != expected:
             raise ValueError(f"Discriminator: expected images of shape (N, {expected[0]}, "
                              f"{expected[1]}, {expected[2]}), got {x.shape}")
-        return ops.reshape(self.head(self.features(x)), (x.shape[0],))
+        features = self.features(x)
+        if self.minibatch_std is not None:
+            features = self.minibatch_std(features)
+        return ops.reshape(self.head(features), (x.shape[0],))

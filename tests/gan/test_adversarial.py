@@ -210,7 +210,8 @@ def test_a_correct_loop_passes_the_checks_in_debug_mode():
         adv.check_generator_step()
     # G's parameters stay out of Adversarial's own parameters and state
     assert len(adv.parameters()) == len(D.parameters())
-    assert all(k.startswith(("discriminator.", "optimizer.")) for k in adv.state_dict())
+    assert all(k.startswith(("discriminator.", "optimizer.")) or k == "schedule.d_steps"
+               for k in adv.state_dict())
 
 
 @pytest.mark.parametrize("shape", [(6, 2), (6, 10), (3,), (6, 4, 5, 5)])

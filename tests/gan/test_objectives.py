@@ -4,7 +4,7 @@ import pytest
 
 import needle as ndl
 from gan.objectives import (OBJECTIVES, Hinge, LeastSquares, Minimax, NonSaturating,
-                            Wasserstein, get_objective)
+                            RelativisticPairing, Wasserstein, get_objective)
 
 
 def softplus(x):
@@ -69,7 +69,8 @@ def test_objectives_stay_finite_on_confident_logits(name):
     """On logits, never log(sigmoid): a confident D (|logit| = 1000) gives finite losses."""
     objective = get_objective(name)
     real, fake = ndl.Tensor(np.array([1000.0, -1000.0])), ndl.Tensor(np.array([-1000.0, 1000.0]))
-    loss = objective.discriminator_loss(real, fake) + objective.generator_loss(fake)
+    loss = (objective.discriminator_loss(real, fake)
+            + objective.generator_loss(fake, real=real))
     loss.backward()
     assert np.isfinite(loss.numpy())
     assert np.isfinite(real.grad.numpy()).all() and np.isfinite(fake.grad.numpy()).all()
@@ -84,3 +85,53 @@ def test_report_is_a_probability_for_logit_objectives():
 def test_unknown_objective_is_named():
     with pytest.raises(ValueError, match="unknown objective 'wgan'.*non-saturating"):
         get_objective("wgan")
+
+
+@pytest.mark.parametrize("objective", [Minimax, NonSaturating])
+def test_one_sided_label_smoothing_moves_only_the_real_target(objective):
+    """D's real term is the cross-entropy against target 1 - s; generated ones keep 0."""
+    s = 0.1
+    rng = np.random.default_rng(1)
+    r, f = rng.normal(size=5) * 3, rng.normal(size=5) * 3
+    real, fake = ndl.Tensor(r, dtype="float64"), ndl.Tensor(f, dtype="float64")
+    loss = objective(label_smoothing=s).discriminator_loss(real, fake)
+    expected = (-(1 - s) * np.log(sigmoid(r)) - s * np.log(1 - sigmoid(r))).mean() \
+        + softplus(f).mean()
+    np.testing.assert_allclose(loss.numpy(), expected, rtol=1e-12)
+    loss.backward()
+    np.testing.assert_allclose(real.grad.numpy(), (sigmoid(r) - (1 - s)) / r.size, rtol=1e-10)
+    np.testing.assert_allclose(fake.grad.numpy(), sigmoid(f) / f.size, rtol=1e-10)
+
+
+def test_label_smoothing_is_refused_where_it_means_nothing():
+    with pytest.raises(ValueError, match="label smoothing applies to"):
+        get_objective("wasserstein", label_smoothing=0.1)
+    with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 0.5\)"):
+        NonSaturating(label_smoothing=0.7)
+    assert get_objective("non-saturating", 0.1).label_smoothing == 0.1
+
+
+def test_relativistic_pairing_losses_and_gradients():
+    """RpGAN: D E[softplus(f - r)], G E[softplus(r - f)], pair by pair."""
+    rng = np.random.default_rng(2)
+    r, f = rng.normal(size=6) * 2, rng.normal(size=6) * 2
+    real, fake = ndl.Tensor(r, dtype="float64"), ndl.Tensor(f, dtype="float64")
+    objective = RelativisticPairing()
+    loss = objective.discriminator_loss(real, fake)
+    np.testing.assert_allclose(loss.numpy(), softplus(f - r).mean(), rtol=1e-12)
+    loss.backward()
+    np.testing.assert_allclose(real.grad.numpy(), -sigmoid(f - r) / 6, rtol=1e-10)
+    np.testing.assert_allclose(fake.grad.numpy(), sigmoid(f - r) / 6, rtol=1e-10)
+    real, fake = ndl.Tensor(r, dtype="float64"), ndl.Tensor(f, dtype="float64")
+    loss = objective.generator_loss(fake, real=real)
+    np.testing.assert_allclose(loss.numpy(), softplus(r - f).mean(), rtol=1e-12)
+    loss.backward()
+    np.testing.assert_allclose(fake.grad.numpy(), -sigmoid(r - f) / 6, rtol=1e-10)
+
+
+def test_relativistic_pairing_names_what_it_needs():
+    scores = ndl.Tensor(np.zeros(4))
+    with pytest.raises(ValueError, match="needs D's scores on a real batch"):
+        RelativisticPairing().generator_loss(scores)
+    with pytest.raises(ValueError, match="pair one to one"):
+        RelativisticPairing().discriminator_loss(scores, ndl.Tensor(np.zeros(3)))
