@@ -6,6 +6,9 @@
 The format follows the extension (.png, or .jpg/.jpeg for JPEG); `metadata` goes into PNG
 text chunks (a JPEG gets it as its comment). Files are written through needle.fileio's
 atomic writer, so a full disk or a kill never leaves a half-written picture.
+
+save_grid is grid_picture (the Pillow image) then save_picture (the atomic write);
+side_by_side puts several such pictures in one row under one title (gan.samples.Panels).
 """
 import math
 import os
@@ -15,7 +18,8 @@ from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
 from needle.fileio import atomic_writer
 
-__all__ = ["to_uint8", "grid_shape", "make_grid", "save_grid", "image_format", "FORMATS"]
+__all__ = ["to_uint8", "grid_shape", "make_grid", "save_grid", "grid_picture", "side_by_side",
+           "save_picture", "image_format", "FORMATS"]
 
 #: File extension -> Pillow format name.
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
@@ -97,13 +101,21 @@ def save_grid(images, path, rows=None, scale=2, metadata=None, title=None, row_l
     the grid; row_labels: one string per row, drawn at its left; col_labels: one string per
     column ("" for none), drawn above it.
     """
-    fmt = image_format(path)
+    image_format(path)  # an unknown extension is an error before any drawing
+    picture = grid_picture(images, rows, scale, title, row_labels, col_labels,
+                           where=f" of {path}")
+    return save_picture(picture, path, metadata=metadata, title=title)
+
+
+def grid_picture(images, rows=None, scale=2, title=None, row_labels=None, col_labels=None,
+                 where=""):
+    """The Pillow image save_grid writes (same arguments); `where` ends a label-count error."""
     count = len(images)
     rows, cols = grid_shape(count, rows)
     for name, labels, expected in (("row", row_labels, rows), ("column", col_labels, cols)):
         if labels is not None and len(labels) != expected:
             raise ValueError(f"save_grid: {len(labels)} {name} labels for {expected} "
-                             f"{name}s of {path}")
+                             f"{name}s{where}")
     grid = make_grid(images, rows=rows)
     picture = Image.fromarray(grid[:, :, 0] if grid.shape[2] == 1 else grid)
     if scale != 1:
@@ -117,6 +129,28 @@ def save_grid(images, path, rows=None, scale=2, metadata=None, title=None, row_l
              for r, label in enumerate(row_labels or ())],
             [(str(label), scale * (padding + c * (width + padding) + width / 2))
              for c, label in enumerate(col_labels or ())])
+    return picture
+
+
+def side_by_side(pictures, title=None, scale=2):
+    """Pillow images in one row, top-aligned, on paper, `title` drawn above them all."""
+    mode = "L" if all(p.mode == "L" for p in pictures) else "RGB"
+    pictures = [p.convert(mode) for p in pictures]
+    gap = 6 * scale
+    width = sum(p.width for p in pictures) + gap * (len(pictures) - 1)
+    canvas = Image.new(mode, (width, max(p.height for p in pictures)),
+                       _PAPER if mode == "L" else (_PAPER,) * 3)
+    left = 0
+    for picture in pictures:
+        canvas.paste(picture, (left, 0))
+        left += picture.width + gap
+    return _annotate(canvas, scale, title, [], []) if title else canvas
+
+
+def save_picture(picture, path, metadata=None, title=None):
+    """Write a Pillow image at `path` (format from the extension) through the atomic writer,
+    `metadata` (and `title`) as PNG text or a JPEG's comment; returns `path`."""
+    fmt = image_format(path)
     text = {str(key): str(value) for key, value in (metadata or {}).items()}
     if title:
         text.setdefault("title", title)

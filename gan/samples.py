@@ -3,16 +3,21 @@
     ImageGrid(images, rows=None, row_labels=None)   NCHW images in [-1, 1], as a tiled grid
     PointCloud(points, mixture=None)                (N, 2) points, as a scatter plot over the
                                                     mixture's mode centres
+    Panels({"G": grid, "EMA(G)": grid})             pictures side by side, each titled
 
-Each has `values` (the array it shows: the engine stops a run whose samples are not finite)
-and `save(path, title, metadata)`, which writes the picture atomically. The engine checks the
-diversity of an ImageGrid's `images` (gan.health); a PointCloud has none to check.
+Each has `values` (the array it shows: the engine stops a run whose samples are not finite),
+`picture(title)` (the Pillow image) and `save(path, title, metadata)`, which writes it
+atomically with `metadata` as PNG text. The engine checks the diversity of an ImageGrid's
+`images` (gan.health; of Panels, the first panel's); a PointCloud has none to check.
 """
+import io
+
 import numpy as np
+from PIL import Image
 
-from .images import save_grid
+from .images import grid_picture, save_grid, save_picture, side_by_side
 
-__all__ = ["ImageGrid", "PointCloud"]
+__all__ = ["ImageGrid", "PointCloud", "Panels"]
 
 
 class ImageGrid:
@@ -21,6 +26,10 @@ class ImageGrid:
     def __init__(self, images, rows=None, row_labels=None):
         self.images, self.rows, self.row_labels = images, rows, row_labels
         self.values = images
+
+    def picture(self, title=None):
+        return grid_picture(self.images, rows=self.rows, title=title,
+                            row_labels=self.row_labels)
 
     def save(self, path, title=None, metadata=None):
         return save_grid(self.images, path, rows=self.rows, metadata=metadata, title=title,
@@ -36,8 +45,8 @@ class PointCloud:
         self.points, self.mixture = np.asarray(points), mixture
         self.values = self.points
 
-    def save(self, path, title=None, metadata=None):
-        from .plots import plt, save_figure  # matplotlib (Agg), imported on first use
+    def picture(self, title=None):
+        from .plots import plt  # matplotlib (Agg), imported on first use
 
         figure, axes = plt.subplots(figsize=(5, 5))
         axes.scatter(self.points[:, 0], self.points[:, 1], s=2, alpha=0.4, label="generated")
@@ -55,4 +64,33 @@ class PointCloud:
         axes.legend(loc="upper right", fontsize=7)
         if title:
             axes.set_title(title, fontsize=9)
-        return save_figure(figure, path)
+        buffer = io.BytesIO()
+        try:
+            figure.tight_layout()
+            figure.savefig(buffer, format="png", dpi=100)  # as gan.plots.save_figure
+        finally:
+            plt.close(figure)
+        buffer.seek(0)
+        return Image.open(buffer).convert("RGB")
+
+    def save(self, path, title=None, metadata=None):
+        return save_picture(self.picture(title), path, metadata=metadata, title=title)
+
+
+class Panels:
+    """Pictures (ImageGrids or PointClouds) side by side under one title, each under its
+    own: {panel title: picture}, shown left to right, e.g. G's samples beside EMA(G)'s."""
+
+    def __init__(self, panels):
+        if not panels:
+            raise ValueError("Panels: expected at least one picture")
+        self.panels = dict(panels)
+        first = next(iter(self.panels.values()))
+        self.images = first.images  # the health checks read the first panel's samples
+        self.values = np.concatenate([np.ravel(p.values) for p in self.panels.values()])
+
+    def picture(self, title=None):
+        return side_by_side([p.picture(name) for name, p in self.panels.items()], title=title)
+
+    def save(self, path, title=None, metadata=None):
+        return save_picture(self.picture(title), path, metadata=metadata, title=title)
