@@ -13,6 +13,11 @@ conditional, G(z, y) and D(x, y), and the sample grid has one row per class. 2-D
 Before the first step `check(data)` raises a named error (gan.errors) for images that do not
 fit the models: channels (grayscale vs RGB) or image size, D's output shape, integer or
 non-finite images; images outside [-1, 1] for a tanh generator give a DataRangeWarning.
+
+With `ema` (a gan.EMA of G) the average follows every G step (ema.update(step)), is in the
+checkpoints ("ema.*": G's key names), sits beside G in every sample picture (two panels,
+"G" and "EMA(G)") and is scored beside it: the evaluator's figures for G, and the same
+figures for EMA(G) prefixed "ema_" (fid and ema_fid).
 """
 import warnings
 
@@ -25,7 +30,7 @@ from needle import nn
 from ..adversarial import _global_norm
 from ..errors import DataRangeWarning, GANSetupError, ImageShapeError, TrainingDataError
 from ..models.dcgan import SUPPORTED_SIZES
-from ..samples import ImageGrid
+from ..samples import ImageGrid, Panels
 from .recipe import Recipe
 
 __all__ = ["GANRecipe"]
@@ -40,13 +45,19 @@ class GANRecipe(Recipe):
     stream; evaluate: a callable(generator) -> {name: float}, run at each epoch end;
     lr_decay: both learning rates fall linearly to 0 over the run; picture: a callable
     turning G's outputs on the sample noise into an ImageGrid or PointCloud (default: a grid,
-    one row per class when conditional).
+    one row per class when conditional); ema: a gan.EMA of `generator`, or None (see the
+    module docstring; `ema_generator` is the averaged G).
     """
 
     def __init__(self, generator, adversarial, g_optimizer, latent_dim, num_samples=64,
                  num_classes=None, seed=0, device=None, evaluate=None, lr_decay=False,
-                 picture=None):
+                 picture=None, ema=None):
+        if ema is not None and getattr(ema, "source", None) is not generator:
+            raise GANSetupError(f"GANRecipe: ema must be gan.EMA(generator) of this recipe's "
+                                f"{type(generator).__name__}; got a {type(ema).__name__} "
+                                "of another module")
         self.generator, self.adversarial, self.g_optimizer = generator, adversarial, g_optimizer
+        self.ema = ema
         self.objective = adversarial.objective
         self.latent_dim, self.num_classes = int(latent_dim), num_classes
         self.device = ndl.default_device() if device is None else device
@@ -60,8 +71,11 @@ class GANRecipe(Recipe):
 
     # ---- the engine's questions -----------------------------------------------------------
     def components(self):
-        return {"generator": self.generator, "adversarial": self.adversarial,
-                "g_optimizer": self.g_optimizer}
+        parts = {"generator": self.generator, "adversarial": self.adversarial,
+                 "g_optimizer": self.g_optimizer}
+        if self.ema is not None:
+            parts["ema"] = self.ema
+        return parts
 
     def start(self, total_steps):
         self.total_steps = total_steps
@@ -76,27 +90,38 @@ class GANRecipe(Recipe):
         fake = self._generate(z, labels)
         figures = self.adversarial.discriminator_step(real, fake, labels)
         if (step + 1) % self.adversarial.n_critic == 0:
-            g_loss = self.adversarial.generator_loss(fake, labels)
+            g_loss = self.adversarial.generator_loss(fake, labels, real=real)
             self.g_optimizer.reset_grad()
             g_loss.backward(create_graph=False)
             figures["g_loss"] = float(g_loss.numpy())
             figures["g_grad_norm"] = _global_norm(self.g_optimizer.params)
             self.g_optimizer.step()
             self.adversarial.check_generator_step()
+            if self.ema is not None:
+                self.ema.update(step)
         return figures
 
     def sample(self):
-        """G's outputs on the fixed noise (eval mode, no graph) as a picture."""
-        outputs = self.generate(self.fixed_noise, self.fixed_labels)
-        if self.picture is not None:
-            return self.picture(outputs)
-        if self.fixed_labels is None:
-            return ImageGrid(outputs)
-        return ImageGrid(outputs, rows=self.num_classes,
-                         row_labels=[str(c) for c in range(self.num_classes)])
+        """G's outputs on the fixed noise (eval mode, no graph) as a picture; with an EMA,
+        two panels: G's and EMA(G)'s on the same noise."""
+        if self.ema is None:
+            return self._picture_of(self.generator)
+        return Panels({"G": self._picture_of(self.generator),
+                       "EMA(G)": self._picture_of(self.ema_generator)})
 
     def evaluate(self):
-        return {} if self.evaluator is None else dict(self.evaluator(self.generator))
+        if self.evaluator is None:
+            return {}
+        scores = dict(self.evaluator(self.generator))
+        if self.ema is not None:
+            scores.update({f"ema_{name}": value
+                           for name, value in self.evaluator(self.ema_generator).items()})
+        return scores
+
+    @property
+    def ema_generator(self):
+        """The averaged G (eval mode) when the recipe has an EMA, else None."""
+        return None if self.ema is None else self.ema.module
 
     def set_learning_rates(self, d_lr=None, g_lr=None):
         for i, (optimizer, lr) in enumerate(((self.adversarial.optimizer, d_lr),
@@ -105,15 +130,27 @@ class GANRecipe(Recipe):
                 optimizer.lr = self._base_lrs[i] = lr
 
     # ---- helpers --------------------------------------------------------------------------
-    def generate(self, noise, labels=None):
-        """G on NumPy noise (and labels), in eval mode without a graph, as a NumPy array."""
-        self.generator.eval()
+    def generate(self, noise, labels=None, generator=None):
+        """`generator` (default G; recipe.ema_generator for EMA(G)) on NumPy noise (and
+        labels), in eval mode without a graph, as a NumPy array; its mode is restored."""
+        generator = self.generator if generator is None else generator
+        training = generator.training
+        generator.eval()
         try:
             with ndl.no_grad():
                 labels = None if labels is None else self._tensor(labels)
-                return self._generate(self._tensor(noise), labels).numpy()
+                return self._generate(self._tensor(noise), labels, generator).numpy()
         finally:
-            self.generator.train()
+            generator.train(training)
+
+    def _picture_of(self, generator):
+        outputs = self.generate(self.fixed_noise, self.fixed_labels, generator)
+        if self.picture is not None:
+            return self.picture(outputs)
+        if self.fixed_labels is None:
+            return ImageGrid(outputs)
+        return ImageGrid(outputs, rows=self.num_classes,
+                         row_labels=[str(c) for c in range(self.num_classes)])
 
     def _decay(self, step):
         scale = 1 - step / self.total_steps
@@ -123,8 +160,9 @@ class GANRecipe(Recipe):
     def _tensor(self, array):
         return ndl.Tensor(array, device=self.device, requires_grad=False)
 
-    def _generate(self, z, labels):
-        return self.generator(z) if labels is None else self.generator(z, labels)
+    def _generate(self, z, labels, generator=None):
+        generator = self.generator if generator is None else generator
+        return generator(z) if labels is None else generator(z, labels)
 
     # ---- setup checks ---------------------------------------------------------------------
     def check(self, data):
