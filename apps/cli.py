@@ -93,6 +93,20 @@ def int_in(low, high):
     return parse
 
 
+def float_in(low, high, high_included=False):
+    """A number in [low, high) (or [low, high] with high_included)."""
+    closing = "]" if high_included else ")"
+
+    def parse(text):
+        value = _number(text, float)
+        inside = low <= value <= high if high_included else low <= value < high
+        if not inside:  # NaN fails every comparison
+            raise argparse.ArgumentTypeError(f"must be in [{low}, {high}{closing}, got {text}")
+        return value
+    parse.__name__ = f"number in [{low}, {high}{closing}"
+    return parse
+
+
 def multiple_of(step):
     """A positive integer that `step` divides."""
     def parse(text):

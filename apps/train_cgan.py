@@ -13,7 +13,7 @@ folder. Ctrl-C writes a checkpoint and prints how to continue.
 """
 import numpy as np
 
-from gan import Adversarial, Trainer
+from gan import Trainer
 from gan.batches import Shuffled
 from gan.models.conditional import ConditionalDiscriminator, ConditionalGenerator
 from gan.objectives import get_objective
@@ -23,6 +23,8 @@ from .cli import AppParser, finish, int_in
 from .common import (adam, add_adam_options, add_common_options, add_dcgan_options,
                      mnist_evaluator, mnist_images, resolve_device, saved_args,
                      trainer_config)
+from .techniques import (add_technique_options, build_adversarial, build_ema,
+                         discriminator_norm, resolve_techniques)
 
 APP = "train_cgan"
 
@@ -37,12 +39,13 @@ def build_parser():
     add_dcgan_options(parser, 80,
                       "images in each sample grid: num_samples // num_classes per digit row",
                       "FID, label kept, per digit")
+    add_technique_options(parser, models=False)
     return parser
 
 
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = resolve_techniques(parser, parser.parse_args(argv))
     return finish(APP, lambda: train(args), args.out_dir, debug=args.debug)
 
 
@@ -57,14 +60,16 @@ def train(args):
                                      device=device)
     discriminator = ConditionalDiscriminator(args.num_classes, channels=1,
                                              image_size=args.image_size, width=args.width,
-                                             device=device)
-    adversarial = Adversarial(discriminator, get_objective(args.objective),
-                              adam(args, discriminator, "d"))
+                                             norm=discriminator_norm(args), device=device)
+    adversarial = build_adversarial(args, discriminator,
+                                    get_objective(args.objective, args.label_smoothing),
+                                    adam(args, discriminator, "d"))
     g_optimizer = adam(args, generator, "g")
     evaluate = mnist_evaluator(args)
     recipe = GANRecipe(generator, adversarial, g_optimizer, args.latent_dim,
                        num_samples=args.num_samples, num_classes=args.num_classes,
-                       seed=args.seed, device=device, evaluate=evaluate)
+                       seed=args.seed, device=device, evaluate=evaluate,
+                       ema=build_ema(args, generator))
     data = Shuffled(images, labels, batch_size=args.batch_size)
     config = trainer_config(args, APP, latent_dim=args.latent_dim, num_samples=args.num_samples)
     return Trainer(recipe, data, config, run_info={"args": saved_args(args)}).train()

@@ -21,11 +21,16 @@ Modes of a run folder:
 
 Ctrl-C (or SIGTERM) finishes the step, writes a checkpoint and prints how to continue; a
 second Ctrl-C stops at once. --evaluate scores G at each epoch end with the shipped MNIST
-classifier (FID, digits covered; gan.metrics).
+classifier (FID, KID, precision/recall, digits covered; gan.metrics).
+
+--recipe classic (the default) is pytorch/examples' recipe; --recipe modern adds the toolkit
+techniques benchmarks/techniques.py measured best (apps/techniques.py), and each technique
+has its own flag (--spectral_norm, --ema, --diffaugment, --ada, --r1, --lazy_every,
+--label_smoothing, --feature_matching, --minibatch_std, --objective rpgan, --d_lr/--g_lr).
 """
 import numpy as np
 
-from gan import Adversarial, Trainer
+from gan import Trainer
 from gan.batches import Shuffled
 from gan.models.dcgan import Discriminator, Generator
 from gan.objectives import get_objective
@@ -35,6 +40,8 @@ from .cli import AppParser, finish
 from .common import (adam, add_adam_options, add_common_options, add_dcgan_options,
                      mnist_evaluator, mnist_images, resolve_device, saved_args,
                      trainer_config)
+from .techniques import (add_technique_options, build_adversarial, build_ema,
+                         discriminator_norm, resolve_techniques)
 
 APP = "train_dcgan"
 
@@ -48,12 +55,13 @@ def build_parser():
         "--sync_bn", "--sync-bn", action="store_true",
         help="BatchNorm over the whole global batch (nn.SyncBatchNorm) in G and D; without "
              "it, with --distributed each rank normalises over its own slice")
+    add_technique_options(parser, recipes=True)
     return parser
 
 
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = resolve_techniques(parser, parser.parse_args(argv))
     return finish(APP, lambda: train(args), args.out_dir, debug=args.debug)
 
 
@@ -65,14 +73,16 @@ def train(args):
     generator = Generator(args.latent_dim, channels=1, image_size=args.image_size,
                           width=args.width, device=device, norm=norm)
     discriminator = Discriminator(channels=1, image_size=args.image_size, width=args.width,
-                                  norm=norm, device=device)
-    adversarial = Adversarial(discriminator, get_objective(args.objective),
-                              adam(args, discriminator, "d"))
+                                  norm=discriminator_norm(args, norm), device=device,
+                                  minibatch_std=args.minibatch_std)
+    adversarial = build_adversarial(args, discriminator,
+                                    get_objective(args.objective, args.label_smoothing),
+                                    adam(args, discriminator, "d"))
     g_optimizer = adam(args, generator, "g")
     evaluate = mnist_evaluator(args)
     recipe = GANRecipe(generator, adversarial, g_optimizer, args.latent_dim,
                        num_samples=args.num_samples, seed=args.seed, device=device,
-                       evaluate=evaluate)
+                       evaluate=evaluate, ema=build_ema(args, generator))
     data = Shuffled(images, batch_size=args.batch_size)
     config = trainer_config(args, APP, latent_dim=args.latent_dim, num_samples=args.num_samples)
     return Trainer(recipe, data, config, run_info={"args": saved_args(args)}).train()

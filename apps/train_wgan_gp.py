@@ -20,7 +20,7 @@ continue.
 import numpy as np
 
 import needle as ndl
-from gan import Adversarial, Trainer
+from gan import Trainer
 from gan.batches import Sampled, Shuffled
 from gan.mixtures import MIXTURES
 from gan.models.dcgan import Discriminator, Generator
@@ -33,6 +33,8 @@ from gan.samples import PointCloud
 from .cli import AppParser, finish, nonnegative_float, positive_int
 from .common import (adam, add_adam_options, add_common_options, mnist_evaluator,
                      mnist_images, resolve_device, saved_args, trainer_config)
+from .techniques import (add_technique_options, build_adversarial, build_ema,
+                         resolve_techniques)
 
 APP = "train_wgan_gp"
 POINT_STEPS_PER_EPOCH = 1000
@@ -76,12 +78,16 @@ def build_parser():
         f"{DEFAULTS['points']['epochs']} for 2-D data\n(an epoch is {POINT_STEPS_PER_EPOCH} "
         f"critic steps on fresh samples); --sample_every "
         f"{DEFAULTS['mnist']['sample_every']} for MNIST,\neach epoch end for 2-D data.")
+    add_technique_options(parser, models=False)
     return parser
 
 
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = resolve_techniques(parser, parser.parse_args(argv))
+    if args.data != "mnist" and (args.diffaugment or args.spectral_norm):
+        parser.error(f"--diffaugment and --spectral_norm are for images and convolutional "
+                     f"critics; --data {args.data} trains MLPs on 2-D points")
     defaults = DEFAULTS["mnist" if args.data == "mnist" else "points"]
     args.default_epochs = defaults["epochs"]
     for name in ("latent_dim", "num_samples", "eval_samples", "sample_every"):
@@ -106,9 +112,10 @@ def train(args):
         generator = MLPGenerator(args.latent_dim, 2, hidden=args.hidden, layers=args.layers,
                                  device=device)
         critic = MLPCritic(2, hidden=args.hidden, layers=args.layers, device=device)
-    adversarial = Adversarial(critic, Wasserstein(), adam(args, critic, "d"),
-                              penalties=[GradientPenalty(args.gp_weight)],
-                              n_critic=args.n_critic)
+    adversarial = build_adversarial(
+        args, critic, Wasserstein(), adam(args, critic, "d"),
+        penalties=[GradientPenalty(args.gp_weight, every=args.lazy_every)],
+        n_critic=args.n_critic)
     g_optimizer = adam(args, generator, "g")
     if args.data == "mnist":
         evaluate, picture = mnist_evaluator(args), None
@@ -117,7 +124,8 @@ def train(args):
         picture = lambda points: PointCloud(points, mixture)  # noqa: E731
     recipe = GANRecipe(generator, adversarial, g_optimizer, args.latent_dim,
                        num_samples=args.num_samples, seed=args.seed, device=device,
-                       evaluate=evaluate, lr_decay=args.lr_decay, picture=picture)
+                       evaluate=evaluate, lr_decay=args.lr_decay, picture=picture,
+                       ema=build_ema(args, generator))
     dry_run_steps = args.n_critic if args.data == "mnist" else 2 * args.n_critic
     config = trainer_config(args, APP, latent_dim=args.latent_dim, num_samples=args.num_samples,
                             dry_run_steps=dry_run_steps)

@@ -243,7 +243,8 @@ class Adversarial(nn.Module):
         state = {f"discriminator.{k}": v for k, v in self.discriminator.state_dict().items()}
         state.update({f"optimizer.{k}": v for k, v in self.optimizer.state_dict().items()})
         if hasattr(self.augment, "state_dict"):
-            state.update({f"augment.{k}": v for k, v in self.augment.state_dict().items()})
+            state.update({f"augment.{k}": np.asarray(v)
+                          for k, v in self.augment.state_dict().items()})
         state[_STEPS_KEY] = np.array(self.d_steps, dtype=np.int64)
         return state
 

@@ -1,0 +1,131 @@
+"""What each toolkit technique buys on the main job: train_dcgan at its default budget (one
+epoch of MNIST, 937 steps of 64), each technique on its own and the modern recipe, over
+several seeds, scored by the shipped classifier (gan.metrics: FID, KID, precision, recall,
+digits covered) on --eval_samples samples. Prints JSON (and writes it with --out).
+
+    python -m benchmarks.techniques                       # every config, 3 seeds, 2 jobs
+    python -m benchmarks.techniques --configs classic ema --seeds 0 1 2 3
+    python -m benchmarks.techniques --max_steps 50 --seeds 0 --configs classic  # a quick look
+
+Each run is `python -m apps.train_dcgan --seed S --evaluate ... FLAGS` in its own process,
+exactly what a user runs, in a temporary run folder. With --jobs 2 two runs share the two
+cores, each with one BLAS/OpenMP thread, so every config's wall time is measured under the
+same load; `seconds` is the run's whole wall time, evaluation included, and `time_ratio` the
+config's mean over classic's. A run with EMA (--ema) is scored on its averaged generator
+(the ema_ figures), which is what it samples; G's own figures are kept as g_fid etc.
+"""
+import argparse
+import concurrent.futures
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from benchmarks.timing import machine
+from needle.fileio import atomic_write
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: config name -> train_dcgan flags (on top of the classic recipe, the default)
+CONFIGS = {
+    "classic": [],
+    "spectral_norm": ["--spectral_norm"],
+    "ema": ["--ema", "0.999", "--ema_start", "200"],
+    "diffaugment": ["--diffaugment", "color,translation,cutout"],
+    "hinge": ["--objective", "hinge"],
+    "ttur": ["--d_lr", "4e-4", "--g_lr", "1e-4"],
+    "lazy_r1": ["--r1", "1", "--lazy_every", "16"],
+    "rpgan": ["--objective", "rpgan"],
+    "minibatch_std": ["--minibatch_std"],
+    "modern": ["--recipe", "modern"],
+}
+SCORES = ("fid", "kid", "precision", "recall", "density", "coverage", "digits_covered")
+
+
+def run_one(config, seed, args, folder):
+    out_dir = os.path.join(folder, f"{config}-seed{seed}")
+    command = [sys.executable, "-m", "apps.train_dcgan", "--out_dir", out_dir,
+               "--seed", str(seed), "--evaluate", "--eval_samples", str(args.eval_samples),
+               "--no_progress", "--sample_every", "100000", *CONFIGS[config]]
+    if args.max_steps:
+        command += ["--max_steps", str(args.max_steps)]
+    env = dict(os.environ, **{name: str(args.threads) for name in
+                              ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode:
+        raise RuntimeError(f"{config} seed {seed} failed ({done.returncode}): "
+                           f"{done.stderr.strip().splitlines()[-1:]}")
+    return dict(_scores(out_dir, "--ema" in CONFIGS[config] or config == "modern"),
+                seconds=round(seconds, 1))
+
+
+def _scores(out_dir, prefer_ema):
+    """The last epoch-end scores of the run; EMA(G)'s when the run keeps one."""
+    with open(os.path.join(out_dir, "metrics.jsonl")) as lines:
+        epochs = [record for record in map(json.loads, lines) if record.get("kind") == "epoch"
+                  and "fid" in record]
+    record = epochs[-1]
+    use_ema = prefer_ema and "ema_fid" in record
+    scores = {name: record[("ema_" if use_ema else "") + name] for name in SCORES
+              if ("ema_" if use_ema else "") + name in record}
+    if use_ema:
+        scores.update({f"g_{name}": record[name] for name in SCORES if name in record})
+    return dict(scores, scored="EMA(G)" if use_ema else "G", step=record["step"])
+
+
+def summary(runs):
+    """Mean and standard error (std / sqrt(n)) of every figure over the seeds."""
+    out = {}
+    for name in runs[0]:
+        values = [run[name] for run in runs if isinstance(run.get(name), (int, float))]
+        if len(values) == len(runs):
+            sem = statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else None
+            out[name] = {"mean": statistics.fmean(values), "sem": sem}
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), default=list(CONFIGS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--jobs", type=int, default=2, help="runs at once")
+    parser.add_argument("--threads", type=int, default=1, help="BLAS threads per run")
+    parser.add_argument("--eval_samples", type=int, default=2000)
+    parser.add_argument("--max_steps", type=int, default=None,
+                        help="cap each run (default: the main job's one epoch)")
+    parser.add_argument("--out", default=None, help="also write the JSON to this file")
+    args = parser.parse_args(argv)
+    results = {config: {} for config in args.configs}
+    with tempfile.TemporaryDirectory(prefix="techniques-") as folder, \
+            concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+        futures = {pool.submit(run_one, config, seed, args, folder): (config, seed)
+                   for seed in args.seeds for config in args.configs}
+        for future in concurrent.futures.as_completed(futures):
+            config, seed = futures[future]
+            results[config][seed] = future.result()
+            print(f"{config} seed {seed}: {results[config][seed]}", file=sys.stderr)
+    table = {config: {"flags": " ".join(CONFIGS[config]),
+                      "runs": [runs[seed] for seed in args.seeds],
+                      **summary([runs[seed] for seed in args.seeds])}
+             for config, runs in results.items()}
+    if "classic" in table:
+        base = table["classic"]["seconds"]["mean"]
+        for row in table.values():
+            row["time_ratio"] = round(row["seconds"]["mean"] / base, 3)
+    report = {"benchmark": "techniques", "machine": machine(), "seeds": args.seeds,
+              "jobs": args.jobs, "threads_per_run": args.threads,
+              "eval_samples": args.eval_samples, "max_steps": args.max_steps,
+              "configs": table}
+    text = json.dumps(report, indent=1)
+    if args.out:
+        atomic_write(args.out, text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
