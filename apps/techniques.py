@@ -22,6 +22,8 @@ RECIPES). A resumed run keeps the values it started with.
 """
 import argparse
 
+from gan.objectives import SMOOTHABLE
+
 from .cli import float_in, nonnegative_float, positive_int
 
 __all__ = ["add_technique_options", "resolve_techniques", "RECIPES", "build_adversarial",
@@ -102,6 +104,10 @@ def resolve_techniques(parser, args):
     for name, off in TECHNIQUE_DEFAULTS.items():
         if getattr(args, name, None) is None:
             setattr(args, name, recipe.get(name, off))
+    objective = getattr(args, "objective", None)
+    if args.label_smoothing and objective is not None and objective not in SMOOTHABLE:
+        parser.error(f"--label_smoothing applies to the {' and '.join(SMOOTHABLE)} "
+                     f"objectives, not --objective {objective}")
     if args.ada and not args.diffaugment:
         parser.error("--ada adapts the probability of --diffaugment's transforms: give "
                      "--diffaugment POLICY too (e.g. translation,cutout)")

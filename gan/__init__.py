@@ -4,9 +4,12 @@
 """
 import importlib
 
-from . import batches, health, models, objectives, penalties, recipes, samples  # noqa: F401
+from . import (augment, batches, health, models, objectives, penalties, recipes,  # noqa: F401
+               samples)
 from .adversarial import Adversarial
+from .augment import AdaptiveAugment, DiffAugment
 from .cyclegan import CycleGAN
+from .ema import EMA
 from .errors import (DataRangeWarning, DiscriminatorOutputError, GANSetupError,
                      GraphHygieneError, ImageShapeError, LabelError, TrainingDataError)
 from .health import HealthMonitor, HealthThresholds
@@ -16,12 +19,12 @@ from .runfolder import RunFolderError
 from .trainer import (Trainer, TrainerConfig, TrainingAborted, TrainingDiverged,
                       TrainingInterrupted)
 
-__all__ = ["Adversarial", "CycleGAN", "ImagePool", "Trainer", "TrainerConfig",
+__all__ = ["Adversarial", "CycleGAN", "EMA", "DiffAugment", "AdaptiveAugment", "ImagePool", "Trainer", "TrainerConfig",
            "TrainingDiverged", "TrainingInterrupted", "TrainingAborted", "RunFolderError",
            "Recipe", "GANRecipe", "CycleGANRecipe", "HealthMonitor", "HealthThresholds",
            "GANSetupError", "DiscriminatorOutputError", "ImageShapeError", "LabelError", "TrainingDataError",
-           "GraphHygieneError", "DataRangeWarning", "batches", "health", "metrics", "models",
-           "objectives", "penalties", "recipes", "samples"]
+           "GraphHygieneError", "DataRangeWarning", "augment", "batches", "health", "metrics",
+           "models", "objectives", "penalties", "recipes", "samples"]
 
 
 def __getattr__(name):

@@ -58,6 +58,8 @@ class Minimax(Objective):
     generated images keep the target 0.
     """
 
+    label_smoothing = 0.0
+
     def __init__(self, label_smoothing=0.0):
         if not 0.0 <= label_smoothing < 0.5:
             raise ValueError(f"{type(self).__name__}: label_smoothing must be in [0, 0.5), "
