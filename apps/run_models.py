@@ -3,6 +3,7 @@ and the weights of its newest intact checkpoint.
 
     run = open_run("runs/cgan")                  # a run folder or one checkpoint file in it
     generator = load_generator(run)              # DCGAN, cGAN, WGAN-GP (MNIST or 2-D points)
+    generator = load_generator(run, weights="g") # G itself, not the run's EMA(G)
     G = load_translator(open_run("runs/cyclegan"), "AtoB")   # CycleGAN's G (BtoA: F)
 
 The app and its options come from run.json ("app", "args"); a folder without run.json (or
@@ -25,7 +26,8 @@ from gan.models.dcgan import Generator
 from gan.models.mlp import MLPGenerator
 from needle.serialization import CheckpointError
 
-__all__ = ["Run", "open_run", "load_generator", "load_translator", "IMAGE_APPS", "DIRECTIONS"]
+__all__ = ["Run", "open_run", "load_generator", "load_translator", "IMAGE_APPS", "DIRECTIONS",
+           "WEIGHTS"]
 
 IMAGE_APPS = ("train_dcgan", "train_cgan", "train_wgan_gp")  # MNIST image generators
 DIRECTIONS = {"AtoB": "G", "BtoA": "F"}  # CycleGAN: G maps A to B, F maps B to A
@@ -111,10 +113,15 @@ def _load_weights(module, run, state, name):
     return module.eval()
 
 
-def load_generator(run, device=None, **overrides):
+WEIGHTS = {"auto": None, "g": "generator.", "ema": "ema."}
+
+
+def load_generator(run, device=None, weights="auto", **overrides):
     """The run's generator in eval mode: DCGAN Generator (train_dcgan, train_wgan_gp on
     MNIST), ConditionalGenerator (train_cgan) or MLPGenerator (train_wgan_gp on 2-D points).
 
+    weights: "auto" the EMA of G's weights when the run kept one (--ema; what its grids and
+    scores lead with), else G; "g" G itself; "ema" the EMA (an error for a run without one).
     `overrides` (latent_dim, width, image_size; None values ignored) replace the run's own.
     """
     if run.app not in IMAGE_APPS:
@@ -132,7 +139,12 @@ def load_generator(run, device=None, **overrides):
                   width=args.get("width") or 64, device=device)
         generator = ConditionalGenerator(args.get("num_classes") or 10, latent_dim, **kw) \
             if run.app == "train_cgan" else Generator(latent_dim, **kw)
-    return _load_weights(generator, run, _state(run, "generator."), "generator")
+    if weights == "ema" and not run.args.get("ema"):
+        raise RunFolderError(f"{run.folder} kept no EMA of G (it was trained without --ema); "
+                             "use --weights g")
+    prefix = WEIGHTS[weights] or ("ema." if run.args.get("ema") else "generator.")
+    name = "EMA(G)" if prefix == "ema." else "generator"
+    return _load_weights(generator, run, _state(run, prefix), name)
 
 
 def load_translator(run, direction="AtoB", device=None):

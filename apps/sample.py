@@ -44,7 +44,7 @@ from gan.models.conditional import ConditionalGenerator
 
 from .cli import USER_ERRORS, AppParser, nonnegative_int, one_line, positive_int
 from .common import DEVICES, resolve_device
-from .run_models import load_generator, open_run
+from .run_models import WEIGHTS, load_generator, open_run
 
 __all__ = ["build_parser", "main", "lerp", "slerp", "picture"]
 
@@ -86,6 +86,9 @@ def build_parser():
              "%(default).0s")
     add("--n", type=positive_int, default=64, help="samples in the grid / the seeded batch")
     add("--seed", type=nonnegative_int, default=0, help="seed of the latent vectors")
+    add("--weights", choices=sorted(WEIGHTS), default="auto",
+        help="auto: the EMA of G's weights when the run kept one (--ema), else G; g: G "
+             "itself; ema: the EMA")
     add("--rows", type=positive_int, default=4, help="interpolate: pairs of latent vectors")
     add("--steps", type=positive_int, default=10,
         help="interpolate: images per row, ends included")
@@ -108,15 +111,16 @@ def check_groups(parser, args, argv):
                      f"{';'.join(','.join(map(str, g)) for g in args.groups)}")
 
 
-def open_generator(path, device=None):
-    """(Run, its generator in eval mode) for a run folder or checkpoint of an image GAN."""
+def open_generator(path, device=None, weights="auto"):
+    """(Run, its generator in eval mode) for a run folder or checkpoint of an image GAN;
+    `weights` as apps.run_models.load_generator."""
     run = open_run(path)
     if run.is_points:
         raise RunFolderError(f"{run.folder} is a train_wgan_gp run on 2-D points "
                              f"({run.args['data']}), not images: its grids are in "
                              f"{os.path.join(run.folder, 'samples')} and apps.evaluate "
                              "scores its modes")
-    return run, load_generator(run, device)
+    return run, load_generator(run, device, weights=weights)
 
 
 # ---- latent paths ----------------------------------------------------------------------
@@ -199,7 +203,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         device = resolve_device(args.device)
-        run, generator = open_generator(args.checkpoint, device)
+        run, generator = open_generator(args.checkpoint, device, args.weights)
         if isinstance(generator, ConditionalGenerator) and args.label is not None and \
                 args.label >= generator.num_classes:
             raise RunFolderError(f"--label {args.label} is not one of the "

@@ -108,3 +108,29 @@ def test_wgan_gp_refuses_image_techniques_on_points(capsys):
     with pytest.raises(SystemExit):
         run("train_wgan_gp", ["--data", "ring8", "--diffaugment", "translation", "--dry_run"])
     assert "--data ring8 trains MLPs on 2-D points" in capsys.readouterr().err
+
+
+def test_sampling_and_scoring_lead_with_the_ema_when_the_run_kept_one(tmp_path):
+    from apps import sample
+    from apps.run_models import load_generator, open_run
+    from gan import RunFolderError
+
+    data_dir = write_tiny_mnist(tmp_path / "data")
+    base = ["--data_dir", data_dir, "--limit", "32", "--batch_size", "8", "--width", "4",
+            "--latent_dim", "8", "--no_progress", "--max_steps", "3"]
+    run("train_dcgan", base + ["--out_dir", str(tmp_path / "ema"), "--ema", "0.5"])
+    run("train_dcgan", base + ["--out_dir", str(tmp_path / "plain")])
+    with_ema = open_run(str(tmp_path / "ema"))
+    state = final_state(tmp_path / "ema")
+    for weights, prefix in (("auto", "ema."), ("ema", "ema."), ("g", "generator.")):
+        loaded = load_generator(with_ema, weights=weights).state_dict()
+        for key, value in loaded.items():
+            np.testing.assert_array_equal(value, state[prefix + key], err_msg=key)
+    assert any(not np.array_equal(state["ema." + k], state["generator." + k])
+               for k in loaded)
+    with pytest.raises(RunFolderError, match="kept no EMA of G"):
+        load_generator(open_run(str(tmp_path / "plain")), weights="ema")
+    out = tmp_path / "grid.png"
+    sample.main(["--checkpoint", str(tmp_path / "ema"), "--weights", "g", "--n", "4",
+                 "--out", str(out)])
+    assert out.stat().st_size > 0
