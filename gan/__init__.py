@@ -16,10 +16,12 @@ from .health import HealthMonitor, HealthThresholds
 from .models.pool import ImagePool
 from .recipes import CycleGANRecipe, GANRecipe, Recipe
 from .runfolder import RunFolderError
+from .spectral_norm import SpectralNorm, spectral_norm
 from .trainer import (Trainer, TrainerConfig, TrainingAborted, TrainingDiverged,
                       TrainingInterrupted)
 
-__all__ = ["Adversarial", "CycleGAN", "EMA", "DiffAugment", "AdaptiveAugment", "ImagePool", "Trainer", "TrainerConfig",
+__all__ = ["Adversarial", "CycleGAN", "EMA", "DiffAugment", "AdaptiveAugment", "SpectralNorm",
+           "spectral_norm", "ImagePool", "Trainer", "TrainerConfig",
            "TrainingDiverged", "TrainingInterrupted", "TrainingAborted", "RunFolderError",
            "Recipe", "GANRecipe", "CycleGANRecipe", "HealthMonitor", "HealthThresholds",
            "GANSetupError", "DiscriminatorOutputError", "ImageShapeError", "LabelError", "TrainingDataError",
