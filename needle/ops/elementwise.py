@@ -9,10 +9,11 @@ from ..backend_selection import BACKEND, array_api
 
 __all__ = ["EWiseAdd", "AddScalar", "EWiseMul", "MulScalar", "EWisePow", "PowerScalar",
            "EWiseDiv", "DivScalar", "Negate", "Log", "Exp", "ReLU", "Tanh", "Sigmoid",
-           "LeakyReLU", "Abs", "Sqrt", "Maximum", "Softplus", "Clip",
+           "LeakyReLU", "Abs", "Sqrt", "Maximum", "Softplus", "Clip", "GradReverse",
            "add", "add_scalar", "multiply", "mul_scalar", "power", "power_scalar", "divide",
            "divide_scalar", "negate", "log", "exp", "relu", "tanh", "sigmoid", "leaky_relu",
-           "abs", "sqrt", "maximum", "minimum", "softplus", "log_sigmoid", "clip"]
+           "abs", "sqrt", "maximum", "minimum", "softplus", "log_sigmoid", "clip",
+           "grad_reverse"]
 
 
 def _check_same_shape(name, a, b):
@@ -202,6 +203,26 @@ class Negate(TensorOp):
 
 def negate(a):
     return Negate()(a)
+
+
+class GradReverse(TensorOp):
+    """Gradient reversal (Ganin & Lempitsky 2015): the identity forward, -scale times the
+    gradient backward, so the layers below it climb the loss that the layers above descend
+    (domain-adversarial training). The backward is a scaling, so it is itself differentiable
+    (and its derivative reverses again)."""
+
+    def __init__(self, scale=1.0):
+        self.scale = _scalar(scale)
+
+    def compute(self, a):
+        return a
+
+    def gradient(self, out_grad, node):
+        return out_grad * -self.scale
+
+
+def grad_reverse(a, scale=1.0):
+    return GradReverse(scale)(a)
 
 
 class Log(TensorOp):
