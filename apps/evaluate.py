@@ -6,12 +6,13 @@
     python -m apps.evaluate --real                            # the floor: real digits
 
 Runs of train_dcgan, train_cgan and train_wgan_gp --data mnist get fid, confident,
-digits_covered, kl_to_uniform and class_histogram (see gan/metrics.py) against the first
---real_count MNIST test images; a train_cgan run also gets label_kept (the share of samples
-the classifier gives the digit they were asked for) and, per digit, the FID against that
-digit's test images, label_kept and the confident share. A train_wgan_gp run on 2-D points
-(ring8, grid25) gets its mixture's modes covered and high-quality share instead. The run
-folder's run.json says which app made it.
+digits_covered, kl_to_uniform, class_histogram, kid and kid_std, precision and recall,
+density and coverage, inception_score and inception_score_std (see gan/metrics.py) against
+the first --real_count MNIST test images; a train_cgan run also gets label_kept (the share
+of samples the classifier gives the digit they were asked for) and, per digit, the FID
+against that digit's test images, label_kept and the confident share. A train_wgan_gp run
+on 2-D points (ring8, grid25) gets its mixture's modes covered and high-quality share
+instead. The run folder's run.json says which app made it.
 
 The scores go to RUN/eval.json (written atomically; with the checkpoint and its step) and
 to the screen: a few readable lines, or the JSON object with --json. --real scores
@@ -116,7 +117,11 @@ def _summary(scores):
     lines = [f"FID {scores['fid']:.2f}, {scores['digits_covered']} of 10 digits covered, "
              f"{scores['confident']:.0%} confident, KL to uniform {scores['kl_to_uniform']:.2f}"
              + (f", label kept {scores['label_kept']:.1%}" if "label_kept" in scores else "")
-             + f" ({scores['num_samples']} samples vs the {scores['reference']})"]
+             + f" ({scores['num_samples']} samples vs the {scores['reference']})",
+             f"  KID {scores['kid']:.5f} +- {scores['kid_std']:.5f}, precision "
+             f"{scores['precision']:.3f}, recall {scores['recall']:.3f}, density "
+             f"{scores['density']:.3f}, coverage {scores['coverage']:.3f}, Inception Score "
+             f"{scores['inception_score']:.2f} +- {scores['inception_score_std']:.2f}"]
     for row in scores.get("per_class", []):
         lines.append(f"  digit {row['label']}: FID {row['fid']:.2f}, label kept "
                      f"{row['label_kept']:.1%}, {row['confident']:.0%} confident "

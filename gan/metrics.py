@@ -19,6 +19,20 @@ gan.classifier.MNISTClassifier (weights shipped in gan/weights/, made by
   kl_to_uniform   KL(p || uniform) of the predicted-digit shares p, in nats: 0 when every
                   digit is equally frequent, log(10) = 2.30 when only one digit appears.
   class_histogram samples predicted (argmax, confident or not) as each digit 0..9: counts.
+  kid, kid_std    Kernel Inception Distance (Binkowski et al. 2018) on the same features:
+                  unbiased MMD^2 with the cubic kernel, mean and std over 100 subsets of
+                  min(1000, N) real and fake samples.
+  precision, recall      improved precision and recall (Kynkaanniemi et al. 2019), k = 3.
+  density, coverage      density and coverage (Naeem et al. 2020), k = 5.
+  inception_score, inception_score_std
+                  Inception Score (Salimans et al. 2016) of the classifier's softmax
+                  outputs, mean and std over 10 splits; at most 10 (one-hot predictions,
+                  every digit equally often).
+
+The last four come from gan.feature_metrics (their papers' definitions are in its
+docstrings). The nearest-neighbour ones compare as many real as fake samples, as their
+papers do (coverage of identical distributions is 0.97 on average with equal sizes, but
+about 0.6 with 5 times as many real samples): a fixed seeded subset of the real features.
 
     classifier = load_classifier()
     evaluator = Evaluator(classifier, real_test_images)      # NCHW in [-1, 1]
@@ -43,9 +57,13 @@ from needle.data.idx import DataFileError
 from needle.serialization import load_metadata
 
 from .classifier import NUM_CLASSES, MNISTClassifier
+from .feature_metrics import (density_coverage, inception_score, kid, knn_radii,
+                              mmd2_unbiased, polynomial_kernel, precision_recall)
 
 __all__ = ["Evaluator", "load_classifier", "predict", "label_kept", "feature_statistics",
            "frechet_distance", "class_histogram", "digits_covered", "kl_to_uniform",
+           "kid", "precision_recall", "density_coverage", "inception_score", "knn_radii",
+           "mmd2_unbiased", "polynomial_kernel",
            "to_classifier_size", "sample_images", "recorded_accuracy", "UnfitClassifierError",
            "DEFAULT_CLASSIFIER_PATH", "MIN_TEST_ACCURACY"]
 
@@ -276,7 +294,9 @@ class Evaluator:
     """Scores generators (or image arrays) against the real images' feature statistics.
 
     real_images: NCHW (or (N, 784)) in [-1, 1], e.g. the 10000 MNIST test images; their
-    feature mean and covariance are computed once, here. With `real_labels`, the statistics
+    features, feature mean and covariance are computed once, here. KID uses all the real
+    features; precision, recall, density and coverage the first M of a fixed permutation of
+    them (RandomState(seed)), M the number of samples scored. With `real_labels`, the statistics
     of each class's real images are kept too, and a conditional generator (or images given
     with labels) is also scored class by class ("per_class").
     """
@@ -288,6 +308,8 @@ class Evaluator:
         self.min_share, self.confidence = min_share, confidence
         features, _ = predict(classifier, real_images, batch_size)
         self.real_mean, self.real_cov = feature_statistics(features)
+        self.real_features = features
+        self._real_order = np.random.RandomState(seed).permutation(len(features))
         self.class_statistics = {}
         if real_labels is not None:
             real_labels = np.asarray(real_labels).reshape(-1)
@@ -319,8 +341,10 @@ class Evaluator:
         """Metrics of a generator (callable with `latent_dim`) or of NCHW images in [-1, 1].
 
         Returns {"fid", "confident", "digits_covered", "kl_to_uniform", "class_histogram",
-        "num_samples"}. For a conditional generator (its samples' labels cycle through the
-        classes) or images given with `labels`, also "label_kept" (share classified as
+        "num_samples", "kid", "kid_std", "precision", "recall", "density", "coverage",
+        "inception_score", "inception_score_std"}; at least 10 samples (the Inception
+        Score's splits). For a conditional generator (its samples' labels cycle through
+        the classes) or images given with `labels`, also "label_kept" (share classified as
         their label) and, when the real labels are known, "per_class": one entry per class
         {"label", "fid" (against that class's real images), "label_kept", "confident",
         "num_samples"}.
@@ -334,6 +358,7 @@ class Evaluator:
                                            self.batch_size)
         features, probs = predict(self.classifier, images, self.batch_size)
         scores = self._scores(features, probs)
+        scores.update(self._feature_scores(features, probs))
         if labels is not None:
             labels = np.asarray(labels).reshape(-1).astype(np.int64)
             if len(labels) != len(probs):
@@ -356,6 +381,18 @@ class Evaluator:
                 "kl_to_uniform": kl_to_uniform(histogram),
                 "class_histogram": [int(count) for count in histogram],
                 "num_samples": len(probs)}
+
+    def _feature_scores(self, features, probs):
+        """KID, precision/recall, density/coverage and the Inception Score (see the module
+        docstring); subsets and splits from RandomState(self.seed)."""
+        kid_mean, kid_std = kid(self.real_features, features, seed=self.seed)
+        real = self.real_features[self._real_order[:len(features)]]
+        precision, recall = precision_recall(real, features)
+        density, coverage = density_coverage(real, features)
+        score, score_std = inception_score(probs, seed=self.seed)
+        return {"kid": kid_mean, "kid_std": kid_std, "precision": precision, "recall": recall,
+                "density": density, "coverage": coverage, "inception_score": score,
+                "inception_score_std": score_std}
 
     def _per_class(self, features, probs, labels):
         """Per label: FID against the real images of that class, label kept, confident."""
