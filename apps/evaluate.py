@@ -36,7 +36,7 @@ from needle.fileio import atomic_write
 
 from .cli import USER_ERRORS, AppParser, one_line, positive_int
 from .common import DEFAULT_DATA_DIR, DEVICES, load_mnist_named, resolve_device
-from .run_models import load_generator, open_run
+from .run_models import WEIGHTS, load_generator, open_run
 
 __all__ = ["build_parser", "main", "evaluate_run", "EVAL_NAME"]
 
@@ -70,6 +70,9 @@ def build_parser():
         help="override the run's image size")
     add("--device", choices=sorted(DEVICES), default="cpu_numpy",
         help="cpu_numpy: NumPy; cpu: the course's flat-memory device; cuda: CuPy on a GPU")
+    add("--weights", choices=sorted(WEIGHTS), default="auto",
+        help="auto: the EMA of G's weights when the run kept one (--ema), else G; g: G "
+             "itself; ema: the EMA")
     add("--json", action="store_true", help="print the scores as one JSON object")
     add("--debug", action="store_true", help="show the traceback of an error")
     return parser
@@ -93,9 +96,12 @@ def _evaluator(args, device):
 def evaluate_run(args, device):
     """The scores of the run at args.checkpoint (see the module docstring)."""
     run = open_run(args.checkpoint)
-    generator = load_generator(run, device, latent_dim=args.latent_dim, width=args.width,
-                               image_size=args.image_size)
-    where = {"app": run.app, "checkpoint": run.checkpoint, "step": run.step}
+    generator = load_generator(run, device, weights=args.weights, latent_dim=args.latent_dim,
+                               width=args.width, image_size=args.image_size)
+    weights = "ema" if args.weights == "ema" or (args.weights == "auto" and run.args.get("ema")) \
+        else "g"
+    where = {"app": run.app, "checkpoint": run.checkpoint, "step": run.step,
+             "weights": weights}
     if run.is_points:
         mixture = MIXTURES[run.args["data"]]()
         scores = mixture.mode_metrics(_points(generator, args.num_samples, args.seed, device))
@@ -114,7 +120,8 @@ def _summary(scores):
         return [f"{scores['modes_covered']} of {scores['n_modes']} modes covered, "
                 f"{scores['high_quality']:.1%} of {scores['num_samples']} points of high "
                 f"quality ({scores['data']})"]
-    lines = [f"FID {scores['fid']:.2f}, {scores['digits_covered']} of 10 digits covered, "
+    lines = [("EMA(G): " if scores.get("weights") == "ema" else "")
+             + f"FID {scores['fid']:.2f}, {scores['digits_covered']} of 10 digits covered, "
              f"{scores['confident']:.0%} confident, KL to uniform {scores['kl_to_uniform']:.2f}"
              + (f", label kept {scores['label_kept']:.1%}" if "label_kept" in scores else "")
              + f" ({scores['num_samples']} samples vs the {scores['reference']})",

@@ -39,8 +39,10 @@ _WARNING = re.compile(r"^\[(?P<code>[^\]]+)\] step (?P<step>\d+): (?P<what>.*?)"
                       r"(?:\. Try: (?P<remedy>.*))?$", re.S)
 _SKIP = ("step", "epoch", "time", "warnings", "status", "event", "kind")
 _LABELS = {"d_loss": "D loss", "g_loss": "G loss", "d_real": "D(x)", "d_fake": "D(G(z))"}
-_SCORE_ORDER = ("fid", "digits_covered", "confident", "kl_to_uniform", "label_kept",
-                "sample_diversity", "num_samples", "class_histogram")
+_SCORE_ORDER = ("fid", "ema_fid", "kid", "ema_kid", "precision", "recall", "density",
+                "coverage", "inception_score", "digits_covered", "ema_digits_covered",
+                "confident", "kl_to_uniform", "label_kept", "sample_diversity", "num_samples",
+                "class_histogram")
 
 STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0 auto;

@@ -110,7 +110,7 @@ def test_wgan_gp_refuses_image_techniques_on_points(capsys):
     assert "--data ring8 trains MLPs on 2-D points" in capsys.readouterr().err
 
 
-def test_sampling_and_scoring_lead_with_the_ema_when_the_run_kept_one(tmp_path):
+def test_sampling_and_scoring_lead_with_the_ema_when_the_run_kept_one(tmp_path, capsys):
     from apps import sample
     from apps.run_models import load_generator, open_run
     from gan import RunFolderError
@@ -134,3 +134,11 @@ def test_sampling_and_scoring_lead_with_the_ema_when_the_run_kept_one(tmp_path):
     sample.main(["--checkpoint", str(tmp_path / "ema"), "--weights", "g", "--n", "4",
                  "--out", str(out)])
     assert out.stat().st_size > 0
+    from apps import evaluate
+    small = ["--num_samples", "20", "--real_count", "100", "--json"]
+    scores = {}
+    for weights in ("auto", "g"):
+        evaluate.main(["--checkpoint", str(tmp_path / "ema"), "--weights", weights, *small])
+        scores[weights] = json.loads((tmp_path / "ema" / "eval.json").read_text())
+    assert scores["auto"]["weights"] == "ema" and scores["g"]["weights"] == "g"
+    assert scores["auto"]["fid"] != scores["g"]["fid"]
