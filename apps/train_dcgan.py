@@ -66,6 +66,13 @@ def main(argv=None):
 
 
 def train(args):
+    recipe, data = build(args)
+    config = trainer_config(args, APP, latent_dim=args.latent_dim, num_samples=args.num_samples)
+    return Trainer(recipe, data, config, run_info={"args": saved_args(args)}).train()
+
+
+def build(args):
+    """(the GANRecipe, the batches) that the options describe (benchmarks time its step)."""
     device = resolve_device(args.device)
     images, _ = mnist_images(args, args.image_size)
     np.random.seed(args.seed)  # the initial weights come from NumPy's global RNG
@@ -83,9 +90,7 @@ def train(args):
     recipe = GANRecipe(generator, adversarial, g_optimizer, args.latent_dim,
                        num_samples=args.num_samples, seed=args.seed, device=device,
                        evaluate=evaluate, ema=build_ema(args, generator))
-    data = Shuffled(images, batch_size=args.batch_size)
-    config = trainer_config(args, APP, latent_dim=args.latent_dim, num_samples=args.num_samples)
-    return Trainer(recipe, data, config, run_info={"args": saved_args(args)}).train()
+    return recipe, Shuffled(images, batch_size=args.batch_size)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ digits covered) on --eval_samples samples. Prints JSON (and writes it with --out
     python -m benchmarks.techniques                       # every config, 3 seeds, 2 jobs
     python -m benchmarks.techniques --configs classic ema --seeds 0 1 2 3
     python -m benchmarks.techniques --max_steps 50 --seeds 0 --configs classic  # a quick look
+    python -m benchmarks.techniques --time --configs classic modern   # step times only
 
 Each run is `python -m apps.train_dcgan --seed S --evaluate ... FLAGS` in its own process,
 exactly what a user runs, in a temporary run folder. With --jobs 2 two runs share the two
@@ -13,6 +14,11 @@ cores, each with one BLAS/OpenMP thread, so every config's wall time is measured
 same load; `seconds` is the run's whole wall time, evaluation included, and `time_ratio` the
 config's mean over classic's. A run with EMA (--ema) is scored on its averaged generator
 (the ema_ figures), which is what it samples; G's own figures are kept as g_fid etc.
+
+--time measures the training step alone instead: each config's recipe is built by
+train_dcgan's own code (apps.train_dcgan.build) in this process and the configs' steps
+alternate on the same batches (medians of --repeat steps after warm-up), so a technique's
+cost is compared under one load; `step_ratio` is over classic's.
 """
 import argparse
 import concurrent.futures
@@ -32,7 +38,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = {
     "classic": [],
     "spectral_norm": ["--spectral_norm"],
-    "ema": ["--ema", "0.999", "--ema_start", "200"],
+    "ema": ["--ema", "0.995", "--ema_start", "100"],
+    "ema_short": ["--ema", "0.99", "--ema_start", "400"],
     "diffaugment": ["--diffaugment", "color,translation,cutout"],
     "hinge": ["--objective", "hinge"],
     "ttur": ["--d_lr", "4e-4", "--g_lr", "1e-4"],
@@ -88,6 +95,37 @@ def summary(runs):
     return out
 
 
+def step_times(args):
+    """Median seconds of one training step per config, alternating between configs."""
+    from apps import train_dcgan
+    from apps.techniques import resolve_techniques
+    from benchmarks.timing import interleaved_medians
+
+    steppers = []
+    for config in args.configs:
+        parser = train_dcgan.build_parser()
+        options = resolve_techniques(parser, parser.parse_args(
+            ["--out_dir", os.path.join(tempfile.gettempdir(), "unused"), "--no_progress",
+             *CONFIGS[config]]))
+        recipe, data = train_dcgan.build(options)
+        recipe.start(data.steps_per_epoch)
+        data.shuffle()
+        counter = {"step": 0}
+
+        def step(recipe=recipe, data=data, counter=counter):
+            recipe.step(data.batch(counter["step"] % data.steps_per_epoch), counter["step"])
+            counter["step"] += 1
+        steppers.append(step)
+    medians = interleaved_medians(steppers, repeat=args.repeat, warmup=3)
+    rows = {config: {"flags": " ".join(CONFIGS[config]), "step_ms": round(1000 * seconds, 1)}
+            for config, seconds in zip(args.configs, medians)}
+    if "classic" in rows:
+        for row in rows.values():
+            row["step_ratio"] = round(row["step_ms"] / rows["classic"]["step_ms"], 3)
+    return {"benchmark": "techniques --time", "machine": machine(), "repeat": args.repeat,
+            "threads": os.environ.get("OMP_NUM_THREADS", "default"), "configs": rows}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -99,7 +137,12 @@ def main(argv=None):
     parser.add_argument("--max_steps", type=int, default=None,
                         help="cap each run (default: the main job's one epoch)")
     parser.add_argument("--out", default=None, help="also write the JSON to this file")
+    parser.add_argument("--time", action="store_true",
+                        help="time the configs' training steps in this process instead")
+    parser.add_argument("--repeat", type=int, default=15, help="with --time: timed steps")
     args = parser.parse_args(argv)
+    if args.time:
+        return _emit(step_times(args), args.out)
     results = {config: {} for config in args.configs}
     with tempfile.TemporaryDirectory(prefix="techniques-") as folder, \
             concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
@@ -121,9 +164,13 @@ def main(argv=None):
               "jobs": args.jobs, "threads_per_run": args.threads,
               "eval_samples": args.eval_samples, "max_steps": args.max_steps,
               "configs": table}
+    _emit(report, args.out)
+
+
+def _emit(report, out):
     text = json.dumps(report, indent=1)
-    if args.out:
-        atomic_write(args.out, text + "\n")
+    if out:
+        atomic_write(out, text + "\n")
     print(text)
 
 
