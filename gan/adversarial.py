@@ -160,10 +160,12 @@ class Adversarial(nn.Module):
     def needs_real_in_generator_loss(self):
         return bool(self.objective.pairs_real_and_fake or self.feature_matching)
 
-    def generator_loss(self, fake, cond=None, real=None):
+    def generator_loss(self, fake, cond=None, real=None, balance=None):
         """G's loss for a generated batch: a Tensor that backpropagates into G (and D).
 
-        `real` (a real batch) is needed by a pairing objective and by feature matching."""
+        `real` (a real batch) is needed by a pairing objective and by feature matching.
+        `balance` (a callable loss -> loss, e.g. gan.loss_balance.AdaptiveWeight.balance(
+        reconstruction, last_layer)) scales the whole adversarial term last."""
         if real is None and self.needs_real_in_generator_loss:
             needs = "RpGAN's pairing" if self.objective.pairs_real_and_fake else \
                 "feature matching"
@@ -180,7 +182,7 @@ class Adversarial(nn.Module):
         loss = self.objective.generator_loss(self.score(fake_seen, cond), real=real_scores)
         if self.feature_matching:
             loss = loss + self._feature_matching(real_seen, fake_seen) * self.feature_matching
-        return loss
+        return loss if balance is None else balance(loss)
 
     def _feature_matching(self, real, fake):
         """mean_j (E[f_j(real)] - E[f_j(fake)])^2 over D's flattened features."""

@@ -11,7 +11,7 @@ import pytest
 
 from apps.cli import HelpFormatter
 
-TRAINERS = ["train_dcgan", "train_cgan", "train_wgan_gp", "train_cyclegan"]
+TRAINERS = ["train_dcgan", "train_cgan", "train_wgan_gp", "train_cyclegan", "train_pix2pix"]
 SHARED = ["--data_dir", "--out_dir", "--epochs", "--max_steps", "--more_epochs", "--resume",
           "--overwrite", "--batch_size", "--seed", "--device", "--checkpoint_every",
           "--log_every", "--sample_every", "--limit", "--no_health", "--tensorboard",
@@ -53,7 +53,8 @@ MODES = {"train_dcgan": "Modes of a run folder:", "train_cgan": "--resume",
          "sample": "interpolate  --rows random pairs (z0, z1)",
          "evaluate": "--real scores",
          "translate": "translated by G (AtoB, domain A to B) or F (BtoA)",
-         "train_classifier": "is replaced only when asked for by name"}
+         "train_classifier": "is replaced only when asked for by name",
+         "train_pix2pix": "Modes of a run folder:"}
 APPS = sorted(MODES)
 
 
