@@ -74,7 +74,8 @@ class Pix2PixRecipe(Recipe):
             figures.update(self.adversarial.discriminator_step(real_B, fake_B, real_A))
             balance = None if self.balance is None else self.balance.balance(
                 reconstruction, self.generator.last_layer.weight)
-            gan = self.adversarial.generator_loss(fake_B, real_A, balance=balance)  # eq. 2
+            gan = self.adversarial.generator_loss(fake_B, real_A, real=real_B,  # eq. 2
+                                                  balance=balance)
             figures["gan_G"] = float(gan.numpy())
             if self.balance is not None:
                 figures["adaptive_weight"] = self.balance.last_weight

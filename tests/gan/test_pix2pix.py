@@ -199,9 +199,11 @@ def read_metrics(run):
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_the_dry_run_trains_three_steps_and_writes_the_run_folder(tmp_path):
-    run = tmp_path / "dry"
-    record = train_pix2pix.main(["--dry_run", "--out_dir", str(run), *TINY])
+@pytest.mark.parametrize("objective", ["non-saturating", "rpgan"])
+def test_the_dry_run_trains_three_steps_and_writes_the_run_folder(tmp_path, objective):
+    run = tmp_path / "dry"  # (RpGAN pairs G's scores with D's on the real targets)
+    record = train_pix2pix.main(["--dry_run", "--out_dir", str(run), *TINY, "--objective",
+                                 objective])
     assert record["step"] == 3 and "psnr" in record and "fid" not in record
     for name in ("report.html", "run.json", "losses.png", "samples/step_00000003.png",
                  "checkpoints/step_00000003.safetensors"):
