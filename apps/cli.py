@@ -251,7 +251,8 @@ def _silent(*args, **kwargs):
 
 _FIGURES = (("d_loss", "D loss {}"), ("g_loss", "G loss {}"), ("d_real", "D(x) {}"),
             ("d_fake", "D(G(z)) {}"), ("fid", "FID {}"), ("digits_covered", "digits {}"),
-            ("label_kept_G", "labels kept by G {}"), ("label_kept_F", "by F {}"))
+            ("label_kept_G", "labels kept by G {}"), ("label_kept_F", "by F {}"),
+            ("target_accuracy", "target accuracy {}"), ("source_accuracy", "source {}"))
 
 
 def final_line(app, record, out_dir, seconds):

@@ -54,6 +54,8 @@ MODES = {"train_dcgan": "Modes of a run folder:", "train_cgan": "--resume",
          "evaluate": "--real scores",
          "translate": "translated by G (AtoB, domain A to B) or F (BtoA)",
          "train_classifier": "is replaced only when asked for by name",
+         "train_dann": "Modes of a run folder:",
+         "probe_discriminator": "Radford et al. (2016, sec. 5.1)",
          "train_pix2pix": "Modes of a run folder:"}
 APPS = sorted(MODES)
 
