@@ -37,8 +37,8 @@ from .cli import (AppParser, DeviceUnavailable, beta, folder, learning_rate, non
 
 __all__ = ["add_common_options", "add_adam_options", "add_dcgan_options", "adam",
            "mnist_evaluator", "settle", "resolve_device",
-           "mnist_images", "load_mnist_named", "trainer_config", "saved_args", "make_parser",
-           "DEFAULT_DATA_DIR", "DEVICES"]
+           "mnist_images", "at_image_size", "load_mnist_named", "trainer_config", "saved_args",
+           "make_parser", "DEFAULT_DATA_DIR", "DEVICES"]
 
 DEFAULT_DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "data", "mnist")
@@ -275,11 +275,17 @@ def mnist_images(args, image_size=28):
         count = len(dataset) if args.limit is None else min(args.limit, len(dataset))
         images = dataset.images[:count].reshape(count, 1, 28, 28) * 2 - 1
         labels = dataset.labels[:count].astype(np.int64)
+    return at_image_size(images, image_size), labels
+
+
+def at_image_size(images, image_size):
+    """MNIST images (N, 1, 28, 28) in [-1, 1] at 28, 32 (padded with the background value)
+    or 64 (then each pixel doubled) pixels, float32."""
     if image_size in (32, 64):
         images = np.pad(images, ((0, 0), (0, 0), (2, 2), (2, 2)), constant_values=-1)
     if image_size == 64:
         images = images.repeat(2, axis=2).repeat(2, axis=3)
-    return np.ascontiguousarray(images, dtype=np.float32), labels
+    return np.ascontiguousarray(images, dtype=np.float32)
 
 
 def load_mnist_named(data_dir, train=True):
