@@ -7,12 +7,13 @@ digits covered) on --eval_samples samples. Prints JSON (and writes it with --out
     python -m benchmarks.techniques --configs classic ema --seeds 0 1 2 3
     python -m benchmarks.techniques --max_steps 50 --seeds 0 --configs classic  # a quick look
     python -m benchmarks.techniques --time --configs classic modern   # step times only
+    python -m benchmarks.techniques --table results.json          # the README's table
 
 Each run is `python -m apps.train_dcgan --seed S --evaluate ... FLAGS` in its own process,
 exactly what a user runs, in a temporary run folder. With --jobs 2 two runs share the two
-cores, each with one BLAS/OpenMP thread, so every config's wall time is measured under the
-same load; `seconds` is the run's whole wall time, evaluation included, and `time_ratio` the
-config's mean over classic's. A run with EMA (--ema) is scored on its averaged generator
+cores, each with one BLAS/OpenMP thread; `seconds` is the run's whole wall time, evaluation
+included, which depends on what else runs (compare costs with --time). A run with EMA
+(--ema) is scored on its averaged generator
 (the ema_ figures), which is what it samples; G's own figures are kept as g_fid etc.
 
 --time measures the training step alone instead: each config's recipe is built by
@@ -126,6 +127,29 @@ def step_times(args):
             "threads": os.environ.get("OMP_NUM_THREADS", "default"), "configs": rows}
 
 
+def markdown_table(report, times=None):
+    """The README's table: one row per config, mean +- standard error over the seeds, and
+    the step time over classic's from a --time report."""
+    def cell(row, name, digits):
+        figure = row.get(name)
+        if not figure:
+            return ""
+        sem = "" if figure["sem"] is None else f" ± {figure['sem']:.{digits}f}"
+        return f"{figure['mean']:.{digits}f}{sem}"
+
+    lines = ["| config | flags | FID | KID | precision | recall | digits | step time |",
+             "|---|---|---|---|---|---|---|---|"]
+    steps = (times or {}).get("configs", {})
+    for name, row in report["configs"].items():
+        ratio = steps.get(name, {}).get("step_ratio")
+        flags = f"`{row['flags']}`" if row["flags"] else ""
+        lines.append(f"| {name} | {flags} | {cell(row, 'fid', 1)} | {cell(row, 'kid', 3)} | "
+                     f"{cell(row, 'precision', 2)} | {cell(row, 'recall', 2)} | "
+                     f"{cell(row, 'digits_covered', 1)} | "
+                     f"{'' if ratio is None else f'{ratio:.2f}x'} |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -140,7 +164,12 @@ def main(argv=None):
     parser.add_argument("--time", action="store_true",
                         help="time the configs' training steps in this process instead")
     parser.add_argument("--repeat", type=int, default=15, help="with --time: timed steps")
+    parser.add_argument("--table", nargs="+", metavar="JSON", default=None,
+                        help="print the markdown table of saved results (training JSONs, "
+                             "then optionally one --time JSON) and stop")
     args = parser.parse_args(argv)
+    if args.table:
+        return print(markdown_table(*_merged(args.table)))
     if args.time:
         return _emit(step_times(args), args.out)
     results = {config: {} for config in args.configs}
@@ -156,15 +185,24 @@ def main(argv=None):
                       "runs": [runs[seed] for seed in args.seeds],
                       **summary([runs[seed] for seed in args.seeds])}
              for config, runs in results.items()}
-    if "classic" in table:
-        base = table["classic"]["seconds"]["mean"]
-        for row in table.values():
-            row["time_ratio"] = round(row["seconds"]["mean"] / base, 3)
     report = {"benchmark": "techniques", "machine": machine(), "seeds": args.seeds,
               "jobs": args.jobs, "threads_per_run": args.threads,
               "eval_samples": args.eval_samples, "max_steps": args.max_steps,
               "configs": table}
     _emit(report, args.out)
+
+
+def _merged(paths):
+    """(the training reports' configs merged, the --time report or None)."""
+    merged, times = {"configs": {}}, None
+    for path in paths:
+        with open(path) as saved:
+            report = json.load(saved)
+        if report["benchmark"] == "techniques --time":
+            times = report
+        else:
+            merged["configs"].update(report["configs"])
+    return merged, times
 
 
 def _emit(report, out):
