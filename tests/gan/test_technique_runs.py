@@ -46,7 +46,7 @@ def test_flag_combinations_train_and_resume_bit_exactly(tmp_path, app, flags):
     keys = " ".join(expected)
     if "--spectral_norm" in flags:
         assert "weight_u" in keys or "._u" in keys or ".u" in keys, keys
-    if "--ema" in flags or "--recipe" in flags:
+    if "--ema" in flags:
         assert "ema." in keys
     if "--ada" in flags:
         assert "augment.p" in keys
