@@ -38,7 +38,20 @@ bit for bit with its own options and target; --more_epochs N; --overwrite move t
 aside and start afresh; --dry_run 3 steps on random pairs (--image_size) in a temporary
 folder. Ctrl-C writes a checkpoint and prints how to continue.
 
-The default run: 2 epochs of the first 12000 training pairs at batch 16 (1500 steps).
+The default run: 1 epoch of the first 12000 training pairs at batch 16 (750 steps), Adam
+at a learning rate of 1e-3 for G and D (beta1 0.5). The paper's 2e-4 is for some 10^5 steps
+at batch 1; in 300 steps here it left the held-out L1 at 0.23, about a blank canvas's 0.24,
+where 1e-3 reached 0.069 (measured, one seed).
+
+Measured (seed 0, 1000 held-out test digits, two CPU cores shared with other jobs at a load
+average of about 8, OPENBLAS_NUM_THREADS=1), held-out L1 / PSNR / label_kept / FID:
+  default                         6 min 49 s (68 s CPU)  0.0466  22.59 dB  98.1%  0.33
+  --no_adversarial (L1 alone)     3 min 24 s (33 s CPU)  0.0481  22.45 dB  97.5%  0.40
+  --adaptive_weight --warmup_steps 100                     0.0472  22.70 dB  97.2%  0.41
+    (7 min 20 s, 74 s CPU; the weight, logged every 50 steps, between 0.96 and 5.7)
+The targets themselves: label_kept 98.6%. After 300 steps the adversarial term's lead is
+wider: FID 2.1 vs 5.6 and label_kept 93.5% vs 87.8% for L1 alone; by 750 steps on this
+nearly deterministic task (an outline fixes its digit) L1 alone has almost caught up.
 """
 import argparse
 
@@ -66,8 +79,8 @@ OBJECTIVE_CHOICES = sorted(set(OBJECTIVES) - {"wasserstein"})
 
 def build_parser():
     parser = AppParser(APP, __doc__)
-    add_common_options(parser, "pix2pix", epochs=2, checkpoint_every=250, sample_every=150)
-    add_adam_options(parser)
+    add_common_options(parser, "pix2pix", epochs=1, checkpoint_every=250, sample_every=150)
+    add_adam_options(parser, lr=1e-3)
     parser.set_defaults(batch_size=16, limit=12000)
     add = parser.add_argument
     add("--paired_dir", "--paired-dir", type=folder, default=None,
