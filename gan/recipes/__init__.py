@@ -3,12 +3,16 @@
     GANRecipe       one generator against one Adversarial: DCGAN, cGAN, WGAN-GP (images or
                     2-D points)
     CycleGANRecipe  two generators and two Adversarials (gan.cyclegan.CycleGAN)
+    Pix2PixRecipe   a U-Net against a conditional PatchGAN, plus L1 (paired translation)
+    DANNRecipe      a classifier whose features a domain Adversarial cannot place
+                    (gan.recipes.dann)
 
-A new model (pix2pix, an adversarial autoencoder, ...) is one more Recipe subclass: its
+A new model (an adversarial autoencoder, ...) is one more Recipe subclass: its
 step, its picture and its state; the loop, checkpoints and outputs come with the engine.
 """
 from .cyclegan import CycleGANRecipe
 from .gan import GANRecipe
+from .pix2pix import Pix2PixRecipe
 from .recipe import Recipe
 
-__all__ = ["Recipe", "GANRecipe", "CycleGANRecipe"]
+__all__ = ["Recipe", "GANRecipe", "CycleGANRecipe", "Pix2PixRecipe"]
