@@ -24,7 +24,7 @@ import argparse
 
 from gan.objectives import SMOOTHABLE
 
-from .cli import float_in, nonnegative_float, positive_int
+from .cli import float_in, nonnegative_float, nonnegative_int, positive_int
 
 __all__ = ["add_technique_options", "resolve_techniques", "RECIPES", "build_adversarial",
            "build_ema", "discriminator_norm", "TECHNIQUE_DEFAULTS"]
@@ -72,7 +72,7 @@ def add_technique_options(parser, models=True, recipes=False):
     add("--ema", type=float_in(0.0, 1.0), default=None, metavar="DECAY",
         help=f"sample and evaluate an EMA of G's weights with this decay, e.g. 0.999; 0: "
              f"off (default: {by})%(default).0s")
-    add("--ema_start", "--ema-start", type=int, default=None, metavar="STEP",
+    add("--ema_start", "--ema-start", type=nonnegative_int, default=None, metavar="STEP",
         help=f"the EMA copies G's weights until this step (default: {by})%(default).0s")
     add("--diffaugment", type=augment_policy, default=None, metavar="POLICY",
         help=f"DiffAugment for D: comma-separated subset of {','.join(AUGMENTATIONS)}; "
