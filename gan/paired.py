@@ -41,7 +41,8 @@ import numpy as np
 from needle.data.idx import DataFileError
 # ImageFolder's own helpers, so pairs are read exactly as one folder is (one implementation)
 from needle.data.image_folder import (MAX_IMAGE_PIXELS, _grayscale, _to_float, _with_channels,
-                                      list_images, load_size_for, random_crop_flip)
+                                      centre_square, list_images, load_size_for,
+                                      random_crop_flip)
 
 from .batches import Shuffled
 
@@ -100,19 +101,6 @@ def _open(path):
     except Exception as error:  # untrusted bytes: any decoder failure is a bad file
         reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
         raise DataFileError(f"cannot read image {path!r}: {reason}") from error
-
-
-def _square(picture, side):
-    """RGB uint8 (side, side, 3): shorter side resized to `side` (bicubic, aspect kept),
-    then the centre square, as needle.data.ImageFolder does."""
-    from PIL import Image
-
-    width, height = picture.size
-    scale = side / min(width, height)
-    size = (max(side, round(width * scale)), max(side, round(height * scale)))
-    picture = picture.resize(size, Image.BICUBIC)
-    left, top = (size[0] - side) // 2, (size[1] - side) // 2
-    return np.asarray(picture.crop((left, top, left + side, top + side)), dtype=np.uint8)
 
 
 def _split(path):
@@ -197,7 +185,7 @@ class PairedFolder:
         rgb = np.empty((2, len(names), side, side, 3), dtype=np.uint8)
         for i, name in enumerate(names):  # one decode per file: the reading is the cost
             for half, picture in enumerate(read_pair(name)):
-                rgb[half, i] = _square(picture, side)
+                rgb[half, i] = centre_square(picture, side)
         return rgb
 
     @classmethod

@@ -37,6 +37,7 @@ from .dataset import Dataset
 from .idx import DataFileError
 
 __all__ = ["ImageFolder", "match_channels", "list_images", "read_images", "random_crop_flip",
+           "centre_square",
            "load_size_for", "IMAGE_EXTENSIONS", "MAX_IMAGE_PIXELS"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp",
@@ -77,6 +78,18 @@ def _image_module():
     return Image
 
 
+def centre_square(picture, side):
+    """A Pillow image as uint8 (side, side, channels): shorter side resized to `side`
+    (bicubic, aspect ratio kept), then the centre square."""
+    Image = _image_module()
+    width, height = picture.size
+    scale = side / min(width, height)
+    size = (max(side, round(width * scale)), max(side, round(height * scale)))
+    picture = picture.resize(size, Image.BICUBIC)
+    left, top = (size[0] - side) // 2, (size[1] - side) // 2
+    return np.asarray(picture.crop((left, top, left + side, top + side)), dtype=np.uint8)
+
+
 def _decode(path, side):
     """One file as an RGB uint8 (side, side, 3) array: shorter side resized to `side`
     (bicubic, aspect ratio kept), then the centre square."""
@@ -88,12 +101,7 @@ def _decode(path, side):
                 width, height = picture.size
                 if width * height > MAX_IMAGE_PIXELS or min(width, height) < 1:
                     raise ValueError(f"its header claims {width} x {height} pixels")
-                scale = side / min(width, height)
-                size = (max(side, round(width * scale)), max(side, round(height * scale)))
-                picture = picture.convert("RGB").resize(size, Image.BICUBIC)
-                left, top = (size[0] - side) // 2, (size[1] - side) // 2
-                picture = picture.crop((left, top, left + side, top + side))
-                return np.asarray(picture, dtype=np.uint8)
+                return centre_square(picture.convert("RGB"), side)
     except Exception as error:  # untrusted bytes: any decoder failure is a bad file
         reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
         try:
