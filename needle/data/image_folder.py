@@ -37,8 +37,7 @@ from .dataset import Dataset
 from .idx import DataFileError
 
 __all__ = ["ImageFolder", "match_channels", "list_images", "read_images", "random_crop_flip",
-           "centre_square",
-           "load_size_for", "IMAGE_EXTENSIONS", "MAX_IMAGE_PIXELS"]
+           "centre_square", "load_size_for", "IMAGE_EXTENSIONS", "MAX_IMAGE_PIXELS"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp",
                     ".pgm", ".ppm")
