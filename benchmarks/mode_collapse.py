@@ -1,7 +1,7 @@
 """Mode collapse on the published protocols: the 2-D ring and grid, and Stacked MNIST.
 
     python -m benchmarks.mode_collapse                       # all three parts, defaults below
-    python -m benchmarks.mode_collapse --only ring --seeds 10 --steps 2500
+    python -m benchmarks.mode_collapse --only ring --seeds 10 --steps 2000
     python -m benchmarks.mode_collapse --only stacked --seeds 2 --steps 1000
     python -m benchmarks.mode_collapse --only grid --methods gan pacgan2 --seeds 3 --out runs/mc
 
@@ -42,7 +42,7 @@ What differs from the published protocol, and why (the JSON repeats it under "pr
     (gan), 90 ms (pacgan2), 75 ms (wgan_gp, per D step) on 2-D, 0.79 s (dcgan) and 1.37 s
     (pacdcgan2) on Stacked MNIST: one protocol run would take 6-10 hours (2-D) and 22-38
     hours (Stacked MNIST), the 60 2-D runs about 500 hours. --steps sets the length (default
-    2500 on 2-D, 1000 on Stacked MNIST); every step is one D step, and one G step (WGAN-GP:
+    2000 on 2-D, 1000 on Stacked MNIST); every step is one D step, and one G step (WGAN-GP:
     every 5th), so a method's runs cost about the same. To make up for the shorter runs the
     rates start --lr_scale times the protocol's (default 10 on 2-D, 1 on Stacked MNIST) and
     fall linearly to 0 over the run (GANRecipe's lr_decay), so that short runs end
@@ -77,7 +77,7 @@ MIXTURE_METHODS = ("gan", "wgan_gp", "pacgan2", "pacgan3", "pacgan4", "pacwgan_g
 STACKED_METHODS = ("dcgan", "pacdcgan2")
 DEFAULT_METHODS = {"ring": ("gan", "wgan_gp", "pacgan2"), "grid": ("gan", "wgan_gp", "pacgan2"),
                    "stacked": STACKED_METHODS}
-DEFAULT_STEPS = {"ring": 2500, "grid": 2500, "stacked": 1000}
+DEFAULT_STEPS = {"ring": 2000, "grid": 2000, "stacked": 1000}
 DEFAULT_SEEDS = {"ring": 10, "grid": 10, "stacked": 2}
 DEFAULT_LR_SCALE = {"ring": 10.0, "grid": 10.0, "stacked": 1.0}
 PROTOCOL_STEPS = {"ring": 400_000, "grid": 400_000, "stacked": 100_000}
@@ -210,14 +210,24 @@ def _mixture_parts(method):
 
 
 def _train(recipe, data, steps, out_dir, seed):
-    from gan import Trainer, TrainerConfig
+    """Train to `steps`; returns {"steps": the steps taken, "seconds": wall time} and, for a
+    run whose losses or samples went NaN, "diverged": the Trainer's message (the run is
+    then scored as it stands, which counts as no modes covered)."""
+    from gan import Trainer, TrainerConfig, TrainingDiverged
 
     config = TrainerConfig(out_dir=out_dir, epochs=1, max_steps=steps, seed=seed,
                            checkpoint_every=steps, log_every=max(1, min(100, steps)),
                            progress=False, report=False, overwrite=True,
                            app="benchmarks.mode_collapse")
+    start = time.perf_counter()
+    outcome = {}
     with contextlib.redirect_stdout(sys.stderr):  # stdout is the JSON's
-        return Trainer(recipe, data, config).train()
+        try:
+            outcome["steps"] = Trainer(recipe, data, config).train()["step"]
+        except TrainingDiverged as error:
+            outcome.update(steps=None, diverged=str(error))
+    outcome["seconds"] = round(time.perf_counter() - start, 1)
+    return outcome
 
 
 def run_mixture(part, method, seed, settings, out_dir):
@@ -240,13 +250,12 @@ def run_mixture(part, method, seed, settings, out_dir):
                        picture=lambda points: PointCloud(points, mixture))
     # every step is a D step; a critic with n_critic takes a G step every n_critic-th
     batch, steps = 100 * _pack_of(method), settings.steps
-    start = time.perf_counter()
-    record = _train(recipe, Sampled(mixture.sample, batch, steps), steps, out_dir, seed)
-    seconds = time.perf_counter() - start
+    outcome = _train(recipe, Sampled(mixture.sample, batch, steps), steps, out_dir, seed)
     scores = ModeScores(mixture, settings.eval_samples, 2, seed, None)(generator)
     return {"seed": seed, "modes_covered": scores["modes_covered"],
-            "high_quality": scores["high_quality"], "steps": record["step"],
-            "g_steps": record["step"] // n_critic, "seconds": round(seconds, 1)}
+            "high_quality": scores["high_quality"],
+            "g_steps": None if outcome["steps"] is None else outcome["steps"] // n_critic,
+            **outcome}
 
 
 def _adversarial(D, objective, lr, beta1, beta2, penalties, n_critic):
@@ -288,15 +297,13 @@ def run_stacked(method, seed, settings, out_dir, digits):
     g_optimizer = ndl.optim.Adam(generator.parameters(), lr=lr, beta1=0.5)
     recipe = GANRecipe(generator, adversarial, g_optimizer, latent_dim=100, num_samples=64,
                        seed=seed, lr_decay=settings.lr_decay)
-    start = time.perf_counter()
-    record = _train(recipe, Shuffled(images, batch_size=64 * m), settings.steps, out_dir, seed)
-    seconds = time.perf_counter() - start
+    outcome = _train(recipe, Shuffled(images, batch_size=64 * m), settings.steps, out_dir,
+                     seed)
     del images
     samples, _ = sample_images(generator, settings.eval_samples, seed=seed + 1)
     scores = mode_scores(digits.classifier, samples)
     return {"seed": seed, "modes_covered": scores["modes_covered"],
-            "kl_to_uniform": scores["kl_to_uniform"], "steps": record["step"],
-            "seconds": round(seconds, 1)}
+            "kl_to_uniform": scores["kl_to_uniform"], **outcome}
 
 
 # ---- summaries -------------------------------------------------------------------------------
@@ -384,7 +391,7 @@ def build_parser():
                         help="seeds 0..N-1 per method (default: 10 on 2-D, 2 on Stacked MNIST)")
     parser.add_argument("--steps", type=_positive, default=None,
                         help="training steps per run, each one D step and, every n_critic-th "
-                             "(5 for WGAN-GP, else 1), one G step (default: 2500 on 2-D, 1000 "
+                             "(5 for WGAN-GP, else 1), one G step (default: 2000 on 2-D, 1000 "
                              "on Stacked MNIST)")
     parser.add_argument("--lr_scale", type=float, default=None,
                         help="start the rates at this multiple of the protocol's (default: 10 "
