@@ -18,8 +18,9 @@ included, which depends on what else runs (compare costs with --time). A run wit
 
 --time measures the training step alone instead: each config's recipe is built by
 train_dcgan's own code (apps.train_dcgan.build) in this process and the configs' steps
-alternate on the same batches (medians of --repeat steps after warm-up), so a technique's
-cost is compared under one load; `step_ratio` is over classic's.
+alternate on the same batches (the mean of --repeat steps after warm-up: a lazy penalty
+costs one step in k, which a median would hide), so a technique's cost is compared under one
+load; `step_ratio` is over classic's.
 """
 import argparse
 import concurrent.futures
@@ -47,6 +48,7 @@ CONFIGS = {
     "lazy_r1": ["--r1", "1", "--lazy_every", "16"],
     "rpgan": ["--objective", "rpgan"],
     "minibatch_std": ["--minibatch_std"],
+    "rpgan_lazy_r1": ["--objective", "rpgan", "--r1", "1", "--lazy_every", "16"],
     "modern": ["--recipe", "modern"],
 }
 SCORES = ("fid", "kid", "precision", "recall", "density", "coverage", "digits_covered")
@@ -97,11 +99,9 @@ def summary(runs):
 
 
 def step_times(args):
-    """Median seconds of one training step per config, alternating between configs."""
+    """Mean (and median) ms of one training step per config, alternating between configs."""
     from apps import train_dcgan
     from apps.techniques import resolve_techniques
-    from benchmarks.timing import interleaved_medians
-
     steppers = []
     for config in args.configs:
         parser = train_dcgan.build_parser()
@@ -117,9 +117,20 @@ def step_times(args):
             recipe.step(data.batch(counter["step"] % data.steps_per_epoch), counter["step"])
             counter["step"] += 1
         steppers.append(step)
-    medians = interleaved_medians(steppers, repeat=args.repeat, warmup=3)
-    rows = {config: {"flags": " ".join(CONFIGS[config]), "step_ms": round(1000 * seconds, 1)}
-            for config, seconds in zip(args.configs, medians)}
+    for step in steppers:  # warm-up
+        for _ in range(3):
+            step()
+    times = [[] for _ in steppers]
+    for _ in range(args.repeat):
+        for step, spent in zip(steppers, times):
+            start = time.perf_counter()
+            step()
+            spent.append(time.perf_counter() - start)
+    # the mean, not the median: a lazy penalty costs one step in k and a median hides it
+    rows = {config: {"flags": " ".join(CONFIGS[config]),
+                     "step_ms": round(1000 * statistics.fmean(spent), 1),
+                     "median_ms": round(1000 * statistics.median(spent), 1)}
+            for config, spent in zip(args.configs, times)}
     if "classic" in rows:
         for row in rows.values():
             row["step_ratio"] = round(row["step_ms"] / rows["classic"]["step_ms"], 3)
@@ -163,7 +174,7 @@ def main(argv=None):
     parser.add_argument("--out", default=None, help="also write the JSON to this file")
     parser.add_argument("--time", action="store_true",
                         help="time the configs' training steps in this process instead")
-    parser.add_argument("--repeat", type=int, default=15, help="with --time: timed steps")
+    parser.add_argument("--repeat", type=int, default=32, help="with --time: timed steps")
     parser.add_argument("--table", nargs="+", metavar="JSON", default=None,
                         help="print the markdown table of saved results (training JSONs, "
                              "then optionally one --time JSON) and stop")
