@@ -9,8 +9,8 @@ reversed gradient, features D cannot tell apart. The target domain is MNIST-M-li
 other digits, built deterministically from --domain_seed; its labels are never used for
 training. --source_only trains F and C alone on the same batches, the baseline.
 
-Default: the first --limit 10000 training digits of each domain, 64 of each per step, 4
-epochs (624 steps), F of --width 16 (the paper's 32/48 channels are --width 32). At each
+Default: the first --limit 10000 training digits of each domain, 64 of each per step, 8
+epochs (1248 steps), F of --width 16 (the paper's 32/48 channels are --width 32). At each
 epoch end C is scored on the first --eval_samples test digits of each domain:
 target_accuracy (the shifted test digits, textures cut from test digits) and
 source_accuracy (MNIST's test digits); the last line of the run shows both. Vary --seed for
@@ -27,11 +27,14 @@ bit for bit with its own options and target; --more_epochs N; --overwrite move t
 aside and start afresh; --dry_run 3 steps on random images in a temporary folder. Ctrl-C
 writes a checkpoint and prints how to continue.
 
-Optimizers: Adam for F and C together (--g_lr, else --lr) and for D (--d_lr, else --lr),
-both annealed by the paper's lr_p = lr / (1 + 10 p) ** 0.75 over the training progress p
-(step / the run's total steps); the reversal's scale follows lambda_p = 2 / (1 + exp(-10 p))
-- 1. Both schedules follow the run's target: a resume to the same target continues bit for
-bit, while a new target (--more_epochs, a new --max_steps) stretches what is left of them.
+Optimizers: the paper's SGD with --momentum 0.9, one for F and C together (--g_lr, else
+--lr) and one for D (--d_lr, else --lr), both annealed by its lr_p = lr / (1 + 10 p) ** 0.75
+over the training progress p (step / the run's total steps). needle's SGD dampens momentum, u =
+m u + (1 - m) g, where PyTorch's (and the paper's) accumulates u = m u + g, so its rate is
+theirs divided by 1 - m: the default 0.1 is the paper's 0.01 at momentum 0.9. The
+reversal's scale follows lambda_p = 2 / (1 + exp(-10 p)) - 1. Both schedules follow the
+run's target: a resume to the same target continues bit for bit, while a new target
+(--more_epochs, a new --max_steps) stretches what is left of them.
 """
 import numpy as np
 
@@ -40,11 +43,11 @@ from gan.objectives import Minimax
 from gan.recipes.dann import (DANNRecipe, DomainDiscriminator, FeatureExtractor,
                               LabelClassifier, dann_batches)
 from gan.shifted_mnist import Domains, load_domains
-from needle.optim import Adam
+from needle.optim import SGD
 
-from .cli import AppParser, finish, nonnegative_int, positive_int
-from .common import (add_adam_options, add_common_options, load_mnist_named, resolve_device,
-                     saved_args, trainer_config)
+from .cli import AppParser, finish, float_in, learning_rate, nonnegative_int, positive_int
+from .common import (add_common_options, load_mnist_named, resolve_device, saved_args,
+                     trainer_config)
 
 __all__ = ["build_parser", "main", "build"]
 
@@ -53,10 +56,19 @@ APP = "train_dann"
 
 def build_parser():
     parser = AppParser(APP, __doc__)
-    add_common_options(parser, "dann", epochs=4, checkpoint_every=200, sample_every=100)
-    add_adam_options(parser, lr=1e-3, beta1=0.9)
+    add_common_options(parser, "dann", epochs=8, checkpoint_every=250, sample_every=250)
     parser.set_defaults(limit=10000)
     add = parser.add_argument
+    add("--lr", type=learning_rate, default=0.1,
+        help="SGD learning rate of F, C and D before the annealing (needle's dampened "
+             "momentum: 0.1 is the paper's 0.01)")
+    add("--d_lr", "--d-lr", type=learning_rate, default=None,
+        help="D's learning rate (default: --lr); with --resume, replaces the saved "
+             "one%(default).0s")
+    add("--g_lr", "--g-lr", type=learning_rate, default=None,
+        help="F and C's learning rate (default: --lr); with --resume, replaces the saved "
+             "one%(default).0s")
+    add("--momentum", type=float_in(0.0, 1.0), default=0.9, help="SGD momentum, in [0, 1)")
     add("--source_only", "--source-only", action="store_true",
         help="train F and C on the labelled source alone (no domain discriminator): the "
              "baseline")
@@ -95,15 +107,15 @@ def build(args):
     kw = dict(device=device)
     features = FeatureExtractor(3, args.width, **kw)
     classifier = LabelClassifier(features.feature_dim, hidden=args.hidden, **kw)
-    optimizer = Adam(features.parameters() + classifier.parameters(),
-                     lr=args.g_lr or args.lr, beta1=args.beta1, beta2=args.beta2)
+    optimizer = SGD(features.parameters() + classifier.parameters(), lr=args.g_lr or args.lr,
+                    momentum=args.momentum)
     adversarial = None
     if not args.source_only:
         discriminator = DomainDiscriminator(features.feature_dim, hidden=args.hidden, **kw)
         adversarial = Adversarial(
             discriminator, Minimax(),  # D's loss: the logistic loss, source 1, target 0
-            Adam(discriminator.parameters(), lr=args.d_lr or args.lr, beta1=args.beta1,
-                 beta2=args.beta2), generator=features)
+            SGD(discriminator.parameters(), lr=args.d_lr or args.lr, momentum=args.momentum),
+            generator=features)
     recipe = DANNRecipe(features, classifier, optimizer, adversarial,
                         test_source=domains.test_source_images,
                         test_target=domains.test_target_images,

@@ -1,26 +1,29 @@
 """A shifted MNIST domain for domain adaptation, built deterministically from the bundled data.
 
-MNIST-M (Ganin & Lempitsky 2015, sec. 5) blends each MNIST digit onto a colour patch of a
-photograph by the absolute difference |patch - digit|. No photographs ship here, so the
-patches are textures made from crops of *other* MNIST digits, painted in two random colours.
-For digit i (pixels m in [0, 1], 28 x 28) of a split of M digits (the pool the pieces are
-cut from is the split itself), from RandomState(seed), for all M digits at once, in this
-order (shift_parameters(M, M, seed); shift_split):
+MNIST-M (Ganin & Lempitsky 2015) blends each MNIST digit onto a colour patch of a photograph
+by the absolute difference |patch - digit|. No photographs ship here, so the patches are
+textures made from crops of *other* MNIST digits: a 7 x 7 crop enlarged 4 times (bilinear)
+into smooth blobs and bands much wider than a stroke, painted in two random colours. For
+digit i (pixels m in [0, 1], 28 x 28) of a split of M digits (the pool the crops are cut
+from is the split itself), from RandomState(seed), for all M digits at once, in this order
+(shift_parameters(M, M, seed); shift_split):
 
-    pieces  = rng.randint(0, M, (N, 4))          four digits of the pool, N = M
-    offsets = rng.randint(0, 15, (N, 4, 2))      each piece's 14 x 14 crop, top-left (y, x)
+    pieces  = rng.randint(0, M, N)               the pool digit of each image, N = M
+    offsets = rng.randint(0, 22, (N, 2))         its 7 x 7 crop's top-left corner (y, x)
     colours = rng.uniform(0, 1, (N, 2, 3))       two RGB colours per image
 
-    texture t: quadrant q (0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right) is
-               pool[pieces[i, q]][y:y + 14, x:x + 14] with (y, x) = offsets[i, q]
+    texture t = the crop pool[pieces[i]][y:y + 7, x:x + 7] enlarged to 28 x 28 by bilinear
+                interpolation: output pixel j samples the crop at (j + 0.5) / 4 - 0.5,
+                clamped to [0, 6] (torch's interpolate(..., "bilinear", align_corners=False))
     background b_c = colours[i, 0, c] * (1 - t) + colours[i, 1, c] * t    (c = R, G, B)
     shifted_c = |b_c - m|, then scaled to [-1, 1]: 2 * shifted_c - 1
 
-So the target images are RGB (3, 28, 28): a background of stroke fragments of other digits
-in two colours, with the digit drawn in the inverted background colour (where m = 1 the pixel
-is 1 - b, where m = 0 it is b). Where a background colour is near grey (0.5 in every channel)
-the digit has little contrast, as in MNIST-M. A piece may (with probability 4/M) be cut from
-the digit itself; nothing excludes it.
+So the target images are RGB (3, 28, 28): a two-colour background, with the digit drawn in
+the inverted background colour (where m = 1 the pixel is 1 - b, where m = 0 it is b): whether
+the ink is lighter or darker than the background varies from image to image and channel to
+channel. Where a background colour is near grey (0.5 in every channel) the digit has little
+contrast, as in MNIST-M. A crop may (with probability 1/M) come from the digit itself;
+nothing excludes it.
 
 The domain-adaptation task (apps.train_dann):
     source       MNIST training digits with their labels, grey, repeated into 3 channels
@@ -40,22 +43,22 @@ import numpy as np
 
 from needle.data.mnist import load_mnist
 
-__all__ = ["shift_parameters", "shifted_digits", "shift_split", "to_rgb", "load_domains",
-           "Domains", "CROP"]
+__all__ = ["shift_parameters", "shifted_digits", "shift_split", "enlarge", "to_rgb",
+           "load_domains", "Domains", "CROP", "ZOOM"]
 
-CROP = 14  # side of each texture piece: four of them tile the 28 x 28 background
+CROP, ZOOM = 7, 4  # a 7 x 7 crop, enlarged 4 times: the 28 x 28 background
 
 
 def shift_parameters(count, pool_size, seed):
     """The draws that define `count` shifted images with textures from a pool of
-    `pool_size` digits: {"pieces": (count, 4), "offsets": (count, 4, 2), "colours":
-    (count, 2, 3)} from RandomState(seed), in the order the module docstring gives."""
+    `pool_size` digits: {"pieces": (count,), "offsets": (count, 2), "colours": (count, 2,
+    3)} from RandomState(seed), in the order the module docstring gives."""
     if count < 0 or pool_size < 1:
         raise ValueError(f"shift_parameters: need count >= 0 and a pool of >= 1 digits, got "
                          f"count {count}, pool_size {pool_size}")
     rng = np.random.RandomState(seed)
-    return {"pieces": rng.randint(0, pool_size, (count, 4)),
-            "offsets": rng.randint(0, 28 - CROP + 1, (count, 4, 2)),
+    return {"pieces": rng.randint(0, pool_size, count),
+            "offsets": rng.randint(0, 28 - CROP + 1, (count, 2)),
             "colours": rng.uniform(0, 1, (count, 2, 3)).astype(np.float32)}
 
 
@@ -75,29 +78,35 @@ def _digits(name, array):
     return array
 
 
+def enlarge(crops):
+    """(N, 7, 7) -> (N, 28, 28) by bilinear interpolation: output pixel j samples the crop
+    at (j + 0.5) / ZOOM - 0.5, clamped to the crop (align_corners=False)."""
+    where = np.clip((np.arange(CROP * ZOOM) + 0.5) / ZOOM - 0.5, 0, CROP - 1)
+    low = np.floor(where).astype(np.int64)
+    high = np.minimum(low + 1, CROP - 1)
+    w = (where - low).astype(np.float32)
+    rows = crops[:, low] * (1 - w)[:, None] + crops[:, high] * w[:, None]      # (N, 28, 7)
+    return rows[:, :, low] * (1 - w) + rows[:, :, high] * w                   # (N, 28, 28)
+
+
 def shifted_digits(digits, pool, params):
     """The shifted images (N, 3, 28, 28) float32 in [-1, 1] of `digits` (N, 28, 28) in
-    [0, 1], with texture pieces cut from `pool` (M, 28, 28) in [0, 1], as the draws `params`
+    [0, 1], with texture crops cut from `pool` (M, 28, 28) in [0, 1], as the draws `params`
     (shift_parameters(N, M, seed), or its first N rows) say (see the module docstring)."""
     digits, pool = _digits("digits", digits), _digits("pool", pool)
     n = len(digits)
     pieces, offsets, colours = (np.asarray(params[k]) for k in ("pieces", "offsets", "colours"))
-    if pieces.shape != (n, 4) or offsets.shape != (n, 4, 2) or colours.shape != (n, 2, 3):
+    if pieces.shape != (n,) or offsets.shape != (n, 2) or colours.shape != (n, 2, 3):
         raise ValueError(f"shifted_digits: params hold draws for {len(pieces)} images, "
-                         f"expected {n} (pieces (N, 4), offsets (N, 4, 2), colours (N, 2, 3))")
+                         f"expected {n} (pieces (N,), offsets (N, 2), colours (N, 2, 3))")
     if n and (pieces.max() >= len(pool) or offsets.max() > 28 - CROP or offsets.min() < 0):
-        raise ValueError(f"shifted_digits: params cut pieces outside the pool of {len(pool)} "
+        raise ValueError(f"shifted_digits: params cut crops outside the pool of {len(pool)} "
                          "digits or outside the 28 x 28 images")
-    texture = np.empty((n, 28, 28), dtype=np.float32)
-    rows = np.arange(CROP)
-    for q in range(4):  # quadrant q of every image at once: a gathered 14 x 14 window
-        y, x = offsets[:, q, 0], offsets[:, q, 1]
-        window = pool[pieces[:, q][:, None, None], (y[:, None] + rows)[:, :, None],
-                      (x[:, None] + rows)[:, None, :]]
-        top, left = (q // 2) * CROP, (q % 2) * CROP
-        texture[:, top:top + CROP, left:left + CROP] = window
-    low, high = colours[:, 0], colours[:, 1]                      # (N, 3) each
-    t = texture[:, None]                                           # (N, 1, 28, 28)
+    span = np.arange(CROP)
+    crops = pool[pieces[:, None, None], (offsets[:, 0:1] + span)[:, :, None],
+                 (offsets[:, 1:2] + span)[:, None, :]]                        # (N, 7, 7)
+    t = enlarge(crops)[:, None]                                               # (N, 1, 28, 28)
+    low, high = colours[:, 0], colours[:, 1]                                  # (N, 3) each
     background = low[:, :, None, None] * (1 - t) + high[:, :, None, None] * t
     shifted = np.abs(background - digits[:, None])
     return np.ascontiguousarray(shifted * 2 - 1, dtype=np.float32)

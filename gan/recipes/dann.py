@@ -223,14 +223,14 @@ class DANNRecipe(Recipe):
         factor = lr_factor(progress)
         self.optimizer.lr = self._base_lrs["g"] * factor
         figures = {"lr": float(self.optimizer.lr)}
-        n = len(source)
-        images = np.concatenate([source, target]) if self.adversarial else source
+        n, adversarial = len(source), self.adversarial is not None
+        images = np.concatenate([source, target]) if adversarial else source
         features = self.features(self._tensor(images))
         source_features, target_features = ops.sections(features, [n, len(images) - n], 0) \
-            if self.adversarial else (features, None)
+            if adversarial else (features, None)
         logits = self.classifier(source_features)
         loss = class_loss = self.loss(logits, self._tensor(labels))
-        if self.adversarial is not None:
+        if adversarial:
             scale = reversal_scale(progress)
             self.adversarial.optimizer.lr = self._base_lrs["d"] * factor
             reversed_source, reversed_target = ops.sections(
@@ -244,7 +244,7 @@ class DANNRecipe(Recipe):
         self.optimizer.step()
         figures.update({"class_loss": float(class_loss.numpy()),
                         "class_accuracy": accuracy(logits.numpy(), labels)})
-        if self.adversarial is not None:  # on the features made before F's update
+        if adversarial:  # D's step, on the features made before F's update
             d_figures = self.adversarial.discriminator_step(source_features.detach(),
                                                             target_features.detach())
             figures.update({_DOMAIN_NAMES.get(k, k): v for k, v in d_figures.items()})
