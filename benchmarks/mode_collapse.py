@@ -27,8 +27,9 @@ synthetic_data_experiments/*/pacgan_task.py and config.py):
   Methods: gan (non-saturating loss, PacGAN's GAN), pacgan2 / pacgan3 / pacgan4 (the same
   with gan.packing.Packed, m = 2, 3, 4), wgan_gp (Gulrajani et al. 2017: the Wasserstein
   critic with the gradient penalty of weight 10, 5 critic steps per G step, Adam betas
-  (0.5, 0.9); the same G and D, D as a critic) and pacwgan_gp2 (WGAN-GP with m = 2 and the
-  penalty on packs).
+  (0.5, 0.9); the same G and D, D as a critic), pacwgan_gp2 (WGAN-GP with m = 2 and the
+  penalty on packs), rpgan and pacrpgan2 (the relativistic pairing loss of gan.objectives,
+  RpGAN, in place of the non-saturating one, unpacked and with m = 2).
 Stacked MNIST (gan.stacked_mnist; PacGAN Table 2, the VEEGAN setting of its code,
 fjxmlzn/PacGAN stacked_MNIST_experiments/VEEGAN_experiment):
   128,000 stacked images; batch 64 packs; Adam lr 2e-4, beta1 0.5; 50 epochs; 26,000
@@ -73,7 +74,8 @@ from needle import init, nn, ops
 from benchmarks.timing import machine
 
 PARTS = ("ring", "grid", "stacked")
-MIXTURE_METHODS = ("gan", "wgan_gp", "pacgan2", "pacgan3", "pacgan4", "pacwgan_gp2")
+MIXTURE_METHODS = ("gan", "wgan_gp", "pacgan2", "pacgan3", "pacgan4", "pacwgan_gp2", "rpgan",
+                   "pacrpgan2")
 STACKED_METHODS = ("dcgan", "pacdcgan2")
 DEFAULT_METHODS = {"ring": ("gan", "wgan_gp", "pacgan2"), "grid": ("gan", "wgan_gp", "pacgan2"),
                    "stacked": STACKED_METHODS}
@@ -197,7 +199,7 @@ def _pack_of(method):
 
 def _mixture_parts(method):
     """(D, objective, penalties, n_critic, betas) of a 2-D method."""
-    from gan.objectives import NonSaturating, Wasserstein
+    from gan.objectives import NonSaturating, RelativisticPairing, Wasserstein
     from gan.packing import Packed
     from gan.penalties import GradientPenalty
 
@@ -206,7 +208,8 @@ def _mixture_parts(method):
     if "wgan_gp" in method:
         penalty = GradientPenalty(10.0)
         return D, Wasserstein(), [penalty if m == 1 else D.penalty(penalty)], 5, (0.5, 0.9)
-    return D, NonSaturating(), [], 1, (0.8, 0.999)
+    objective = RelativisticPairing() if "rpgan" in method else NonSaturating()
+    return D, objective, [], 1, (0.8, 0.999)
 
 
 def _train(recipe, data, steps, out_dir, seed):
