@@ -1,0 +1,164 @@
+"""VAE against AAE against DCGAN on MNIST at their default budgets (one epoch, 937 steps of
+64), scored the same way: the shipped classifier's FID, KID, precision and recall
+(gan.metrics.Evaluator) on --eval_samples samples, for the VAE and the AAE decoded prior
+samples, for the DCGAN G's samples. Prints JSON (and writes it with --out).
+
+    python -m benchmarks.generative_table                     # every model, seed 0, 2 jobs
+    python -m benchmarks.generative_table --models vae aae --seeds 0 1 2
+    python -m benchmarks.generative_table --max_steps 50      # a quick look
+    python -m benchmarks.generative_table --table results.json   # the README's table
+    python -m benchmarks.generative_table --reuse dcgan=runs/dcgan   # a finished run's scores
+
+Each run is the app a user runs, in its own process, in a run folder under --keep (kept:
+their pictures, latent.png included) or a temporary one:
+
+    vae     python -m apps.train_aae --model vae                  (2-D codes, N(0, I))
+    aae     python -m apps.train_aae --model aae                  (2-D codes, mixture10)
+    vae_8d  python -m apps.train_aae --model vae --latent_dim 8
+    aae_8d  python -m apps.train_aae --model aae --prior normal --latent_dim 8
+    dcgan   python -m apps.train_dcgan --evaluate                 (z of 100 dimensions)
+
+With --jobs 2 two runs share the two cores, each with --threads BLAS/OpenMP threads;
+`seconds` is the run's whole wall time, evaluation included, which depends on what else
+runs. --reuse MODEL=RUN_DIR takes a finished run's last epoch-end scores instead of training
+that model (its flags must be the model's; the run's seed is not checked).
+"""
+import argparse
+import concurrent.futures
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+from benchmarks.techniques import SCORES, _emit, summary
+from benchmarks.timing import machine
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: model name -> the command after `python -m`
+MODELS = {
+    "vae": ["apps.train_aae", "--model", "vae"],
+    "aae": ["apps.train_aae", "--model", "aae"],
+    "vae_8d": ["apps.train_aae", "--model", "vae", "--latent_dim", "8"],
+    "aae_8d": ["apps.train_aae", "--model", "aae", "--prior", "normal", "--latent_dim", "8"],
+    "dcgan": ["apps.train_dcgan", "--evaluate"],
+}
+FIGURES = SCORES + ("test_mse",)  # test_mse: the autoencoders' held-out reconstruction error
+
+
+def scores(out_dir):
+    """The run's last epoch-end figures (FIGURES it has) and its step."""
+    with open(os.path.join(out_dir, "metrics.jsonl")) as lines:
+        epochs = [record for record in map(json.loads, lines)
+                  if record.get("kind") == "epoch" and "fid" in record]
+    if not epochs:
+        raise RuntimeError(f"{out_dir}: no epoch-end scores in metrics.jsonl (was it run "
+                           "with --evaluate to an epoch end?)")
+    record = epochs[-1]
+    return dict({name: record[name] for name in FIGURES if name in record},
+                step=record["step"])
+
+
+def run_one(model, seed, args, folder):
+    out_dir = os.path.join(folder, f"{model}-seed{seed}")
+    command = [sys.executable, "-m", *MODELS[model], "--out_dir", out_dir, "--seed",
+               str(seed), "--eval_samples", str(args.eval_samples), "--no_progress",
+               "--sample_every", "100000"]
+    if args.max_steps:
+        command += ["--max_steps", str(args.max_steps)]
+    env = dict(os.environ, **{name: str(args.threads) for name in
+                              ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode:
+        raise RuntimeError(f"{model} seed {seed} failed ({done.returncode}): "
+                           f"{done.stderr.strip().splitlines()[-1:]}")
+    return dict(scores(out_dir), seconds=round(seconds, 1), run=out_dir)
+
+
+def markdown_table(report):
+    """One row per model: mean (+- standard error over the seeds, with several)."""
+    def cell(row, name, digits):
+        figure = row.get(name)
+        if not figure:
+            return ""
+        sem = "" if figure["sem"] is None else f" ± {figure['sem']:.{digits}f}"
+        return f"{figure['mean']:.{digits}f}{sem}"
+
+    lines = ["| model | command | FID | KID | precision | recall | digits | held-out MSE "
+             "| seconds |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, row in report["models"].items():
+        lines.append(f"| {name} | `python -m {row['command']}` | {cell(row, 'fid', 1)} | "
+                     f"{cell(row, 'kid', 3)} | {cell(row, 'precision', 2)} | "
+                     f"{cell(row, 'recall', 2)} | {cell(row, 'digits_covered', 1)} | "
+                     f"{cell(row, 'test_mse', 3)} | {cell(row, 'seconds', 0)} |")
+    return "\n".join(lines)
+
+
+def _reused(pairs, parser):
+    runs = {}
+    for pair in pairs:
+        model, _, folder = pair.partition("=")
+        if model not in MODELS or not folder:
+            parser.error(f"--reuse {pair!r}: expected MODEL=RUN_DIR with MODEL one of "
+                         f"{', '.join(MODELS)}")
+        runs[model] = folder
+    return runs
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--jobs", type=int, default=2, help="runs at once")
+    parser.add_argument("--threads", type=int, default=1, help="BLAS threads per run")
+    parser.add_argument("--eval_samples", type=int, default=2000)
+    parser.add_argument("--max_steps", type=int, default=None,
+                        help="cap each run (default: each app's one epoch)")
+    parser.add_argument("--keep", default=None,
+                        help="keep the run folders under this folder (default: temporary)")
+    parser.add_argument("--reuse", nargs="+", default=[], metavar="MODEL=RUN_DIR",
+                        help="take these models' scores from finished runs (one seed)")
+    parser.add_argument("--out", default=None, help="also write the JSON to this file")
+    parser.add_argument("--table", metavar="JSON", default=None,
+                        help="print the markdown table of a saved result and stop")
+    args = parser.parse_args(argv)
+    if args.table:
+        with open(args.table) as saved:
+            return print(markdown_table(json.load(saved)))
+    reused = _reused(args.reuse, parser)
+    if reused and len(args.seeds) > 1:
+        parser.error("--reuse takes one finished run per model: give one --seeds value")
+    results = {model: {} for model in args.models}
+    with tempfile.TemporaryDirectory(prefix="generative-") as scratch, \
+            concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+        folder = args.keep or scratch
+        futures = {pool.submit(run_one, model, seed, args, folder): (model, seed)
+                   for seed in args.seeds for model in args.models if model not in reused}
+        for model, run in reused.items():
+            if model in results:
+                results[model] = {seed: dict(scores(run), run=run) for seed in args.seeds}
+        for future in concurrent.futures.as_completed(futures):
+            model, seed = futures[future]
+            results[model][seed] = future.result()
+            print(f"{model} seed {seed}: {results[model][seed]}", file=sys.stderr)
+    table = {}
+    for model, runs in results.items():
+        rows = [runs[seed] for seed in args.seeds]
+        table[model] = {"command": " ".join(MODELS[model]), "runs": rows,
+                        **summary([{k: v for k, v in row.items() if k != "run"}
+                                   for row in rows])}
+    report = {"benchmark": "generative_table", "machine": machine(), "seeds": args.seeds,
+              "jobs": args.jobs, "threads_per_run": args.threads,
+              "eval_samples": args.eval_samples, "max_steps": args.max_steps,
+              "reused": reused, "models": table}
+    _emit(report, args.out)
+    print(markdown_table(report), file=sys.stderr)
+    return report
+
+
+if __name__ == "__main__":
+    main()
