@@ -22,7 +22,7 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 # One console script per app: needle-train-dcgan runs `python -m apps.train_dcgan`, and so on.
 APPS = ["train_dcgan", "train_cgan", "train_wgan_gp", "train_cyclegan", "sample", "evaluate",
         "translate", "train_classifier", "train_dann", "train_pix2pix", "probe_discriminator",
-        "train_aae"]
+        "train_aae", "train_stylegan"]
 GAN = ["safetensors>=0.4", "tqdm>=4.60", "Pillow>=10.1", "matplotlib>=3.5", "scipy>=1.9"]
 DISTRIBUTED = ["mpi4py>=4.0", "mpich"]
 

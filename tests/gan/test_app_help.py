@@ -12,7 +12,7 @@ import pytest
 from apps.cli import HelpFormatter
 
 TRAINERS = ["train_dcgan", "train_cgan", "train_wgan_gp", "train_cyclegan", "train_pix2pix",
-            "train_aae"]
+            "train_aae", "train_stylegan"]
 SHARED = ["--data_dir", "--out_dir", "--epochs", "--max_steps", "--more_epochs", "--resume",
           "--overwrite", "--batch_size", "--seed", "--device", "--checkpoint_every",
           "--log_every", "--sample_every", "--limit", "--no_health", "--tensorboard",
@@ -57,7 +57,8 @@ MODES = {"train_dcgan": "Modes of a run folder:", "train_cgan": "--resume",
          "train_classifier": "is replaced only when asked for by name",
          "train_dann": "Modes of a run folder:",
          "probe_discriminator": "Radford et al. (2016, sec. 5.1)",
-         "train_pix2pix": "Modes of a run folder:", "train_aae": "Modes of a run folder:"}
+         "train_pix2pix": "Modes of a run folder:", "train_aae": "Modes of a run folder:",
+         "train_stylegan": "Modes of a run folder:"}
 APPS = sorted(MODES)
 
 

@@ -1,0 +1,327 @@
+"""Train StyleGAN-lite (StyleGAN2's generator and residual D, small) on 32x32 MNIST.
+
+The default run trains gan.models.stylegan's StyleGANGenerator (mapping 64 -> 4 x 64 with lr
+multiplier 0.01, constant 4x4 input, modulated and demodulated 3x3 convolutions with noise,
+skip toRGB outputs, channels 32, 32, 16, 8 at 4, 8, 16, 32 pixels) against
+StyleGANDiscriminator for one epoch of the bundled data/mnist, each digit padded from 28x28
+to 32x32 with the background value (1875 steps of 32), with StyleGAN2's training choices:
+the non-saturating logistic loss, lazy R1 on real images (gamma --r1 every --lazy_every D
+steps), style mixing regularisation (--mixing_prob), the EMA generator (--ema) and Adam with
+lr 0.002, betas (0, 0.99). --minutes M stops after M minutes instead (the measurement at a
+fixed wall time; it then scores G with --evaluate and writes the pictures). It writes into
+the run folder (--out_dir, default runs/stylegan):
+
+  report.html                 the page to watch: latest grid (G and EMA(G)), grids over time,
+                              curves, scores, health warnings, configuration
+  samples/step_XXXXXXXX.png   a grid from fixed noise every --sample_every steps and at each
+                              epoch end
+  stylegan_mixing.png         the style-mixing grid (StyleGAN's figure 3): the first row
+                              and column are the sources; each other image takes its
+                              coarse styles (the --crossover first, the 4x4 and 8x8 layers by
+                              default) from its row's source and the fine ones from its
+                              column's
+  stylegan_truncation.png     the truncation sweep: one row per z, w = w_avg + psi (w -
+                              w_avg) with psi from 1 down to 0 across the columns
+  budget.json                 with --minutes: the step reached, the time and the scores
+  losses.png, metrics.jsonl   losses, D(x), D(G(z)), gradient norms, health warnings
+  run.json, checkpoints/      the run's id, options and checkpoint hashes; the checkpoints
+
+Modes of a run folder:
+  (none)           a new run; refused if --out_dir already holds one
+  --resume         continue that run bit for bit from its newest intact checkpoint, to its
+                   own target, with its own options (give options again to change them);
+                   NumPy's global RNG, which draws the noise, the style-mixing coin, its
+                   crossovers and second z, is in every checkpoint
+  --more_epochs N  resume and train N epochs past the run's target
+  --overwrite      move the run in --out_dir aside (OUT_DIR.old-<time>) and start afresh
+  --dry_run        3 steps on random images in a temporary folder: checks the wiring
+  --pictures RUN   no training: the two pictures from RUN's newest checkpoint (its EMA(G)
+                   when it kept one), written into RUN
+
+Ctrl-C (or SIGTERM) finishes the step, writes a checkpoint and prints how to continue; a
+second Ctrl-C stops at once. --evaluate scores G and EMA(G) at each epoch end (and at the
+end of --minutes) with the shipped MNIST classifier (FID, KID, precision/recall, digits
+covered; gan.metrics) on their outputs clipped to [-1, 1], as StyleGAN's metrics clip.
+"""
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+
+import numpy as np
+
+import needle as ndl
+from gan import Adversarial, RunFolderError, Trainer
+from gan.batches import Shuffled
+from gan.images import save_grid
+from gan.metrics import sample_images
+from gan.models.stylegan import StyleGANDiscriminator, StyleGANGenerator, num_ws_for
+from gan.objectives import OBJECTIVES, get_objective
+from gan.penalties import R1
+from gan.recipes import GANRecipe
+from gan.trainer import TrainingInterrupted
+from needle.fileio import atomic_write
+
+from .cli import (USER_ERRORS, AppParser, finish, float_in, folder, nonnegative_float,
+                  nonnegative_int, one_line, positive_int)
+from .common import (adam, add_adam_options, add_common_options, mnist_evaluator,
+                     mnist_images, resolve_device, saved_args, trainer_config)
+from .run_models import open_run
+from .techniques import build_ema
+
+APP = "train_stylegan"
+IMAGE_SIZE = 32
+PSIS = (1.0, 0.8, 0.6, 0.4, 0.2, 0.0)
+OBJECTIVE_CHOICES = sorted(set(OBJECTIVES) - {"wasserstein"})  # no penalty for it here
+
+
+def build_parser():
+    parser = AppParser(APP, __doc__)
+    add_common_options(parser, "stylegan", epochs=1, checkpoint_every=500, sample_every=200)
+    add_adam_options(parser, lr=0.002, beta1=0.0, beta2=0.99)
+    parser.set_defaults(batch_size=32)
+    add = parser.add_argument
+    add("--latent_dim", "--latent-dim", type=positive_int, default=64, help="size of z")
+    add("--w_dim", "--w-dim", type=positive_int, default=64, help="size of w")
+    add("--width", type=positive_int, default=8,
+        help="feature channels at 32x32, doubled per halving up to 4x (G and D)")
+    add("--mapping_layers", "--mapping-layers", type=positive_int, default=4,
+        help="layers of the mapping network (StyleGAN: 8)")
+    add("--mapping_lr_mul", "--mapping-lr-mul", type=float_in(0.0, 1.0, high_included=True),
+        default=0.01, help="the mapping network's learning-rate multiplier (StyleGAN's)")
+    add("--mixing_prob", "--mixing-prob", type=float_in(0.0, 1.0, high_included=True),
+        default=0.9, help="probability of style mixing in a training batch; 0: off")
+    add("--w_avg_beta", "--w-avg-beta", type=float_in(0.0, 1.0), default=0.995,
+        help="decay of the w_avg tracking (the truncation centre)")
+    add("--objective", choices=OBJECTIVE_CHOICES, default="non-saturating",
+        help="the GAN objective (StyleGAN's: non-saturating)")
+    add("--r1", type=nonnegative_float, default=0.1, metavar="GAMMA",
+        help="R1 gradient penalty on real images with this gamma; 0: off")
+    add("--lazy_every", "--lazy-every", type=positive_int, default=16, metavar="K",
+        help="lazy regularisation: R1 every K D steps, times K (StyleGAN2: 16)")
+    add("--ema", type=float_in(0.0, 1.0), default=0.995, metavar="DECAY",
+        help="sample, score and draw the pictures with an EMA of G's weights with this "
+             "decay; 0: off")
+    add("--ema_start", "--ema-start", type=nonnegative_int, default=0, metavar="STEP",
+        help="the EMA copies G's weights until this step")
+    add("--minutes", type=float_in(0.0, 1e6), default=None,
+        help="stop after this many minutes of training (the step finishes and is "
+             "checkpointed), then score (--evaluate) and draw the pictures; this invocation "
+             "only, a --resume trains to the target unless given again (default: no "
+             "limit)%(default).0s")
+    add("--crossover", type=positive_int, default=3,
+        help="the mixing grid's crossover: the styles before it (3: the 4x4 and 8x8 "
+             "convolutions) come from the row's source")
+    add("--num_samples", "--num-samples", type=positive_int, default=64,
+        help="images in each sample grid")
+    add("--evaluate", action="store_true",
+        help="score G (and EMA(G)) at each epoch end and after --minutes with the shipped "
+             "MNIST classifier (FID, KID, digits_covered, ...; gan.metrics) on "
+             "--eval_samples samples")
+    add("--eval_samples", "--eval-samples", type=positive_int, default=1000,
+        help="samples per evaluation (with --evaluate)")
+    add("--pictures", type=folder, default=None, metavar="RUN",
+        help="write the mixing grid and truncation sweep of the run in RUN and stop "
+             "(default: train)%(default).0s")
+    parser.after_parsing.insert(0, check_options)
+    parser.after_parsing.append(minutes_of_this_invocation)
+    return parser
+
+
+def check_options(parser, args, argv):
+    if args.crossover >= num_ws_for(IMAGE_SIZE):
+        parser.error(f"--crossover {args.crossover}: G has {num_ws_for(IMAGE_SIZE)} styles, "
+                     f"so the crossover is at most {num_ws_for(IMAGE_SIZE) - 1}")
+    if args.minutes is not None and args.minutes <= 0:
+        parser.error(f"--minutes {args.minutes}: give a positive number of minutes")
+
+
+def minutes_of_this_invocation(parser, args, argv):
+    """--minutes is this command line's budget: a resume does not take the run's own."""
+    if "minutes" not in args.given_options:
+        args.minutes = None
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.pictures is not None:
+        try:
+            paths = pictures_of_run(args.pictures, args.crossover, args.device)
+        except USER_ERRORS as error:
+            sys.exit(f"{APP}: {one_line(error)}")
+        print(f"{APP}: wrote {', '.join(paths)}")
+        return paths
+    return finish(APP, lambda: train(args), args.out_dir, debug=args.debug)
+
+
+# ---- the models --------------------------------------------------------------------------
+def build_generator(args, device):
+    return StyleGANGenerator(args.latent_dim, args.w_dim, IMAGE_SIZE, channels=1,
+                             width=args.width, mapping_layers=args.mapping_layers,
+                             mapping_lr_mul=args.mapping_lr_mul, mixing_prob=args.mixing_prob,
+                             w_avg_beta=args.w_avg_beta, device=device)
+
+
+def clipped_evaluator(args):
+    """With --evaluate, G's scores on its outputs clipped to [-1, 1]; else None."""
+    evaluator = mnist_evaluator(args)
+    if evaluator is None:
+        return None
+
+    def evaluate(generator):
+        images, _ = sample_images(generator, evaluator.num_samples, evaluator.seed,
+                                  evaluator.batch_size)
+        return evaluator(np.clip(images, -1.0, 1.0))
+    return evaluate
+
+
+class TimedGANRecipe(GANRecipe):
+    """GANRecipe that stops the run once `seconds` of this invocation have passed: after
+    that step it raises SIGINT in this (the main) thread, so gan.Trainer finishes the step,
+    writes its checkpoint and raises TrainingInterrupted, as for a Ctrl-C."""
+
+    def __init__(self, *args, seconds=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.seconds, self.started, self.spent = seconds, None, False
+
+    def step(self, batch, step):
+        if self.started is None:
+            self.started = time.monotonic()
+        figures = super().step(batch, step)
+        if self.seconds is not None and not self.spent \
+                and time.monotonic() - self.started >= self.seconds:
+            self.spent = True
+            signal.raise_signal(signal.SIGINT)
+        return figures
+
+
+def build(args):
+    """(the recipe, the batches) that the options describe."""
+    device = resolve_device(args.device)
+    images, _ = mnist_images(args, IMAGE_SIZE)
+    np.random.seed(args.seed)  # the initial weights come from NumPy's global RNG
+    generator = build_generator(args, device)
+    discriminator = StyleGANDiscriminator(1, IMAGE_SIZE, width=args.width, device=device)
+    penalties = [R1(gamma=args.r1, every=args.lazy_every)] if args.r1 else []
+    adversarial = Adversarial(discriminator, get_objective(args.objective),
+                              adam(args, discriminator, "d"), penalties=penalties)
+    recipe = TimedGANRecipe(generator, adversarial, adam(args, generator, "g"),
+                            args.latent_dim, num_samples=args.num_samples, seed=args.seed,
+                            device=device, evaluate=clipped_evaluator(args),
+                            ema=build_ema(args, generator),
+                            seconds=None if args.minutes is None else args.minutes * 60)
+    return recipe, Shuffled(images, batch_size=args.batch_size)
+
+
+def train(args):
+    recipe, data = build(args)
+    config = trainer_config(args, APP, latent_dim=args.latent_dim, num_samples=args.num_samples)
+    trainer = Trainer(recipe, data, config, run_info={"args": saved_args(args)})
+    try:
+        record = trainer.train()
+    except TrainingInterrupted as stop:
+        if not recipe.spent:
+            raise  # a Ctrl-C: the engine's message
+        record = budget_spent(args, recipe, stop.step)
+    pictures(recipe.ema_generator or recipe.generator, args.out_dir, args.crossover,
+             args.seed)
+    return record
+
+
+def budget_spent(args, recipe, step):
+    """--minutes ran out at `step`: the scores (with --evaluate) into budget.json."""
+    scores = {key: value for key, value in recipe.evaluate().items()
+              if isinstance(value, (int, float))}
+    record = {"step": step, "minutes": args.minutes, **scores}
+    atomic_write(os.path.join(args.out_dir, "budget.json"), json.dumps(record, indent=2) + "\n")
+    print(f"{APP}: --minutes {args.minutes:g} spent at step {step}; continue with: python -m "
+          f"apps.{APP} --resume --out_dir {args.out_dir}", file=sys.stderr)
+    return record
+
+
+# ---- the pictures ------------------------------------------------------------------------
+def _generate(generator, ws):
+    with ndl.no_grad():
+        return np.clip(generator.synthesis(ws).numpy(), -1.0, 1.0)
+
+
+def _tensor(array, generator):
+    return ndl.Tensor(array.astype(np.float32), device=generator.parameters()[0].device,
+                      requires_grad=False)
+
+
+def pictures(generator, out_dir, crossover=3, seed=0, rows=5, cols=6):
+    """stylegan_mixing.png and stylegan_truncation.png in out_dir (the module docstring);
+    from RandomState(seed + 2), never NumPy's global RNG; returns their paths."""
+    rng = np.random.RandomState(seed + 2)
+    training = generator.training
+    generator.eval()
+    try:
+        with ndl.no_grad():
+            w_rows = generator.mapping(_tensor(rng.randn(rows, generator.latent_dim),
+                                               generator))
+            w_cols = generator.mapping(_tensor(rng.randn(cols, generator.latent_dim),
+                                               generator))
+            w_sweep = generator.mapping(_tensor(rng.randn(rows, generator.latent_dim),
+                                                generator))
+        mixing = _mixing_grid(generator, w_rows, w_cols, crossover)
+        sweep = np.concatenate([_generate(generator, [generator.truncate(w_sweep, psi)] *
+                                          generator.num_ws)[:, None] for psi in PSIS], axis=1)
+    finally:
+        generator.train(training)
+    size = generator.image_size
+    mixing_path = os.path.join(out_dir, "stylegan_mixing.png")
+    save_grid(mixing, mixing_path, rows=rows + 1, scale=3,
+              title=f"coarse styles (w 0-{crossover - 1}) from the row, fine from the column",
+              col_labels=["", *(f"B{c}" for c in range(cols))],
+              row_labels=["", *(f"A{r}" for r in range(rows))])
+    truncation_path = os.path.join(out_dir, "stylegan_truncation.png")
+    save_grid(sweep.reshape(rows * len(PSIS), 1, size, size), truncation_path, rows=rows,
+              scale=3, title="truncation: w_avg + psi (w - w_avg)",
+              col_labels=[f"psi {psi:g}" for psi in PSIS])
+    return [mixing_path, truncation_path]
+
+
+def _mixing_grid(generator, w_rows, w_cols, crossover):
+    """(rows + 1) x (cols + 1) images: a blank corner, the column sources across the top,
+    the row sources down the left, and styles < crossover from the row, the rest from the
+    column."""
+    rows, cols = w_rows.shape[0], w_cols.shape[0]
+    num_ws, w_dim = generator.num_ws, generator.w_dim
+    top = _generate(generator, [w_cols] * num_ws)
+    left = _generate(generator, [w_rows] * num_ws)
+    # every (row, column) pair at once: row r's w repeated cols times, the columns tiled
+    w_r = ndl.ops.reshape(ndl.ops.broadcast_to(ndl.ops.reshape(w_rows, (rows, 1, w_dim)),
+                                               (rows, cols, w_dim)), (rows * cols, w_dim))
+    w_c = ndl.ops.reshape(ndl.ops.broadcast_to(ndl.ops.reshape(w_cols, (1, cols, w_dim)),
+                                               (rows, cols, w_dim)), (rows * cols, w_dim))
+    mixed = _generate(generator, generator.mix(w_r, w_c, crossover))
+    blank = np.ones_like(top[:1])
+    tiles = [blank, top]
+    for r in range(rows):
+        tiles += [left[r:r + 1], mixed[r * cols:(r + 1) * cols]]
+    return np.concatenate(tiles)
+
+
+def pictures_of_run(path, crossover=3, device="cpu_numpy"):
+    """The pictures of the train_stylegan run in `path` (its newest intact checkpoint; its
+    EMA(G) when it kept one), written into the run folder; returns their paths."""
+    run = open_run(path)
+    if run.app != APP:
+        raise RunFolderError(f"{run.folder} is a {run.app} run; --pictures takes a {APP} run")
+    args = argparse.Namespace(**{**vars(build_parser().parse_args([])), **run.args})
+    generator = build_generator(args, resolve_device(device))
+    prefix = "ema." if run.args.get("ema") else "generator."
+    state = {key[len(prefix):]: value for key, value in ndl.load(run.checkpoint).items()
+             if key.startswith(prefix)}
+    try:
+        generator.load_state_dict(state)
+    except (KeyError, ValueError) as error:
+        raise RunFolderError(f"{run.checkpoint}: its {prefix[:-1]} weights do not fit the "
+                             f"generator its run.json describes ({error})") from None
+    return pictures(generator, run.folder, crossover, args.seed)
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""apps.train_stylegan: the dry run and its pictures, --pictures on a trained run, --minutes,
+option errors, and a run stopped and resumed that ends bit for bit where an uninterrupted one
+does (style mixing, noise and lazy R1 all drawing on the checkpointed RNG)."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from apps import train_stylegan
+from tests.gan.test_kill_resume import final_state, write_tiny_mnist
+
+pytestmark = pytest.mark.nd_only
+
+TINY = ["--width", "2", "--w_dim", "8", "--latent_dim", "8", "--mapping_layers", "2",
+        "--batch_size", "8", "--num_samples", "4", "--no_progress", "--log_every", "2"]
+
+
+def test_the_dry_run_trains_three_steps_and_draws_both_pictures(tmp_path):
+    run = tmp_path / "dry"
+    record = train_stylegan.main(["--dry_run", "--out_dir", str(run), *TINY])
+    assert record["step"] == 3
+    for name in ("report.html", "run.json", "samples/step_00000003.png",
+                 "checkpoints/step_00000003.safetensors", "stylegan_mixing.png",
+                 "stylegan_truncation.png"):
+        assert (run / name).exists(), name
+    state = final_state(run)
+    assert "generator.mapping.w_avg" in state and "ema.mapping.w_avg" in state
+    assert any(key.endswith("noise.noise_const") for key in state)
+    with Image.open(run / "stylegan_mixing.png") as mixing, \
+            Image.open(run / "stylegan_truncation.png") as sweep:
+        assert mixing.text["title"].startswith("coarse styles (w 0-2) from the row")
+        assert sweep.text["title"].startswith("truncation")
+        first = (mixing.width, mixing.height)
+    (run / "stylegan_mixing.png").unlink()
+    paths = train_stylegan.main(["--pictures", str(run)])
+    assert paths == [str(run / "stylegan_mixing.png"), str(run / "stylegan_truncation.png")]
+    with Image.open(run / "stylegan_mixing.png") as again:
+        assert (again.width, again.height) == first
+
+
+def test_resume_is_bit_exact(tmp_path):
+    """6 steps straight against 2 steps, then a resume to 6: every weight, buffer (w_avg,
+    the EMA), optimizer state and the RNG equal; R1 every 2 D steps and mixing every step."""
+    base = ["--data_dir", write_tiny_mnist(tmp_path / "data"), "--limit", "64", *TINY,
+            "--mixing_prob", "1", "--lazy_every", "2", "--r1", "1", "--checkpoint_every", "2"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    train_stylegan.main(base + ["--out_dir", str(straight), "--max_steps", "6"])
+    train_stylegan.main(base + ["--out_dir", str(split), "--max_steps", "2"])
+    record = train_stylegan.main(["--resume", "--out_dir", str(split), "--max_steps", "6",
+                                  "--no_progress"])
+    assert record["step"] == 6
+    expected, got = final_state(straight), final_state(split)
+    assert expected.keys() == got.keys()
+    for key in expected:
+        np.testing.assert_array_equal(expected[key], got[key], err_msg=key)
+    assert any(key.startswith("adversarial.") for key in got)
+    assert not np.array_equal(got["generator.mapping.w_avg"], 0)
+
+
+def test_minutes_stops_after_the_step_that_spends_them_and_the_run_resumes(tmp_path, capsys):
+    run = tmp_path / "timed"
+    data = write_tiny_mnist(tmp_path / "data")
+    record = train_stylegan.main(["--data_dir", data, "--limit", "64", *TINY, "--out_dir",
+                                  str(run), "--minutes", "0.00001"])
+    assert record["step"] == 1
+    assert json.loads((run / "budget.json").read_text())["step"] == 1
+    assert (run / "checkpoints" / "step_00000001.safetensors").exists()
+    assert (run / "stylegan_truncation.png").exists()
+    assert "--minutes 1e-05 spent at step 1; continue with" in capsys.readouterr().err
+    record = train_stylegan.main(["--resume", "--out_dir", str(run), "--max_steps", "3",
+                                  "--no_progress"])
+    assert record["step"] == 3
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--crossover", "8"], "--crossover 8: G has 8 styles"),
+    (["--minutes", "0"], "--minutes 0.0: give a positive number of minutes"),
+    (["--mixing_prob", "1.5"], "--mixing_prob"),
+    (["--objective", "wasserstein"], "invalid choice: 'wasserstein'"),
+])
+def test_option_mistakes_are_one_line_errors(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as stop:
+        train_stylegan.main(["--out_dir", str(tmp_path / "run"), *argv])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
+def test_pictures_of_another_apps_run_is_a_one_line_error(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoints").mkdir()
+    with pytest.raises(SystemExit) as stop:
+        train_stylegan.main(["--pictures", str(run)])
+    assert "no intact checkpoint" in str(stop.value)
