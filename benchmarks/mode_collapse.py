@@ -4,6 +4,7 @@
     python -m benchmarks.mode_collapse --only ring --seeds 10 --steps 2000
     python -m benchmarks.mode_collapse --only stacked --seeds 2 --steps 1000
     python -m benchmarks.mode_collapse --only grid --methods gan pacgan2 --seeds 3 --out runs/mc
+    python -m benchmarks.mode_collapse --table ring.json grid.json   # the README's table
 
 Run it one process at a time with OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 (the figures
 below are one thread's CPU time per step).
@@ -408,10 +409,53 @@ def build_parser():
     parser.add_argument("--train_count", type=_positive, default=None,
                         help="Stacked MNIST training images (default: the protocol's 128,000)")
     parser.add_argument("--data_dir", default="data/mnist", help="MNIST files (Stacked MNIST)")
+    parser.add_argument("--table", nargs="+", metavar="JSON",
+                        help="print the README's markdown table from reports this script "
+                             "printed, and exit")
     parser.add_argument("--out", default=None,
                         help="keep each run's folder (pictures, metrics) under this folder "
                              "(default: a temporary folder, removed)")
     return parser
+
+
+def _figure(summary, key, digits):
+    """'mean ± se' of a summary's key (the mean alone for one run)."""
+    if key not in summary:
+        return ""
+    value = summary[key]
+    if isinstance(value, dict):
+        mean, se = value["mean"], value["se"]
+    else:
+        mean, se = value, summary.get({"modes_covered": "modes_se", "high_quality":
+                                       "high_quality_se", "kl_to_uniform": "kl_se"}[key])
+    scale, unit = (100, "%") if key == "high_quality" else (1, "")
+    text = f"{mean * scale:.{digits}f}{unit}"
+    return text if se is None else f"{text} ± {se * scale:.{digits}f}{unit}"
+
+
+def markdown_table(reports):
+    """The README's table from this script's JSON reports: each part's methods, measured
+    beside the published figures."""
+    lines = ["| part | method | runs x steps | modes covered | high-quality / KL to uniform "
+             "| published (modes, quality / KL; source) |", "|---|---|---|---|---|---|"]
+    for report in reports:
+        for part in PARTS:
+            if part not in report:
+                continue
+            result, second = report[part], "kl_to_uniform" if part == "stacked" else \
+                "high_quality"
+            for method, summary in result["methods"].items():
+                published = result["published"].get(method)
+                cited = "" if published is None else (
+                    f"{_figure(published, 'modes_covered', 1)}, "
+                    f"{_figure(published, second, 1 if second == 'high_quality' else 2)}; "
+                    f"{published['source']}")
+                lines.append(
+                    f"| {part} | {method} | {result['seeds']} x {result['steps']} | "
+                    f"{_figure(summary, 'modes_covered', 1)} | "
+                    f"{_figure(summary, second, 1 if second == 'high_quality' else 2)} | "
+                    f"{cited} |")
+    return "\n".join(lines)
 
 
 def _positive(text):
@@ -423,6 +467,16 @@ def _positive(text):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.table:
+        reports = []
+        for path in args.table:
+            try:
+                with open(path, encoding="utf-8") as file:
+                    reports.append(json.load(file))
+            except (OSError, ValueError) as error:
+                raise SystemExit(f"mode_collapse: cannot read the report {path}: {error}")
+        print(markdown_table(reports))
+        return reports
     parts = args.only or PARTS
     for part in parts if args.methods else ():
         allowed = STACKED_METHODS if part == "stacked" else MIXTURE_METHODS

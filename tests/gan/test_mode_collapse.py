@@ -101,3 +101,29 @@ def test_protocol_networks_have_the_published_shapes():
     assert abs(weights.std() - 0.02) < 0.001 and float(linears[-1].bias.numpy().max()) == 0
     assert G(ndl.Tensor(np.zeros((5, 2), np.float32))).shape == (5, 2)
     assert D(ndl.Tensor(np.zeros((5, 4), np.float32))).shape == (5,)
+
+
+def test_table_prints_measured_beside_published(capsys, tmp_path):
+    ring = {"seeds": 10, "steps": 2000, "published": mode_collapse.PUBLISHED["ring"],
+            "methods": {"gan": {"modes_covered": {"mean": 7.5, "se": 0.25},
+                                "high_quality": {"mean": 0.64, "se": 0.031}}}}
+    stacked = {"seeds": 1, "steps": 1000, "published": mode_collapse.PUBLISHED["stacked"],
+               "methods": {"pacdcgan2": {"modes_covered": {"mean": 612.0, "se": None},
+                                         "kl_to_uniform": {"mean": 1.234, "se": None}}}}
+    files = []
+    for name, report in (("ring", ring), ("stacked", stacked)):
+        files.append(tmp_path / f"{name}.json")
+        files[-1].write_text(json.dumps({name: report}))
+    mode_collapse.main(["--table", *map(str, files)])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2] == ("| ring | gan | 10 x 2000 | 7.5 ± 0.2 | 64.0% ± 3.1% | 1.0, 99.3%; "
+                        "VEEGAN Table 1 (5 runs) |")
+    assert lines[3] == ("| stacked | pacdcgan2 | 1 x 1000 | 612.0 | 1.23 | 1000.0 ± 0.0, "
+                        "0.06 ± 0.00; PacGAN Table 2 (10 runs) |")
+
+
+def test_table_names_an_unreadable_report(tmp_path):
+    broken = tmp_path / "ring.json"
+    broken.write_text('{"ring": ')
+    with pytest.raises(SystemExit, match="ring.json"):
+        mode_collapse.main(["--table", str(broken)])
