@@ -179,6 +179,11 @@ class _AutoencoderRecipe(Recipe):
         points = axes.scatter(codes[:, 0], codes[:, 1], c=labels, cmap="tab10", vmin=-0.5,
                               vmax=9.5, s=3, alpha=0.7)
         figure.colorbar(points, ax=axes, ticks=range(10), label="digit")
+        centres = getattr(self.prior, "centres", None)
+        if centres is not None and codes.shape[1] == 2:
+            axes.scatter(centres[:, 0], centres[:, 1], marker="x", c="black", s=40,
+                         label="prior's component centres")
+            axes.legend(loc="upper right", fontsize="small")
         axes.set_aspect("equal", adjustable="datalim")
         shown = "" if codes.shape[1] == 2 else \
             f" (first two of {codes.shape[1]} coordinates)"
