@@ -8,6 +8,9 @@ reconstruction step of encoder and decoder, then D's step and the encoder's adve
 (its own Adam). --adaptive_weight instead adds the encoder's adversarial term to the
 reconstruction step, scaled by ||grad L_rec|| / ||grad L_adv|| at the encoder's last layer
 (gan.loss_balance) times --adaptive_base, after --warmup_steps steps of reconstruction alone.
+--label_prior (the paper's use of labels, sec. 2.3): every digit's prior sample is drawn from
+the mixture10 component of its label and D sees the label beside the code, so each digit
+gets its own component.
 --model vae: the reparameterised ELBO, reconstruction + --beta * KL(q(z|x) || N(0, I)).
 
 Priors (gan.priors): mixture10 (2-D, the default for the AAE) is the paper's mixture of 10
@@ -46,7 +49,7 @@ import numpy as np
 from gan import Adversarial, Trainer
 from gan.batches import Shuffled
 from gan.loss_balance import AdaptiveWeight
-from gan.models.autoencoder import Decoder, Encoder
+from gan.models.autoencoder import Decoder, Encoder, LabelledCodeCritic
 from gan.models.mlp import MLPCritic
 from gan.objectives import OBJECTIVES, get_objective
 from gan.priors import PRIORS, make_prior
@@ -89,6 +92,9 @@ def build_parser():
         help="--model aae: units of each of D's hidden layers (an MLP on codes)")
     add("--d_layers", "--d-layers", type=positive_int, default=2,
         help="--model aae: D's hidden ReLU layers")
+    add("--label_prior", "--label-prior", action="store_true",
+        help="--model aae, mixture10: draw each digit's prior sample from its label's "
+             "component and show D the label (Makhzani et al. sec. 2.3)")
     add("--objective", choices=OBJECTIVE_CHOICES, default="non-saturating",
         help="--model aae: the GAN objective on codes")
     add("--adaptive_weight", "--adaptive-weight", action="store_true",
@@ -124,12 +130,16 @@ def check_options(parser, args, argv):
             parser.error("--model vae: the VAE's prior is the standard normal: give "
                          "--prior normal (or --model aae)")
         aae_only = [f"--{name}" for name in ("adaptive_weight", "adaptive_base", "warmup_steps",
-                                              "d_hidden", "d_layers", "objective")
+                                              "d_hidden", "d_layers", "objective",
+                                              "label_prior")
                     if name in parser.given(argv)]
         if aae_only:
             parser.error(f"{', '.join(aae_only)}: options of --model aae (the VAE has no D)")
     elif "beta" in parser.given(argv):
         parser.error("--beta weights the VAE's KL term: give --model vae")
+    if args.label_prior and args.prior != "mixture10":
+        parser.error("--label_prior draws from the label's mixture component: give --prior "
+                     "mixture10")
     if args.warmup_steps and not args.adaptive_weight:
         parser.error("--warmup_steps is the warm-up of --adaptive_weight: give both")
     if args.model == "vae":
@@ -172,7 +182,7 @@ def _adam(args, parameters, network):
 def build(args):
     """(the AAERecipe or VAERecipe, the batches) that the options describe."""
     device = resolve_device(args.device)
-    images, _ = mnist_images(args)
+    images, labels = mnist_images(args)
     test_images, test_labels = held_out(args)
     np.random.seed(args.seed)  # the initial weights come from NumPy's global RNG
     kw = dict(device=device)
@@ -188,15 +198,19 @@ def build(args):
         recipe = VAERecipe(encoder, decoder, autoencoder, prior, test_images, test_labels,
                            beta=args.beta, **common)
     else:
-        D = MLPCritic(args.latent_dim, args.d_hidden, args.d_layers, **kw)
+        D = LabelledCodeCritic(args.latent_dim, prior.components, args.d_hidden,
+                               args.d_layers, **kw) if args.label_prior else \
+            MLPCritic(args.latent_dim, args.d_hidden, args.d_layers, **kw)
         adversarial = Adversarial(D, get_objective(args.objective),
                                   _adam(args, D.parameters(), "d"), generator=encoder)
         balance = AdaptiveWeight(args.adaptive_base, args.warmup_steps) \
             if args.adaptive_weight else None
         encoder_optimizer = None if balance else _adam(args, encoder.parameters(), "g")
         recipe = AAERecipe(encoder, decoder, autoencoder, encoder_optimizer, adversarial,
-                           prior, test_images, test_labels, balance=balance, **common)
-    return recipe, Shuffled(images, batch_size=args.batch_size)
+                           prior, test_images, test_labels, balance=balance,
+                           labelled=args.label_prior, **common)
+    arrays = (images, labels) if args.model == "aae" and args.label_prior else (images,)
+    return recipe, Shuffled(*arrays, batch_size=args.batch_size)
 
 
 def main(argv=None):

@@ -18,10 +18,17 @@ tanh range), and its logits are those of a Bernoulli likelihood of the pixels on
 sigmoid(l) = (image + 1) / 2, so the reconstruction losses (gan.recipes.aae) take the BCE on
 the logits directly. No normalisation layers: a code or an image depends on its own input
 only, in training and in evaluation alike.
+
+    LabelledCodeCritic  D(z, y) for the AAE with labels (Makhzani et al. 2016, sec. 2.3 and
+                        fig. 4): gan.models.mlp.MLPCritic on the code joined with the label's
+                        one-hot vector, so D compares codes with the prior's component of
+                        their own digit
 """
 from needle import nn, ops
 
-__all__ = ["Encoder", "Decoder", "IMAGE_SHAPE"]
+from .mlp import MLPCritic
+
+__all__ = ["Encoder", "Decoder", "LabelledCodeCritic", "IMAGE_SHAPE"]
 
 IMAGE_SHAPE = (1, 28, 28)
 
@@ -92,3 +99,23 @@ class Decoder(nn.Module):
 
     def forward(self, z):
         return ops.tanh(self.logits(z) * 0.5)
+
+
+class LabelledCodeCritic(nn.Module):
+    """(codes (N, latent_dim), one-hot labels (N, classes)) -> scores (N,): an MLPCritic on
+    the two joined (see the module docstring)."""
+
+    def __init__(self, latent_dim=2, classes=10, hidden=256, layers=2, device=None,
+                 dtype="float32"):
+        super().__init__()
+        self.latent_dim, self.classes = int(latent_dim), int(classes)
+        self.critic = MLPCritic(latent_dim + classes, hidden, layers, device=device,
+                                dtype=dtype)
+
+    def forward(self, z, one_hot):
+        if len(z.shape) != 2 or z.shape[1] != self.latent_dim or \
+                tuple(one_hot.shape) != (z.shape[0], self.classes):
+            raise ValueError(f"LabelledCodeCritic: expected codes (N, {self.latent_dim}) and "
+                             f"one-hot labels (N, {self.classes}), got {z.shape} and "
+                             f"{one_hot.shape}")
+        return self.critic(ops.concatenate([z, one_hot], axis=1))

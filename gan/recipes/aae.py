@@ -14,6 +14,12 @@ the reconstruction step instead, as one loss L_rec + lambda L_adv, lambda from t
 terms' gradient norms at the encoder's last layer (the codes' Linear), after the weight's
 warm-up steps of reconstruction alone (no D step either), as in pix2pix.
 
+`labelled=True` is the paper's use of labels in the regularisation (sec. 2.3, fig. 4), with
+every digit labelled: the batches are (images, labels), each prior sample is drawn from the
+mixture component of its digit (gan.priors.Mixture10.sample(..., labels=)) and D
+(gan.models.autoencoder.LabelledCodeCritic) sees the label's one-hot vector beside the code,
+real and fake alike; so each digit's codes are pushed into its own component.
+
 VAERecipe: the negative ELBO, per image, averaged over the batch:
 
     z = mean + exp(log_variance / 2) * eps,  eps ~ N(0, I)      (reparameterised, eq. 10)
@@ -226,12 +232,18 @@ class AAERecipe(_AutoencoderRecipe):
     """The adversarial autoencoder (see the module docstring). optimizer: Adam over the
     encoder's and decoder's parameters (the reconstruction phase); encoder_optimizer: Adam
     over the encoder's alone (the regularisation phase; unused, and may be None, with a
-    balance); adversarial: a gan.Adversarial whose D takes (N, latent_dim) codes."""
+    balance); adversarial: a gan.Adversarial whose D takes (N, latent_dim) codes, or with
+    labelled=True codes and one-hot labels (the prior must have components, one per
+    class)."""
 
     def __init__(self, encoder, decoder, optimizer, encoder_optimizer, adversarial, prior,
-                 test_images, test_labels, balance=None, **kwargs):
+                 test_images, test_labels, balance=None, labelled=False, **kwargs):
         super().__init__(encoder, decoder, optimizer, prior, test_images, test_labels,
                          **kwargs)
+        if labelled and not hasattr(prior, "components"):
+            raise ValueError(f"AAERecipe: labelled=True draws each digit's prior sample from "
+                             f"its own component, and {prior!r} has none")
+        self.labelled = bool(labelled)
         if balance is None and encoder_optimizer is None:
             raise ValueError("AAERecipe: the regularisation phase steps the encoder's own "
                              "optimizer: give encoder_optimizer (or a balance)")
@@ -247,6 +259,19 @@ class AAERecipe(_AutoencoderRecipe):
             parts["encoder_optimizer"] = self.encoder_optimizer
         return parts
 
+    def _prior_batch(self, batch):
+        """(prior samples, D's condition: the one-hot labels, or None), drawn from NumPy's
+        global RNG."""
+        count = len(batch[0])
+        if not self.labelled:
+            return self._tensor(self.prior.sample(count, np.random)), None
+        labels = np.asarray(batch[1]).astype(np.int64)
+        return (self._tensor(self.prior.sample(count, np.random, labels=labels)),
+                self._one_hot(labels))
+
+    def _one_hot(self, labels):
+        return self._tensor(np.eye(self.prior.components, dtype=np.float32)[labels])
+
     def step(self, batch, step):
         x = self._tensor(batch[0])
         codes = self.encoder(x)
@@ -255,9 +280,9 @@ class AAERecipe(_AutoencoderRecipe):
         if self.balance is not None:
             loss = rec
             if not self.balance.warming_up(step):
-                prior = self._tensor(self.prior.sample(x.shape[0], np.random))
-                figures.update(self.adversarial.discriminator_step(prior, codes))
-                gan = self.adversarial.generator_loss(codes, balance=self.balance.balance(
+                prior, cond = self._prior_batch(batch)
+                figures.update(self.adversarial.discriminator_step(prior, codes, cond))
+                gan = self.adversarial.generator_loss(codes, cond, balance=self.balance.balance(
                     rec, self.encoder.last_layer.weight))
                 figures.update(g_loss=float(gan.numpy()),
                                adaptive_weight=self.balance.last_weight)
@@ -268,9 +293,9 @@ class AAERecipe(_AutoencoderRecipe):
             return figures
         self._step(self.optimizer, rec, figures, "ae_grad_norm")       # reconstruction phase
         codes = self.encoder(x)                                         # regularisation phase
-        prior = self._tensor(self.prior.sample(x.shape[0], np.random))
-        figures.update(self.adversarial.discriminator_step(prior, codes))
-        gan = self.adversarial.generator_loss(codes)
+        prior, cond = self._prior_batch(batch)
+        figures.update(self.adversarial.discriminator_step(prior, codes, cond))
+        gan = self.adversarial.generator_loss(codes, cond)
         figures["g_loss"] = float(gan.numpy())
         self._step(self.encoder_optimizer, gan, figures, "g_grad_norm")
         self.adversarial.check_generator_step()
@@ -295,12 +320,13 @@ class AAERecipe(_AutoencoderRecipe):
         """The encoder, decoder and D on two held-out digits, without a graph: a shape that
         does not fit is named here instead of deep inside the first step."""
         codes = encode(self.encoder, self.test_images[:2], self.device)
+        cond = self._one_hot(self.test_labels[:2]) if self.labelled else None
         D = self.adversarial.discriminator
         training = D.training
         D.eval()
         try:
             with ndl.no_grad():
-                self.adversarial.score(self._tensor(codes))
+                self.adversarial.score(self._tensor(codes), cond)
         finally:
             D.train(training)
 

@@ -10,7 +10,7 @@ import needle as ndl
 from apps import train_aae
 from gan import Adversarial
 from gan.loss_balance import AdaptiveWeight
-from gan.models.autoencoder import Decoder, Encoder
+from gan.models.autoencoder import Decoder, Encoder, LabelledCodeCritic
 from gan.models.mlp import MLPCritic
 from gan.objectives import NonSaturating
 from gan.priors import Mixture10, Normal, make_prior
@@ -126,18 +126,20 @@ def test_d_on_codes_losses_and_the_encoders_gradient_by_hand():
 
 
 # ---- the recipe --------------------------------------------------------------------------
-def tiny_aae(seed=0, balance=None, ae_lr=1e-3):
+def tiny_aae(seed=0, balance=None, ae_lr=1e-3, labelled=False):
     np.random.seed(seed)
     prior = Mixture10()
     encoder = Encoder(prior.dim, width=2, hidden=8)
     decoder = Decoder(prior.dim, width=2, hidden=8)
-    D = MLPCritic(prior.dim, hidden=8, layers=2)
+    D = LabelledCodeCritic(prior.dim, 10, hidden=8, layers=2) if labelled else \
+        MLPCritic(prior.dim, hidden=8, layers=2)
     adversarial = Adversarial(D, NonSaturating(), ndl.optim.Adam(D.parameters(), lr=1e-3))
     optimizer = ndl.optim.SGD(encoder.parameters() + decoder.parameters(), lr=ae_lr)
     encoder_optimizer = ndl.optim.Adam(encoder.parameters(), lr=1e-3)
     test = np.random.RandomState(seed + 1).uniform(-1, 1, (6, 1, 28, 28)).astype(np.float32)
     return AAERecipe(encoder, decoder, optimizer, encoder_optimizer, adversarial, prior, test,
-                     np.arange(6), balance=balance, num_samples=2, test_count=6)
+                     np.arange(6), balance=balance, num_samples=2, test_count=6,
+                     labelled=labelled)
 
 
 def mlp_scores(D, z):
@@ -153,30 +155,41 @@ def mlp_scores(D, z):
     return h[:, 0]
 
 
-def test_one_step_runs_the_reconstruction_then_the_regularisation_phase():
+@pytest.mark.parametrize("labelled", [False, True], ids=["plain", "label_prior"])
+def test_one_step_runs_the_reconstruction_then_the_regularisation_phase(labelled):
     """With the autoencoder's SGD at lr 0 the reconstruction phase leaves the codes as they
-    were, so D's loss is D0's on (prior, E(x)) and the encoder's is D1's on E(x)."""
-    recipe = tiny_aae(ae_lr=0.0)
+    were, so D's loss is D0's on (prior, E(x)) and the encoder's is D1's on E(x); with
+    labels, the prior samples come from the labels' components and D sees the one-hot
+    labels beside both."""
+    recipe = tiny_aae(ae_lr=0.0, labelled=labelled)
     x = np.random.RandomState(3).uniform(-1, 1, (4, 1, 28, 28)).astype(np.float32)
-    E, D = recipe.encoder, recipe.adversarial.discriminator
+    digits = np.array([7, 0, 7, 3])
+    E = recipe.encoder
+    D = recipe.adversarial.discriminator.critic if labelled else \
+        recipe.adversarial.discriminator
     with ndl.no_grad():
         codes = E(ndl.Tensor(x, requires_grad=False)).numpy()
         logits = recipe.decoder.logits(ndl.Tensor(codes, requires_grad=False)).numpy()
     state = np.random.get_state()
-    prior = Mixture10().sample(4, np.random)  # the step's draw
-    np.random.set_state(state)
+    prior = Mixture10().sample(4, np.random, labels=digits if labelled else None)
+    np.random.set_state(state)  # (the step's draw)
+    if labelled:
+        one_hot = np.eye(10)[digits]
+        prior, codes_seen = np.c_[prior, one_hot], np.c_[codes, one_hot]
+    else:
+        codes_seen = codes
     d0 = {k: v.copy() for k, v in D.state_dict().items()}
     e0 = {k: v.copy() for k, v in E.state_dict().items()}
-    figures = recipe.step((x,), 0)
+    figures = recipe.step((x, digits) if labelled else (x,), 0)
     y = (x + 1) / 2
     rec = (softplus(logits) - y * logits).reshape(4, -1).sum(1).mean()
     assert figures["reconstruction"] == pytest.approx(rec, rel=1e-4)
-    fake1 = mlp_scores(D, codes)  # D after its step: the encoder's step leaves D as it is
+    fake1 = mlp_scores(D, codes_seen)  # D after its step: the encoder's step leaves D as it is
     assert figures["g_loss"] == pytest.approx(softplus(-fake1).mean(), rel=1e-4)
     after = E.state_dict()
     assert any(not np.array_equal(e0[k], after[k]) for k in e0)  # the encoder's own step
     D.load_state_dict(d0)
-    real0, fake0 = mlp_scores(D, prior), mlp_scores(D, codes)
+    real0, fake0 = mlp_scores(D, prior), mlp_scores(D, codes_seen)
     assert figures["d_loss"] == pytest.approx(softplus(-real0).mean() + softplus(fake0).mean(),
                                               rel=1e-4)
     assert figures["d_real"] == pytest.approx((1 / (1 + np.exp(-real0))).mean(), rel=1e-4)
@@ -218,9 +231,10 @@ TINY = ["--width", "2", "--hidden", "8", "--d_hidden", "8", "--batch_size", "4",
         "--num_samples", "2", "--log_every", "1", "--checkpoint_every", "3", "--no_progress"]
 
 
-@pytest.mark.parametrize("extra", [[], ["--prior", "normal", "--latent_dim", "3",
-                                        "--adaptive_weight", "--warmup_steps", "1"]],
-                         ids=["mixture10", "normal_adaptive"])
+@pytest.mark.parametrize("extra", [["--label_prior"],
+                                   ["--prior", "normal", "--latent_dim", "3",
+                                    "--adaptive_weight", "--warmup_steps", "1"]],
+                         ids=["mixture10_labels", "normal_adaptive"])
 def test_the_dry_run_writes_the_run_folder_and_the_pictures(tmp_path, extra):
     run = tmp_path / "dry"
     record = train_aae.main(["--dry_run", "--out_dir", str(run), *TINY, *extra])
@@ -239,6 +253,8 @@ def test_the_dry_run_writes_the_run_folder_and_the_pictures(tmp_path, extra):
     (["--beta", "2"], "--beta weights the VAE's KL term"),
     (["--warmup_steps", "5"], "--warmup_steps is the warm-up of --adaptive_weight"),
     (["--objective", "wasserstein"], "invalid choice: 'wasserstein'"),
+    (["--label_prior", "--prior", "normal"], "--label_prior draws from the label's mixture"),
+    (["--model", "vae", "--label_prior"], "--label_prior: options of --model aae"),
     (["--latent_dim", "0"], "must be an integer >= 1, got 0"),
 ])
 def test_option_mistakes_are_one_line_errors_before_anything_is_read(tmp_path, capsys, argv,
@@ -250,7 +266,7 @@ def test_option_mistakes_are_one_line_errors_before_anything_is_read(tmp_path, c
     assert message in err and len(err.splitlines()) == 1 and not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("extra", [["--eval_samples", "40"],
+@pytest.mark.parametrize("extra", [["--eval_samples", "40", "--label_prior"],
                                    ["--no-evaluate", "--adaptive_weight", "--warmup_steps",
                                     "2"]], ids=["scored", "adaptive"])
 def test_an_interrupted_aae_run_resumes_bit_for_bit(tmp_path, extra):
