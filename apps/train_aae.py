@@ -30,7 +30,7 @@ Writes into the run folder (--out_dir, default runs/aae or runs/vae), as the oth
   losses.png, samples/step_XXXXXXXX.png (rows: held-out originals, their reconstructions,
   decoded prior samples), checkpoints/step_XXXXXXXX.safetensors, and at the end
   latent.png (2000 held-out test codes coloured by digit; with --latent_dim above 2 the
-  first two coordinates, as the title says), reconstructions.png (32 held-out originals
+  first two coordinates, as the title says), reconstructions.png (16 held-out originals
   above, their reconstructions below) and prior_samples.png (100 decoded prior samples).
 
 Modes of a run folder: (none) a new run, refused if --out_dir holds one; --resume continue it

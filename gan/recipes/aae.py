@@ -198,7 +198,7 @@ class _AutoencoderRecipe(Recipe):
         axes.set_xlabel("z[0]")
         axes.set_ylabel("z[1]")
         paths = [save_figure(figure, os.path.join(out_dir, "latent.png"))]
-        originals = self.test_images[:32]
+        originals = self.test_images[:16]
         paths.append(save_grid(np.concatenate([originals, self.reconstruct(originals)]),
                                os.path.join(out_dir, "reconstructions.png"), rows=2,
                                row_labels=["original", "reconstruction"]))
