@@ -39,7 +39,20 @@ aside and start afresh; --dry_run 3 steps on random images in a temporary folder
 files read, so no FID). Ctrl-C writes a checkpoint and prints how to continue.
 
 The default run: 1 epoch of the 60000 training digits at batch 64 (937 steps), Adam at a
-learning rate of 1e-3 (beta1 0.5) for the autoencoder, the encoder's adversarial step and D.
+learning rate of 1e-3 (beta1 0.5) for the autoencoder, the encoder's adversarial step and D;
+the AAE's took 118 s of CPU on one thread (11 min of wall time on two cores shared with
+other jobs at a load average of about 8).
+
+Measured (seed 0, one epoch, 2000 decoded prior samples against the 10000 MNIST test digits,
+benchmarks/generative_table.py), FID / KID / precision / recall / digits covered / held-out
+MSE:
+  --model aae (2-D, mixture10)                 43.8  0.448  0.94  0.00   6  0.199
+  --model vae (2-D)                            48.6  0.630  0.88  0.00   6  0.183
+  --model vae --latent_dim 8                   13.7  0.189  0.79  0.36  10  0.082
+The DCGAN's default run (train_dcgan --evaluate, benchmarks/techniques.py, 3 seeds): FID
+20.0 +- 1.1, KID 0.236, precision 0.35, recall 0.42, 8.3 digits. 2-D codes keep too little
+of a digit for sharp samples (recall 0: no real digit falls within the nearest-neighbour
+balls of the blurred decoded samples).
 """
 import argparse
 import os
