@@ -192,9 +192,9 @@ class _AutoencoderRecipe(Recipe):
             axes.legend(loc="upper right", fontsize="small")
         axes.set_aspect("equal", adjustable="datalim")
         shown = "" if codes.shape[1] == 2 else \
-            f" (first two of {codes.shape[1]} coordinates)"
-        axes.set_title(f"{type(self).__name__[:-6]}: {count} held-out codes{shown}, "
-                       f"prior {self.prior.name}")
+            f"\nthe first two of its {codes.shape[1]} coordinates"
+        axes.set_title(f"{type(self).__name__[:-6]}: {count} held-out codes, prior "
+                       f"{self.prior.name}{shown}", fontsize="medium")
         axes.set_xlabel("z[0]")
         axes.set_ylabel("z[1]")
         paths = [save_figure(figure, os.path.join(out_dir, "latent.png"))]
