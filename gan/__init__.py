@@ -4,8 +4,8 @@
 """
 import importlib
 
-from . import (augment, batches, health, models, objectives, penalties, recipes,  # noqa: F401
-               samples)
+from . import (augment, batches, health, models, objectives, penalties, priors,  # noqa: F401
+               recipes, samples)
 from .adversarial import Adversarial
 from .augment import AdaptiveAugment, DiffAugment
 from .cyclegan import CycleGAN

@@ -6,13 +6,18 @@
     Pix2PixRecipe   a U-Net against a conditional PatchGAN, plus L1 (paired translation)
     DANNRecipe      a classifier whose features a domain Adversarial cannot place
                     (gan.recipes.dann)
+    AAERecipe       an autoencoder whose codes an Adversarial makes look like a prior
+    VAERecipe       the same encoder and decoder trained by the reparameterised ELBO
 
-A new model (an adversarial autoencoder, ...) is one more Recipe subclass: its
-step, its picture and its state; the loop, checkpoints and outputs come with the engine.
+A new model is one more Recipe subclass: its step, its picture and its state; the loop,
+checkpoints and outputs come with the engine.
 """
+from .aae import AAERecipe, VAERecipe
 from .cyclegan import CycleGANRecipe
+from .dann import DANNRecipe
 from .gan import GANRecipe
 from .pix2pix import Pix2PixRecipe
 from .recipe import Recipe
 
-__all__ = ["Recipe", "GANRecipe", "CycleGANRecipe", "Pix2PixRecipe"]
+__all__ = ["Recipe", "GANRecipe", "CycleGANRecipe", "Pix2PixRecipe", "DANNRecipe",
+           "AAERecipe", "VAERecipe"]
