@@ -3,7 +3,7 @@ import os
 
 from needle.fileio import atomic_writer
 
-__all__ = ["plot_history", "plot_series", "save_figure"]
+__all__ = ["plot_history", "plot_panels", "plot_series", "save_figure"]
 
 
 def _pyplot():
@@ -35,6 +35,28 @@ def plot_history(history, path, title="training"):
     outputs.set_xlabel("step")
     outputs.set_ylabel("D output")
     outputs.legend()
+    return save_figure(figure, path)
+
+
+def plot_panels(history, path, title, panels):
+    """One panel per (y label, keys) in `panels`, stacked over a shared step axis, each key a
+    series of the records that have it; keys no record has are left out, and so are panels
+    left empty (a recipe lists every figure it may log)."""
+    plt = _pyplot()
+    panels = [(label, [key for key in keys if any(key in r for r in history)])
+              for label, keys in panels]
+    panels = [(label, keys) for label, keys in panels if keys] or [("", [])]
+    figure, axes = plt.subplots(len(panels), 1, figsize=(8, 2.6 * len(panels) + 0.6),
+                                sharex=True, squeeze=False)
+    axes = axes[:, 0]
+    for ax, (label, keys) in zip(axes, panels):
+        for key in keys:
+            plot_series(ax, history, key, key)
+        ax.set_ylabel(label)
+        if keys:
+            ax.legend(fontsize="small", ncol=3)
+    axes[0].set_title(title)
+    axes[-1].set_xlabel("step")
     return save_figure(figure, path)
 
 

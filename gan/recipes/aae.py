@@ -208,24 +208,14 @@ class _AutoencoderRecipe(Recipe):
         return paths
 
     def plot_losses(self, history, path, title):
-        from ..plots import plot_series, plt, save_figure
+        """Reconstruction, the VAE's KL and loss, the AAE's adversarial figures (and the
+        adaptive weight) against the step, the panels a run logged."""
+        from ..plots import plot_panels  # matplotlib, Agg backend
 
-        panels = [(label, [k for k in keys if any(k in r for r in history)]) for label, keys in
-                  (("reconstruction", ("reconstruction",)), ("KL, loss", ("kl", "loss")),
-                   ("adversarial", ("d_loss", "g_loss")), ("D output", ("d_real", "d_fake")),
-                   ("adaptive weight", ("adaptive_weight",)))]
-        panels = [(label, keys) for label, keys in panels if keys]
-        figure, axes = plt.subplots(len(panels), 1, figsize=(8, 2.6 * len(panels)),
-                                    sharex=True, squeeze=False)
-        axes = axes[:, 0]
-        for ax, (label, keys) in zip(axes, panels):
-            for key in keys:
-                plot_series(ax, history, key, key)
-            ax.set_ylabel(label)
-            ax.legend(fontsize="small")
-        axes[0].set_title(title)
-        axes[-1].set_xlabel("step")
-        return save_figure(figure, path)
+        return plot_panels(history, path, title, [
+            ("reconstruction", ("reconstruction",)), ("KL, loss", ("kl", "loss")),
+            ("adversarial", ("d_loss", "g_loss")), ("D output", ("d_real", "d_fake")),
+            ("adaptive weight", ("adaptive_weight",))])
 
 
 class AAERecipe(_AutoencoderRecipe):

@@ -67,21 +67,12 @@ class CycleGANRecipe(Recipe):
 
     def plot_losses(self, history, path, title):
         """D losses, G's loss terms and D's mean outputs against the step, in three panels."""
-        from ..plots import plot_series, plt, save_figure  # matplotlib, Agg backend
+        from ..plots import plot_panels  # matplotlib, Agg backend
 
-        panels = [("D loss", ("d_A_loss", "d_B_loss")),
-                  ("G terms", ("gan_G", "gan_F", "cycle_A", "cycle_B", "idt_G", "idt_F")),
-                  ("D output", ("d_A_real", "d_A_fake", "d_B_real", "d_B_fake"))]
-        figure, axes = plt.subplots(len(panels), 1, figsize=(8, 8), sharex=True)
-        for ax, (label, keys) in zip(axes, panels):
-            for key in keys:
-                if any(key in r for r in history):
-                    plot_series(ax, history, key, key)
-            ax.set_ylabel(label)
-            ax.legend(fontsize="small", ncol=3)
-        axes[0].set_title(title)
-        axes[-1].set_xlabel("step")
-        return save_figure(figure, path)
+        return plot_panels(history, path, title, [
+            ("D loss", ("d_A_loss", "d_B_loss")),
+            ("G terms", ("gan_G", "gan_F", "cycle_A", "cycle_B", "idt_G", "idt_F")),
+            ("D output", ("d_A_real", "d_A_fake", "d_B_real", "d_B_fake"))])
 
 
 def round_trip(first, second, images, device, chunk=100):

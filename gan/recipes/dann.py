@@ -298,22 +298,12 @@ class DANNRecipe(Recipe):
 
     def plot_losses(self, history, path, title):
         """The losses, the accuracies and D's outputs against the step, in three panels."""
-        from ..plots import plot_series, plt, save_figure  # matplotlib, Agg backend
+        from ..plots import plot_panels  # matplotlib, Agg backend
 
-        panels = [("loss", ("class_loss", "domain_loss", "d_loss")),
-                  ("accuracy", ("class_accuracy", "source_accuracy", "target_accuracy")),
-                  ("D output / scale", ("d_source", "d_target", "lambda"))]
-        figure, axes = plt.subplots(len(panels), 1, figsize=(8, 8), sharex=True)
-        for ax, (label, keys) in zip(axes, panels):
-            for key in keys:
-                if any(key in r for r in history):
-                    plot_series(ax, history, key, key)
-            ax.set_ylabel(label)
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize="small", ncol=3)
-        axes[0].set_title(title)
-        axes[-1].set_xlabel("step")
-        return save_figure(figure, path)
+        return plot_panels(history, path, title, [
+            ("loss", ("class_loss", "domain_loss", "d_loss")),
+            ("accuracy", ("class_accuracy", "source_accuracy", "target_accuracy")),
+            ("D output / scale", ("d_source", "d_target", "lambda"))])
 
     def _tensor(self, array):
         return ndl.Tensor(array, device=self.device, requires_grad=False)

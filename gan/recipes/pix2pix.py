@@ -132,23 +132,11 @@ class Pix2PixRecipe(Recipe):
 
     def plot_losses(self, history, path, title):
         """D's loss, G's terms, D's outputs (and the adaptive weight) against the step."""
-        from ..plots import plot_series, plt, save_figure  # matplotlib, Agg backend
+        from ..plots import plot_panels  # matplotlib, Agg backend
 
-        panels = [(label, [k for k in keys if any(k in r for r in history)]) for label, keys in
-                  (("D loss", ("d_loss",)), ("G terms", ("l1", "gan_G", "g_loss")),
-                   ("D output", ("d_real", "d_fake")), ("adaptive weight", ("adaptive_weight",)))]
-        panels = [(label, keys) for label, keys in panels if keys]
-        figure, axes = plt.subplots(len(panels), 1, figsize=(8, 2.6 * len(panels)),
-                                    sharex=True, squeeze=False)
-        axes = axes[:, 0]
-        for ax, (label, keys) in zip(axes, panels):
-            for key in keys:
-                plot_series(ax, history, key, key)
-            ax.set_ylabel(label)
-            ax.legend(fontsize="small")
-        axes[0].set_title(title)
-        axes[-1].set_xlabel("step")
-        return save_figure(figure, path)
+        return plot_panels(history, path, title, [
+            ("D loss", ("d_loss",)), ("G terms", ("l1", "gan_G", "g_loss")),
+            ("D output", ("d_real", "d_fake")), ("adaptive weight", ("adaptive_weight",))])
 
     def _tensor(self, array):
         return ndl.Tensor(array, device=self.device, requires_grad=False)

@@ -63,3 +63,30 @@ def test_a_failed_save_keeps_the_old_figure_and_no_temporary(tmp_path, monkeypat
     assert pathlib.Path(path).read_bytes() == before
     assert os.listdir(tmp_path) == ["losses.png"]
     assert plots.plt.get_fignums() == []  # the figure was closed all the same
+
+
+def test_panels_keep_only_what_the_run_logged(tmp_path, monkeypatch):
+    """plot_panels drops keys no record has and panels left empty; each kept key is one
+    line over the records that have it."""
+    drawn, save = {}, plots.save_figure
+
+    def capture(figure, path):
+        drawn["panels"] = [(ax.get_ylabel(), [line.get_label() for line in ax.get_lines()])
+                           for ax in figure.axes]
+        drawn["title"] = figure.axes[0].get_title()
+        return save(figure, path)
+
+    monkeypatch.setattr(plots, "save_figure", capture)
+    path = plots.plot_panels(RECORDS, str(tmp_path / "losses.png"), "run", [
+        ("loss", ("d_loss", "g_loss", "kl")), ("KL only", ("kl",)),
+        ("D output", ("d_real", "d_fake"))])
+    assert drawn == {"title": "run", "panels": [("loss", ["d_loss", "g_loss"]),
+                                                ("D output", ["d_real", "d_fake"])]}
+    with Image.open(path) as picture:
+        assert picture.format == "PNG"
+
+
+def test_panels_of_an_empty_history_still_write_a_figure(tmp_path):
+    path = plots.plot_panels([], str(tmp_path / "losses.png"), "run", [("loss", ("d_loss",))])
+    with Image.open(path) as picture:
+        assert picture.size[0] > 100
