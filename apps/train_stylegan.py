@@ -51,9 +51,7 @@ covered; gan.metrics) on their outputs clipped to [-1, 1], as StyleGAN's metrics
 import argparse
 import json
 import os
-import signal
 import sys
-import time
 
 import numpy as np
 
@@ -182,26 +180,6 @@ def clipped_evaluator(args):
     return evaluate
 
 
-class TimedGANRecipe(GANRecipe):
-    """GANRecipe that stops the run once `seconds` of this invocation have passed: after
-    that step it raises SIGINT in this (the main) thread, so gan.Trainer finishes the step,
-    writes its checkpoint and raises TrainingInterrupted, as for a Ctrl-C."""
-
-    def __init__(self, *args, seconds=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.seconds, self.started, self.spent = seconds, None, False
-
-    def step(self, batch, step):
-        if self.started is None:
-            self.started = time.monotonic()
-        figures = super().step(batch, step)
-        if self.seconds is not None and not self.spent \
-                and time.monotonic() - self.started >= self.seconds:
-            self.spent = True
-            signal.raise_signal(signal.SIGINT)
-        return figures
-
-
 def build(args):
     """(the recipe, the batches) that the options describe."""
     device = resolve_device(args.device)
@@ -212,22 +190,21 @@ def build(args):
     penalties = [R1(gamma=args.r1, every=args.lazy_every)] if args.r1 else []
     adversarial = Adversarial(discriminator, get_objective(args.objective),
                               adam(args, discriminator, "d"), penalties=penalties)
-    recipe = TimedGANRecipe(generator, adversarial, adam(args, generator, "g"),
-                            args.latent_dim, num_samples=args.num_samples, seed=args.seed,
-                            device=device, evaluate=clipped_evaluator(args),
-                            ema=build_ema(args, generator),
-                            seconds=None if args.minutes is None else args.minutes * 60)
+    recipe = GANRecipe(generator, adversarial, adam(args, generator, "g"), args.latent_dim,
+                       num_samples=args.num_samples, seed=args.seed, device=device,
+                       evaluate=clipped_evaluator(args), ema=build_ema(args, generator))
     return recipe, Shuffled(images, batch_size=args.batch_size)
 
 
 def train(args):
     recipe, data = build(args)
-    config = trainer_config(args, APP, latent_dim=args.latent_dim, num_samples=args.num_samples)
+    config = trainer_config(args, APP, latent_dim=args.latent_dim, num_samples=args.num_samples,
+                            time_limit=None if args.minutes is None else args.minutes * 60)
     trainer = Trainer(recipe, data, config, run_info={"args": saved_args(args)})
     try:
         record = trainer.train()
     except TrainingInterrupted as stop:
-        if not recipe.spent:
+        if stop.signal_name != "time limit":
             raise  # a Ctrl-C: the engine's message
         record = budget_spent(args, recipe, stop.step)
     pictures(recipe.ema_generator or recipe.generator, args.out_dir, args.crossover,

@@ -101,7 +101,10 @@ class TrainerConfig:
     epoch ends only). resume / overwrite: continue the folder's run / move it aside and start
     afresh. resume_d_lr, resume_g_lr: replace the learning rates a resume restores (to act on
     a health warning). health: the health monitor (thresholds from `health_thresholds`).
-    debug: check the D/G graph boundary at every step instead of once per run. app: the name
+    time_limit: seconds of training this invocation may spend; the step that passes it is
+    the last, and the run stops as for a Ctrl-C (checkpoint, status "interrupted",
+    TrainingInterrupted with signal_name "time limit"), to be resumed like one (None: no
+    limit). debug: check the D/G graph boundary at every step instead of once per run. app: the name
     recorded with the run and checked on resume. report: write report.html. tensorboard: also
     write TensorBoard event files (gan.tensorboard). batch_size, latent_dim and num_samples
     are read by the one-generator shorthand; with a recipe, the recipe and data have them.
@@ -129,12 +132,13 @@ class TrainerConfig:
     app: str = "gan.Trainer"
     report: bool = True
     tensorboard: bool = False
+    time_limit: Optional[float] = None
 
 
 # Settings of one invocation, not of the run: left out of the checkpoints, so a resumed run's
 # checkpoints are byte for byte those of an uninterrupted one.
 _INVOCATION = ("resume", "overwrite", "more_epochs", "resume_d_lr", "resume_g_lr", "progress",
-               "report", "tensorboard", "debug")
+               "report", "tensorboard", "debug", "time_limit")
 
 
 class Trainer:
@@ -172,6 +176,7 @@ class Trainer:
                                         recipe.health_images)
         self._warning_codes = []
         self._signal, self._aborted, self._stop = None, False, None
+        self._deadline = None
         self._last_checkpoint = None
         self._step_now = 0
         self.tensorboard = None
@@ -193,6 +198,8 @@ class Trainer:
             self._say(f"resuming run {self.run_id[:8]} from step {state['step']} of {total} "
                       f"({self._last_checkpoint})")
         handlers = self._catch_signals()
+        self._deadline = None if config.time_limit is None else \
+            time.monotonic() + config.time_limit
         try:
             while state["step"] < total:
                 if state["position"] == 0:
@@ -243,6 +250,9 @@ class Trainer:
     def _step(self, state):
         batch = self.data.batch(state["position"])
         figures = self.recipe.step(batch, state["step"])
+        if self._signal is None and self._deadline is not None \
+                and time.monotonic() >= self._deadline:
+            self._signal = "time limit"  # stops like a signal, on every process at once
         figures, self._stop = self.parallel.reduce(figures, self._signal)
         for name, value in figures.items():
             if not math.isfinite(value):

@@ -183,3 +183,27 @@ def test_resume_can_replace_the_learning_rates(tmp_path):
     make_trainer(tmp_path, resume=True, max_steps=4, resume_d_lr=1e-5, resume_g_lr=2e-5).train()
     state = final_weights(tmp_path)
     assert state["adversarial.optimizer.lr"] == 1e-5 and state["g_optimizer.lr"] == 2e-5
+
+
+def test_time_limit_stops_after_the_step_that_spends_it_and_resumes_bit_exactly(tmp_path):
+    """time_limit=0: the first step spends the budget, the run stops as for a Ctrl-C with a
+    checkpoint at step 1; a resume (the limit is this invocation's, not the run's) ends
+    where a straight run does."""
+    from gan import TrainingInterrupted
+
+    make_trainer(tmp_path / "straight").train()
+    with pytest.raises(TrainingInterrupted) as stop:
+        make_trainer(tmp_path / "split", time_limit=0.0).train()
+    assert stop.value.signal_name == "time limit" and stop.value.step == 1
+    assert stop.value.checkpoint.endswith("step_00000001.safetensors")
+    manifest = json.loads((tmp_path / "split" / "run.json").read_text())
+    assert manifest["status"] == "interrupted" and "time_limit" not in manifest["config"]
+    make_trainer(tmp_path / "split", resume=True).train()
+    straight, split = final_weights(tmp_path / "straight"), final_weights(tmp_path / "split")
+    for key in straight:
+        np.testing.assert_array_equal(straight[key], split[key], err_msg=key)
+
+
+def test_a_generous_time_limit_changes_nothing(tmp_path):
+    record = make_trainer(tmp_path, epochs=1, time_limit=3600.0).train()
+    assert record["step"] == 6
