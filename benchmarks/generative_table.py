@@ -27,15 +27,12 @@ import argparse
 import concurrent.futures
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 
-from benchmarks.techniques import SCORES, _emit, summary
+from benchmarks.techniques import SCORES, _emit, last_scored_epoch, run_app, summary
 from benchmarks.timing import machine
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: model name -> the command after `python -m`
 MODELS = {
     "vae": ["apps.train_aae", "--model", "vae"],
@@ -49,33 +46,15 @@ FIGURES = SCORES + ("test_mse",)  # test_mse: the autoencoders' held-out reconst
 
 def scores(out_dir):
     """The run's last epoch-end figures (FIGURES it has) and its step."""
-    with open(os.path.join(out_dir, "metrics.jsonl")) as lines:
-        epochs = [record for record in map(json.loads, lines)
-                  if record.get("kind") == "epoch" and "fid" in record]
-    if not epochs:
-        raise RuntimeError(f"{out_dir}: no epoch-end scores in metrics.jsonl (was it run "
-                           "with --evaluate to an epoch end?)")
-    record = epochs[-1]
+    record = last_scored_epoch(out_dir)
     return dict({name: record[name] for name in FIGURES if name in record},
                 step=record["step"])
 
 
 def run_one(model, seed, args, folder):
     out_dir = os.path.join(folder, f"{model}-seed{seed}")
-    command = [sys.executable, "-m", *MODELS[model], "--out_dir", out_dir, "--seed",
-               str(seed), "--eval_samples", str(args.eval_samples), "--no_progress",
-               "--sample_every", "100000"]
-    if args.max_steps:
-        command += ["--max_steps", str(args.max_steps)]
-    env = dict(os.environ, **{name: str(args.threads) for name in
-                              ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
-    start = time.perf_counter()
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if done.returncode:
-        raise RuntimeError(f"{model} seed {seed} failed ({done.returncode}): "
-                           f"{done.stderr.strip().splitlines()[-1:]}")
-    return dict(scores(out_dir), seconds=round(seconds, 1), run=out_dir)
+    seconds = run_app(MODELS[model], out_dir, seed, args, model)
+    return dict(scores(out_dir), seconds=seconds, run=out_dir)
 
 
 def markdown_table(report):

@@ -54,11 +54,13 @@ CONFIGS = {
 SCORES = ("fid", "kid", "precision", "recall", "density", "coverage", "digits_covered")
 
 
-def run_one(config, seed, args, folder):
-    out_dir = os.path.join(folder, f"{config}-seed{seed}")
-    command = [sys.executable, "-m", "apps.train_dcgan", "--out_dir", out_dir,
-               "--seed", str(seed), "--evaluate", "--eval_samples", str(args.eval_samples),
-               "--no_progress", "--sample_every", "100000", *CONFIGS[config]]
+def run_app(module_args, out_dir, seed, args, label):
+    """`python -m <module_args>` into `out_dir` with `seed`, args.eval_samples scored, no
+    progress bar or mid-epoch pictures, args.max_steps when given and args.threads BLAS
+    threads; returns its wall seconds. A failed run raises with its last error line."""
+    command = [sys.executable, "-m", *module_args, "--out_dir", out_dir, "--seed", str(seed),
+               "--eval_samples", str(args.eval_samples), "--no_progress",
+               "--sample_every", "100000"]
     if args.max_steps:
         command += ["--max_steps", str(args.max_steps)]
     env = dict(os.environ, **{name: str(args.threads) for name in
@@ -67,18 +69,33 @@ def run_one(config, seed, args, folder):
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if done.returncode:
-        raise RuntimeError(f"{config} seed {seed} failed ({done.returncode}): "
+        raise RuntimeError(f"{label} seed {seed} failed ({done.returncode}): "
                            f"{done.stderr.strip().splitlines()[-1:]}")
+    return round(seconds, 1)
+
+
+def last_scored_epoch(out_dir):
+    """The run's last epoch-end record that has scores (metrics.jsonl)."""
+    with open(os.path.join(out_dir, "metrics.jsonl")) as lines:
+        epochs = [record for record in map(json.loads, lines)
+                  if record.get("kind") == "epoch" and "fid" in record]
+    if not epochs:
+        raise RuntimeError(f"{out_dir}: no epoch-end scores in metrics.jsonl (was it run "
+                           "with --evaluate to an epoch end?)")
+    return epochs[-1]
+
+
+def run_one(config, seed, args, folder):
+    out_dir = os.path.join(folder, f"{config}-seed{seed}")
+    seconds = run_app(["apps.train_dcgan", "--evaluate", *CONFIGS[config]], out_dir, seed,
+                      args, config)
     return dict(_scores(out_dir, "--ema" in CONFIGS[config] or config == "modern"),
-                seconds=round(seconds, 1))
+                seconds=seconds)
 
 
 def _scores(out_dir, prefer_ema):
     """The last epoch-end scores of the run; EMA(G)'s when the run keeps one."""
-    with open(os.path.join(out_dir, "metrics.jsonl")) as lines:
-        epochs = [record for record in map(json.loads, lines) if record.get("kind") == "epoch"
-                  and "fid" in record]
-    record = epochs[-1]
+    record = last_scored_epoch(out_dir)
     use_ema = prefer_ema and "ema_fid" in record
     scores = {name: record[("ema_" if use_ema else "") + name] for name in SCORES
               if ("ema_" if use_ema else "") + name in record}
