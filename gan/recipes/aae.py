@@ -51,7 +51,7 @@ from needle import nn, ops
 from ..adversarial import _global_norm
 from ..images import save_grid
 from ..samples import ImageGrid
-from .recipe import Recipe
+from .recipe import Recipe, apply_in_chunks
 
 __all__ = ["AAERecipe", "VAERecipe", "PriorSampleScores", "reconstruction_loss",
            "gaussian_kl", "reparameterise", "encode", "decode", "RECONSTRUCTIONS"]
@@ -85,31 +85,17 @@ def reparameterise(mean, log_variance, eps):
 
 
 # ---- encoding and decoding without a graph -----------------------------------------------
-def _without_graph(module, images, device, chunk, call):
-    training = module.training
-    module.eval()
-    outputs = []
-    try:
-        with ndl.no_grad():
-            for start in range(0, len(images), chunk):
-                x = ndl.Tensor(images[start:start + chunk], device=device, requires_grad=False)
-                outputs.append(call(x))
-    finally:
-        module.train(training)
-    return np.concatenate(outputs)
-
-
 def encode(encoder, images, device, chunk=500):
     """The codes of `images` as NumPy (a variational encoder's means)."""
     def codes(x):
         out = encoder(x)
-        return (out[0] if encoder.variational else out).numpy()
-    return _without_graph(encoder, images, device, chunk, codes)
+        return out[0] if encoder.variational else out
+    return apply_in_chunks(encoder, codes, images, device, chunk)
 
 
 def decode(decoder, codes, device, chunk=500):
     """decoder(codes) as NumPy images in [-1, 1]."""
-    return _without_graph(decoder, codes, device, chunk, lambda z: decoder(z).numpy())
+    return apply_in_chunks(decoder, decoder, codes, device, chunk)
 
 
 class PriorSampleScores:

@@ -51,7 +51,7 @@ from needle import nn, ops
 from ..batches import Unpaired
 from ..errors import GANSetupError
 from ..samples import ImageGrid
-from .recipe import Recipe
+from .recipe import Recipe, apply_in_chunks
 
 __all__ = ["DANNRecipe", "FeatureExtractor", "LabelClassifier", "DomainDiscriminator",
            "reversal_scale", "lr_factor", "dann_batches", "accuracy"]
@@ -253,17 +253,9 @@ class DANNRecipe(Recipe):
     def predict(self, images):
         """C(F(images)) as NumPy logits, `batch_chunk` images at a time, eval mode, no
         graph; the networks' modes are restored."""
-        modes = self.features.training, self.classifier.training
-        self.features.eval()
-        self.classifier.eval()
-        try:
-            with ndl.no_grad():
-                return np.concatenate([
-                    self.classifier(self.features(self._tensor(images[i:i + self.chunk])))
-                    .numpy() for i in range(0, len(images), self.chunk)])
-        finally:
-            self.features.train(modes[0])
-            self.classifier.train(modes[1])
+        return apply_in_chunks((self.features, self.classifier),
+                               lambda x: self.classifier(self.features(x)), images,
+                               self.device, self.chunk)
 
     def evaluate(self):
         if self.test_labels is None:

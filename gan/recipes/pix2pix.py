@@ -27,7 +27,7 @@ from needle import nn
 from ..adversarial import _global_norm
 from ..errors import ImageShapeError
 from ..samples import ImageGrid
-from .recipe import Recipe
+from .recipe import Recipe, apply_in_chunks
 
 __all__ = ["Pix2PixRecipe", "PairedScores", "translate", "mean_l1", "psnr", "ROWS"]
 
@@ -145,17 +145,7 @@ class Pix2PixRecipe(Recipe):
 def translate(generator, images, device, chunk=100):
     """generator(images) as a NumPy array, `chunk` images at a time, in eval mode without a
     graph (dropout off: no random draws); the generator's mode is restored."""
-    training = generator.training
-    generator.eval()
-    outputs = []
-    try:
-        with ndl.no_grad():
-            for start in range(0, len(images), chunk):
-                x = ndl.Tensor(images[start:start + chunk], device=device, requires_grad=False)
-                outputs.append(generator(x).numpy())
-    finally:
-        generator.train(training)
-    return np.concatenate(outputs)
+    return apply_in_chunks(generator, generator, images, device, chunk)
 
 
 # ---- held-out scores ---------------------------------------------------------------------

@@ -25,7 +25,32 @@ and optionally (the defaults below do nothing):
 Resume, checkpoints, logging, health, sampling, the report and interrupts live once, in
 gan.Trainer; a recipe has no loop of its own.
 """
-__all__ = ["Recipe"]
+import numpy as np
+
+import needle as ndl
+
+__all__ = ["Recipe", "apply_in_chunks"]
+
+
+def apply_in_chunks(modules, call, inputs, device, chunk):
+    """call(x) for every `chunk` rows x of the NumPy `inputs` (as Tensors on `device`),
+    concatenated as one NumPy array: without a graph and with `modules` (one or a tuple) in
+    eval mode, so dropout and BatchNorm draw nothing and change nothing; their modes are
+    restored after."""
+    modules = modules if isinstance(modules, tuple) else (modules,)
+    modes = [module.training for module in modules]
+    for module in modules:
+        module.eval()
+    outputs = []
+    try:
+        with ndl.no_grad():
+            for start in range(0, len(inputs), chunk):
+                x = ndl.Tensor(inputs[start:start + chunk], device=device, requires_grad=False)
+                outputs.append(call(x).numpy())
+    finally:
+        for module, mode in zip(modules, modes):
+            module.train(mode)
+    return np.concatenate(outputs)
 
 
 class Recipe:
