@@ -30,7 +30,8 @@ import os
 import sys
 import tempfile
 
-from benchmarks.techniques import SCORES, _emit, last_scored_epoch, run_app, summary
+from benchmarks.techniques import (SCORES, _emit, cell, last_scored_epoch, run_app,
+                                   summary)
 from benchmarks.timing import machine
 
 #: model name -> the command after `python -m`
@@ -59,13 +60,6 @@ def run_one(model, seed, args, folder):
 
 def markdown_table(report):
     """One row per model: mean (+- standard error over the seeds, with several)."""
-    def cell(row, name, digits):
-        figure = row.get(name)
-        if not figure:
-            return ""
-        sem = "" if figure["sem"] is None else f" ± {figure['sem']:.{digits}f}"
-        return f"{figure['mean']:.{digits}f}{sem}"
-
     lines = ["| model | command | FID | KID | precision | recall | digits | held-out MSE "
              "| seconds |", "|---|---|---|---|---|---|---|---|---|"]
     for name, row in report["models"].items():

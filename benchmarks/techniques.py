@@ -155,16 +155,18 @@ def step_times(args):
             "threads": os.environ.get("OMP_NUM_THREADS", "default"), "configs": rows}
 
 
+def cell(row, name, digits):
+    """A summary figure of `row` as 'mean ± standard error' ('' when the row lacks it)."""
+    figure = row.get(name)
+    if not figure:
+        return ""
+    sem = "" if figure["sem"] is None else f" ± {figure['sem']:.{digits}f}"
+    return f"{figure['mean']:.{digits}f}{sem}"
+
+
 def markdown_table(report, times=None):
     """The README's table: one row per config, mean +- standard error over the seeds, and
     the step time over classic's from a --time report."""
-    def cell(row, name, digits):
-        figure = row.get(name)
-        if not figure:
-            return ""
-        sem = "" if figure["sem"] is None else f" ± {figure['sem']:.{digits}f}"
-        return f"{figure['mean']:.{digits}f}{sem}"
-
     lines = ["| config | flags | FID | KID | precision | recall | digits | step time |",
              "|---|---|---|---|---|---|---|---|"]
     steps = (times or {}).get("configs", {})
