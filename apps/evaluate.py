@@ -5,7 +5,8 @@
     python -m apps.evaluate --checkpoint runs/cgan           # overall and per digit
     python -m apps.evaluate --real                            # the floor: real digits
 
-Runs of train_dcgan, train_cgan and train_wgan_gp --data mnist get fid, confident,
+Runs of train_dcgan, train_cgan, train_wgan_gp --data mnist and train_stylegan (its
+outputs clipped to [-1, 1], as its own --evaluate scores them) get fid, confident,
 digits_covered, kl_to_uniform, class_histogram, kid and kid_std, precision and recall,
 density and coverage, inception_score and inception_score_std (see gan/metrics.py) against
 the first --real_count MNIST test images; a train_cgan run also gets label_kept (the share
@@ -34,6 +35,7 @@ from gan.metrics import DEFAULT_CLASSIFIER_PATH, Evaluator, load_classifier
 from gan.mixtures import MIXTURES
 from needle.fileio import atomic_write
 
+from . import train_stylegan
 from .cli import USER_ERRORS, AppParser, one_line, positive_int
 from .common import DEFAULT_DATA_DIR, DEVICES, load_mnist_named, resolve_device
 from .run_models import WEIGHTS, load_generator, open_run
@@ -50,7 +52,8 @@ def build_parser():
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint",
                         help="a run folder (its newest intact checkpoint) or one checkpoint "
-                             "file of train_dcgan, train_cgan or train_wgan_gp")
+                             "file of train_dcgan, train_cgan, train_wgan_gp or "
+                             "train_stylegan")
     source.add_argument("--real", action="store_true",
                         help="score real MNIST training images instead of a generator")
     add("--data_dir", "--data-dir", default=DEFAULT_DATA_DIR,
@@ -96,8 +99,13 @@ def _evaluator(args, device):
 def evaluate_run(args, device):
     """The scores of the run at args.checkpoint (see the module docstring)."""
     run = open_run(args.checkpoint)
-    generator = load_generator(run, device, weights=args.weights, latent_dim=args.latent_dim,
-                               width=args.width, image_size=args.image_size)
+    if run.app == train_stylegan.APP:
+        generator = train_stylegan.load_run_generator(run, device, args.weights,
+                                                      args.latent_dim, args.width)
+    else:
+        generator = load_generator(run, device, weights=args.weights,
+                                   latent_dim=args.latent_dim, width=args.width,
+                                   image_size=args.image_size)
     weights = "ema" if args.weights == "ema" or (args.weights == "auto" and run.args.get("ema")) \
         else "g"
     where = {"app": run.app, "checkpoint": run.checkpoint, "step": run.step,
@@ -108,7 +116,9 @@ def evaluate_run(args, device):
         return dict(scores, source="generator", data=run.args["data"],
                     num_samples=args.num_samples, **where), run
     evaluator = _evaluator(args, device)
-    scores = dict(evaluator(generator), source="generator", latent_dim=generator.latent_dim,
+    made = train_stylegan.clipped_scores(evaluator, generator) \
+        if run.app == train_stylegan.APP else evaluator(generator)
+    scores = dict(made, source="generator", latent_dim=generator.latent_dim,
                   image_size=generator.image_size, **where)
     scores["reference"] = f"first {min(args.real_count, 10000)} MNIST test images"
     return scores, run

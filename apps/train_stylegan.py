@@ -9,7 +9,14 @@ the non-saturating logistic loss, lazy R1 on real images (gamma --r1 every --laz
 steps), style mixing regularisation (--mixing_prob), the EMA generator (--ema 0.99) and
 Adam with betas (0, 0.99), here at lr 0.001 (StyleGAN2's is 0.0025). Not tuned, and it
 mode-collapses: a 400-step run at lr 0.002 made one digit shape, and 1000 steps at 0.001
-(seed 0) one digit, FID 95.0 (EMA(G) 100.0) on 2000 samples, where the DCGAN scores 20. A step
+(seed 0) one digit, FID 95.0 (EMA(G) 100.0) on 2000 samples, where the DCGAN scores 20.
+300-step screens (seed 0, FID on 1000 samples) all collapsed to 1-3 digits: the defaults
+58.5; lr 0.0025 with --r1 0.0064 --mapping_layers 2 56.6, and with it --width 16 70.7,
+--mbstd_group 32 61.0, --beta1 0.5 72.7, --g_lr 0.001 60.7, --d_lr 0.01 54.3; lr 0.005
+84.8 and lr 0.01 96.2 (both also with --r1 0.0064 --mapping_layers 2). With the DCGAN's G
+in its place this D trains varied digits, and this G collapses against the DCGAN's D too
+(FID 60.5): the generator is what fails; its 4x4 and 8x8 toRGB outputs stay unstructured
+and the 32x32 layer (8 channels) draws the digit. A step
 costs about what the DCGAN main job's does (0.394 against 0.387 s of CPU, one thread, the
 two alternating in one process), so the default epoch takes about twice the DCGAN main
 job's time and --max_steps 920 is its wall time. --minutes M stops after M minutes instead
@@ -98,6 +105,8 @@ def build_parser():
         default=0.9, help="probability of style mixing in a training batch; 0: off")
     add("--w_avg_beta", "--w-avg-beta", type=float_in(0.0, 1.0), default=0.995,
         help="decay of the w_avg tracking (the truncation centre)")
+    add("--mbstd_group", "--mbstd-group", type=positive_int, default=4, metavar="G",
+        help="D's minibatch standard deviation over groups of G images (StyleGAN2: 4)")
     add("--objective", choices=OBJECTIVE_CHOICES, default="non-saturating",
         help="the GAN objective (StyleGAN's: non-saturating)")
     add("--r1", type=nonnegative_float, default=0.1, metavar="GAMMA",
@@ -172,12 +181,7 @@ def clipped_evaluator(args):
     evaluator = mnist_evaluator(args)
     if evaluator is None:
         return None
-
-    def evaluate(generator):
-        images, _ = sample_images(generator, evaluator.num_samples, evaluator.seed,
-                                  evaluator.batch_size)
-        return evaluator(np.clip(images, -1.0, 1.0))
-    return evaluate
+    return lambda generator: clipped_scores(evaluator, generator)
 
 
 def build(args):
@@ -186,7 +190,8 @@ def build(args):
     images, _ = mnist_images(args, IMAGE_SIZE)
     np.random.seed(args.seed)  # the initial weights come from NumPy's global RNG
     generator = build_generator(args, device)
-    discriminator = StyleGANDiscriminator(1, IMAGE_SIZE, width=args.width, device=device)
+    discriminator = StyleGANDiscriminator(1, IMAGE_SIZE, width=args.width,
+                                          mbstd_group=args.mbstd_group, device=device)
     penalties = [R1(gamma=args.r1, every=args.lazy_every)] if args.r1 else []
     adversarial = Adversarial(discriminator, get_objective(args.objective),
                               adam(args, discriminator, "d"), penalties=penalties)
@@ -291,11 +296,24 @@ def pictures_of_run(path, crossover=3, device="cpu_numpy"):
     """The pictures of the train_stylegan run in `path` (its newest intact checkpoint; its
     EMA(G) when it kept one), written into the run folder; returns their paths."""
     run = open_run(path)
+    generator = load_run_generator(run, resolve_device(device))
+    return pictures(generator, run.folder, crossover, run.args.get("seed", 0))
+
+
+def load_run_generator(run, device=None, weights="auto", latent_dim=None, width=None):
+    """The StyleGAN-lite G of a train_stylegan `run` (apps.run_models.open_run), in eval
+    mode, as its run.json describes it (latent_dim, width: overrides when given). weights:
+    "auto" its EMA(G) when it kept one, else G; "g" G itself; "ema" the EMA."""
     if run.app != APP:
-        raise RunFolderError(f"{run.folder} is a {run.app} run; --pictures takes a {APP} run")
-    args = argparse.Namespace(**{**vars(build_parser().parse_args([])), **run.args})
-    generator = build_generator(args, resolve_device(device))
-    prefix = "ema." if run.args.get("ema") else "generator."
+        raise RunFolderError(f"{run.folder} is a {run.app} run; this takes a {APP} run")
+    if weights == "ema" and not run.args.get("ema"):
+        raise RunFolderError(f"{run.folder} kept no EMA of G (it was trained with --ema 0); "
+                             "use --weights g")
+    given = {key: value for key, value in (("latent_dim", latent_dim), ("width", width))
+             if value is not None}
+    args = argparse.Namespace(**{**vars(build_parser().parse_args([])), **run.args, **given})
+    generator = build_generator(args, device)
+    prefix = "generator." if weights == "g" or not run.args.get("ema") else "ema."
     state = {key[len(prefix):]: value for key, value in ndl.load(run.checkpoint).items()
              if key.startswith(prefix)}
     try:
@@ -303,7 +321,16 @@ def pictures_of_run(path, crossover=3, device="cpu_numpy"):
     except (KeyError, ValueError) as error:
         raise RunFolderError(f"{run.checkpoint}: its {prefix[:-1]} weights do not fit the "
                              f"generator its run.json describes ({error})") from None
-    return pictures(generator, run.folder, crossover, args.seed)
+    return generator.eval()
+
+
+def clipped_scores(evaluator, generator):
+    """`evaluator`'s scores (a gan.metrics.Evaluator) of G's outputs clipped to [-1, 1], as
+    StyleGAN's metrics clip (G's output is linear)."""
+    images, _ = sample_images(generator, evaluator.num_samples, evaluator.seed,
+                              evaluator.batch_size)
+    return evaluator(np.clip(images, -1.0, 1.0))
+
 
 if __name__ == "__main__":
     main()

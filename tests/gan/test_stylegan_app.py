@@ -1,13 +1,18 @@
 """apps.train_stylegan: the dry run and its pictures, --pictures on a trained run, --minutes,
-option errors, and a run stopped and resumed that ends bit for bit where an uninterrupted one
-does (style mixing, noise and lazy R1 all drawing on the checkpointed RNG)."""
+option errors, a run stopped and resumed that ends bit for bit where an uninterrupted one
+does (style mixing, noise and lazy R1 all drawing on the checkpointed RNG), and apps.evaluate
+scoring a run."""
 import json
+import os
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from apps import train_stylegan
+from apps import evaluate, train_stylegan
+from apps.common import DEFAULT_DATA_DIR
+from apps.run_models import open_run
+from gan import metrics
 from tests.gan.test_kill_resume import final_state, write_tiny_mnist
 
 pytestmark = pytest.mark.nd_only
@@ -94,3 +99,28 @@ def test_pictures_of_another_apps_run_is_a_one_line_error(tmp_path):
     with pytest.raises(SystemExit) as stop:
         train_stylegan.main(["--pictures", str(run)])
     assert "no intact checkpoint" in str(stop.value)
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(DEFAULT_DATA_DIR,
+                                                    "t10k-images-idx3-ubyte.gz")),
+                    reason="needs data/mnist")
+def test_apps_evaluate_scores_a_run_on_its_clipped_outputs(tmp_path):
+    """apps.evaluate scores a train_stylegan run's EMA(G) (its G with --weights g) on its
+    outputs clipped to [-1, 1], as the app's own --evaluate does."""
+    run = tmp_path / "dry"
+    train_stylegan.main(["--dry_run", "--out_dir", str(run), *TINY])
+    fast = ["--num_samples", "200", "--real_count", "1000", "--json"]
+    scores = evaluate.main(["--checkpoint", str(run), *fast])
+    assert scores["app"] == "train_stylegan" and scores["weights"] == "ema"
+    assert scores["step"] == 3 and scores["image_size"] == 32
+    assert json.loads((run / "eval.json").read_text())["fid"] == scores["fid"]
+    evaluator = metrics.Evaluator.from_mnist(DEFAULT_DATA_DIR, 1000, num_samples=200)
+    ema = train_stylegan.load_run_generator(open_run(str(run)))
+    assert scores["fid"] == pytest.approx(
+        train_stylegan.clipped_scores(evaluator, ema)["fid"], rel=1e-6)
+    assert scores["fid"] != pytest.approx(evaluator(ema)["fid"], rel=1e-3)  # unclipped
+    plain = evaluate.main(["--checkpoint", str(run), "--weights", "g", *fast])
+    generator = train_stylegan.load_run_generator(open_run(str(run)), weights="g")
+    assert plain["weights"] == "g" and plain["fid"] == pytest.approx(
+        train_stylegan.clipped_scores(evaluator, generator)["fid"], rel=1e-6)
+    assert plain["fid"] != scores["fid"]
