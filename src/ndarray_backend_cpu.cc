@@ -16,6 +16,7 @@
 //   reduce     reductions over contiguous groups (NumPy's pairwise summation)
 //   matmul     a packed, blocked GEMM (6 x 2-vector micro-kernel) over row-major or 8x8-tiled
 //              operands (matmul and matmul_tiled), and a direct tile kernel for small products
+//   fused      im2col, col2im, leaky ReLU and Adam over NumPy float32 arrays, for cpu_numpy()
 //
 // No -march: the GEMM and float32 exp/log/tanh kernels exist for the baseline ISA and, on x86,
 // for AVX2 + FMA, picked at run time (cpu_has_avx2).
@@ -1371,6 +1372,166 @@ void matmul_tiled(const Array &a, const Array &b, Array &out, int64_t m, int64_t
   });
 }
 
+
+// ---- fused: kernels over NumPy float32 arrays for cpu_numpy() ----------------------------------
+// cpu_numpy() keeps its data in NumPy arrays; where this module is built, a few hot passes
+// of the convolutions and the optimizer run here instead of as NumPy composites: one pass
+// over memory on the pool's threads (needle/backend_ndarray/fused_cpu.py names them and
+// documents what each replaces). Each reproduces its composite's float32 arithmetic in the
+// same order, so results are the composite's bits (Adam's square root aside: std::sqrt
+// against NumPy's power(v, 0.5), within one rounding).
+using Floats = py::array_t<float, py::array::c_style>;
+
+// No a * b + c contracted into one fused multiply-add (the composites round the product
+// first): Clang honours the pragma; GCC contracts only where the baseline ISA has FMA
+// (aarch64: there Adam may differ from the composite by a rounding; x86-64: never).
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
+
+float *mutable_floats(Floats &a) { return a.mutable_data(); }
+
+// (N, H, W, C) input with element strides -> (N * OH * OW, KH * KW * C) patches; the
+// padding reads as zeros (the composite pads, then gathers through a strided view).
+Floats fused_im2col(py::array x, std::vector<int64_t> kernel, std::vector<int64_t> stride,
+                    std::vector<int64_t> padding, std::vector<int64_t> dilation,
+                    std::vector<int64_t> out_size) {
+  if (x.ndim() != 4 || !py::isinstance<py::array_t<float>>(x))
+    throw py::value_error("fused im2col: expected a float32 (N, H, W, C) array");
+  const int64_t n = x.shape(0), h = x.shape(1), w = x.shape(2), c = x.shape(3);
+  int64_t s[4];
+  for (int i = 0; i < 4; ++i) s[i] = x.strides(i) / int64_t(sizeof(float));
+  const int64_t kh = kernel[0], kw = kernel[1], oh = out_size[0], ow = out_size[1];
+  const int64_t row = kh * kw * c;
+  Floats out({n * oh * ow, row});
+  const float *src = static_cast<const float *>(x.data());
+  float *dst = mutable_floats(out);
+  py::gil_scoped_release release;
+  parallel_for(n * oh, ow * row, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t b = r / oh, oy = r % oh;
+      float *o = dst + r * ow * row;
+      for (int64_t ox = 0; ox < ow; ++ox)
+        for (int64_t i = 0; i < kh; ++i) {
+          const int64_t y = oy * stride[0] - padding[0] + i * dilation[0];
+          for (int64_t j = 0; j < kw; ++j, o += c) {
+            const int64_t xx = ox * stride[1] - padding[1] + j * dilation[1];
+            if (y < 0 || y >= h || xx < 0 || xx >= w) {
+              std::fill(o, o + c, 0.0f);
+              continue;
+            }
+            const float *p = src + b * s[0] + y * s[1] + xx * s[2];
+            if (s[3] == 1)
+              std::memcpy(o, p, sizeof(float) * c);
+            else
+              for (int64_t k = 0; k < c; ++k) o[k] = p[k * s[3]];
+          }
+        }
+    }
+  });
+  return out;
+}
+
+// conv_transpose's scatter-add of (N, H, W, KH, KW, C) columns into an (N, CH, CW, C) canvas,
+// as a gather: each canvas pixel sums the columns that land on it, in the composite's kernel
+// offset order (zero, then offset (0, 0), (0, 1), ...), so the sums round alike.
+Floats fused_col2im(Floats cols, std::vector<int64_t> canvas_shape,
+                    std::vector<int64_t> stride, std::vector<int64_t> dilation) {
+  if (cols.ndim() != 6) throw py::value_error("fused col2im: expected (N, H, W, KH, KW, C)");
+  const int64_t n = cols.shape(0), h = cols.shape(1), w = cols.shape(2), kh = cols.shape(3),
+                kw = cols.shape(4), c = cols.shape(5);
+  const int64_t ch = canvas_shape[1], cw = canvas_shape[2];
+  const int64_t sh = stride[0], sw = stride[1], dh = dilation[0], dw = dilation[1];
+  Floats out({n, ch, cw, c});
+  const float *src = cols.data();
+  float *dst = mutable_floats(out);
+  py::gil_scoped_release release;
+  parallel_for(n * ch, cw * c * 4, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t b = r / ch, y = r % ch;
+      float *o = dst + r * cw * c;
+      std::fill(o, o + cw * c, 0.0f);
+      for (int64_t i = 0; i < kh; ++i) {
+        const int64_t yy = y - i * dh;
+        if (yy < 0 || yy % sh != 0 || yy / sh >= h) continue;
+        for (int64_t x = 0; x < cw; ++x) {
+          float *acc = o + x * c;
+          for (int64_t j = 0; j < kw; ++j) {
+            const int64_t xx = x - j * dw;
+            if (xx < 0 || xx % sw != 0 || xx / sw >= w) continue;
+            const float *p = src + ((((b * h + yy / sh) * w + xx / sw) * kh + i) * kw + j) * c;
+            for (int64_t k = 0; k < c; ++k) acc[k] += p[k];
+          }
+        }
+      }
+    }
+  });
+  return out;
+}
+
+// f(0, size) on the calling thread: over fresh NumPy outputs these one-pass loops measured
+// several times slower on the pool's two threads than on one (DCGAN sizes, 2-core machine),
+// where im2col and col2im, with far more work per output row, gain from it.
+template <class F> void fused_blocks(int64_t size, F &&f) {
+  py::gil_scoped_release release;
+  f(int64_t(0), size);
+}
+
+void check_same_size(const char *name, std::initializer_list<const py::array *> arrays) {
+  const py::ssize_t size = (*arrays.begin())->size();
+  for (const py::array *a : arrays)
+    if (a->size() != size) throw py::value_error(std::string(name) + ": sizes differ");
+}
+
+Floats like(const py::array &x) {
+  return Floats(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+}
+
+Floats fused_leaky_relu(Floats x, float slope) {
+  Floats y = like(x);
+  const float *__restrict px = x.data();
+  float *__restrict out = mutable_floats(y);
+  fused_blocks(x.size(), [=](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) out[i] = px[i] > 0 ? px[i] : px[i] * slope;
+  });
+  return y;
+}
+
+Floats fused_leaky_relu_grad(Floats x, Floats g, float slope) {
+  check_same_size("fused leaky_relu_grad", {&x, &g});
+  Floats dx = like(x);
+  const float *__restrict px = x.data(), *__restrict pg = g.data();
+  float *__restrict out = mutable_floats(dx);
+  fused_blocks(x.size(), [=](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) out[i] = px[i] > 0 ? pg[i] : pg[i] * slope;
+  });
+  return dx;
+}
+
+// Adam's update (needle.optim.Adam's composite: decay, moments, bias corrections, step),
+// every scalar rounded to float32 first as NumPy does with Python floats.
+py::tuple fused_adam(Floats w, Floats g, Floats m, Floats v, float lr, float beta1, float beta2,
+                     float one_minus_beta1, float one_minus_beta2, float eps,
+                     float correction1, float correction2, float decay) {
+  check_same_size("fused adam", {&w, &g, &m, &v});
+  Floats w_new = like(w), m_new = like(w), v_new = like(w);
+  const float *__restrict pw = w.data(), *__restrict pg = g.data(), *__restrict pm = m.data(),
+                          *__restrict pv = v.data();
+  float *__restrict ow = mutable_floats(w_new), *__restrict om = mutable_floats(m_new),
+                    *__restrict ov = mutable_floats(v_new);
+  fused_blocks(w.size(), [=](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      const float gd = decay != 0.0f ? pg[i] + pw[i] * decay : pg[i];
+      const float mi = pm[i] * beta1 + gd * one_minus_beta1;
+      const float vi = pv[i] * beta2 + (gd * gd) * one_minus_beta2;
+      om[i] = mi;
+      ov[i] = vi;
+      ow[i] = pw[i] - (mi / correction1) * lr / (std::sqrt(vi / correction2) + eps);
+    }
+  });
+  return py::make_tuple(w_new, m_new, v_new);
+}
+
 }  // namespace cpu
 }  // namespace needle
 
@@ -1383,6 +1544,17 @@ PYBIND11_MODULE(ndarray_backend_cpu, m) {
         "else OMP_NUM_THREADS, else the CPUs available)");
   m.def("set_num_threads", &set_num_threads, py::arg("threads"));
   m.attr("__avx2__") = cpu_has_avx2();  // whether the AVX2 + FMA kernels run here
+  m.def("fused_im2col", &fused_im2col, py::arg("x"), py::arg("kernel"), py::arg("stride"),
+        py::arg("padding"), py::arg("dilation"), py::arg("out_size"));
+  m.def("fused_col2im", &fused_col2im, py::arg("cols"), py::arg("canvas_shape"),
+        py::arg("stride"), py::arg("dilation"));
+  m.def("fused_leaky_relu", &fused_leaky_relu, py::arg("x"), py::arg("slope"));
+  m.def("fused_leaky_relu_grad", &fused_leaky_relu_grad, py::arg("x"), py::arg("g"),
+        py::arg("slope"));
+  m.def("fused_adam", &fused_adam, py::arg("w"), py::arg("g"), py::arg("m"), py::arg("v"),
+        py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("one_minus_beta1"),
+        py::arg("one_minus_beta2"), py::arg("eps"), py::arg("correction1"),
+        py::arg("correction2"), py::arg("decay"));
 
   py::class_<Array>(m, "Array")
       .def(py::init([](size_t size, py::handle dtype) {

@@ -165,13 +165,16 @@ def add_to_slice(out, slices, value):
 
 def fused(name, *arrays, **scalars):
     """The device's fused kernel `name` applied to `arrays` (NDArrays of one device), or None
-    when the device has none (every device but cuda(); see ndarray_backend_cuda.FUSED).
-    Returns an NDArray, or a tuple of them for kernels with several outputs."""
+    when the device has none or the kernel declines these arrays (cuda(): see
+    ndarray_backend_cuda.FUSED; cpu_numpy(): fused_cpu). Returns an NDArray, or a tuple of
+    them for kernels with several outputs."""
     device = arrays[0].device
     kernel = getattr(device.mod, "fused", {}).get(name) if device.xp is not None else None
     if kernel is None:
         return None
     result = kernel(*(a._view() for a in arrays), **scalars)
+    if result is None:
+        return None
     if isinstance(result, tuple):
         return tuple(NDArray._wrap(device, r) for r in result)
     return NDArray._wrap(device, result)

@@ -1,6 +1,7 @@
 """The flat-memory backend table over NumPy: `cpu_numpy()` and the fallback `cpu()`."""
 import numpy as np
 
+from .fused_cpu import make_fused_cpu
 from .ndarray_backend_xp import make_backend
 
 
@@ -10,5 +11,9 @@ def _view(flat, shape, byte_strides, offset):
 
 
 def make_numpy_backend(name):
-    return make_backend(np, name, tile_size=8, pointer=lambda a: a.ctypes.data,
-                        to_host=np.asarray, view=_view)
+    """The table; its `fused` kernels (fused_cpu) serve cpu_numpy(), whose NDArrays take
+    NumPy fast paths (the fallback cpu() takes none)."""
+    backend = make_backend(np, name, tile_size=8, pointer=lambda a: a.ctypes.data,
+                           to_host=np.asarray, view=_view)
+    backend.fused = make_fused_cpu()
+    return backend

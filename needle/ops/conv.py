@@ -5,7 +5,9 @@ cross-correlation: torch.conv2d on NCHW input with our weight permuted (3, 2, 0,
 
 Each forward is one GEMM: conv gathers the im2col matrix through a strided view of the padded
 input; conv_transpose multiplies first and scatter-adds the columns back (col2im), looping
-over the KH x KW kernel offsets only (on cuda(), one gather kernel does the whole col2im).
+over the KH x KW kernel offsets only. Where the device has fused kernels (cuda(); cpu_numpy()
+with the native module built) one kernel does the whole col2im, and on cpu_numpy() one the
+whole im2col, padding included.
 The three ops are each other's gradients, so every gradient is again a convolution and
 double backward (gradient penalties) works:
 
@@ -54,6 +56,11 @@ class _ConvGeometry:
 
     def im2col(self, x, kernel, out_size):
         """(N*OH*OW, KH*KW*C) patches of x (NHWC), gathered through one strided view."""
+        cols = array_api.fused("im2col", x, kernel=kernel, stride=self.stride,
+                               padding=self.padding, dilation=self.dilation,
+                               out_size=out_size)  # one threaded pass on cpu_numpy()
+        if cols is not None:
+            return cols
         (ph, pw), (sh, sw), (dh, dw) = self.padding, self.stride, self.dilation
         if ph or pw:
             x = array_api.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
@@ -76,7 +83,7 @@ class _ConvGeometry:
             canvas = array_api.reshape(tiles, (n, canvas_h, canvas_w, c))
             return canvas[:, ph:ph + oh, pw:pw + ow, :]
         canvas = array_api.fused("col2im", cols, canvas_shape=(n, canvas_h, canvas_w, c),
-                                 stride=(sh, sw), dilation=(dh, dw))  # one kernel on cuda()
+                                 stride=(sh, sw), dilation=(dh, dw))  # one kernel
         if canvas is not None:
             return canvas[:, ph:ph + oh, pw:pw + ow, :]
         canvas = array_api.full((n, canvas_h, canvas_w, c), 0, dtype=cols.dtype,

@@ -300,7 +300,7 @@ class LeakyReLU(TensorOp):
         self.slope = _scalar(slope)
 
     def compute(self, a):
-        fused = array_api.fused("leaky_relu", a, slope=self.slope)  # one kernel on cuda()
+        fused = array_api.fused("leaky_relu", a, slope=self.slope)  # one kernel where the device has it
         if fused is not None:
             return fused
         if 0 <= self.slope <= 1:
@@ -315,7 +315,8 @@ class LeakyReLU(TensorOp):
             if fused is not None:
                 return Tensor.make_const(fused)
         positive = (a > 0).astype(out_grad.dtype)
-        return out_grad * Tensor.make_const(positive * (1 - self.slope) + self.slope)
+        # 1 or slope exactly (positive * (1 - slope) + slope rounds 1 to 1 + 1 ulp)
+        return out_grad * Tensor.make_const(positive + (1 - positive) * self.slope)
 
 
 def leaky_relu(a, slope=0.01):

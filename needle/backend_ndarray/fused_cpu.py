@@ -1,0 +1,79 @@
+"""cpu_numpy()'s fused kernels: the native module's, where it is built.
+
+`array_api.fused(name, ...)` asks the device for one kernel in place of a chain of NumPy
+passes; on cpu_numpy() these come from the native module (src/ndarray_backend_cpu.cc,
+section "fused"), each one pass over memory on the module's thread pool:
+
+    im2col           the convolutions' patch gather (the composite: pad, then copy a strided
+                     view), the padding read as zeros
+    col2im           conv_transpose's scatter-add of its columns (the composite: one add per
+                     kernel offset), as a gather in the composite's offset order
+    leaky_relu       x > 0 ? x : slope * x          (the composite: maximum(x, slope * x))
+    leaky_relu_grad  x > 0 ? g : slope * g          (the composite: g * (mask * (1 - s) + s))
+    adam             needle.optim.Adam's update of w, m and v in one pass
+
+They compute in float32 in the composites' order, so they give the composites' results (the
+leaky ReLU gradient and Adam's square root within one float32 rounding). A kernel answers
+None for what it does not handle (other dtypes), and the caller runs its composite. Without
+the native module, or with NEEDLE_FUSED=0 (read when needle is imported), the table is
+empty and every op runs its NumPy composite.
+"""
+import importlib
+import os
+
+import numpy as np
+
+__all__ = ["make_fused_cpu"]
+
+
+def _floats(*arrays):
+    return all(a.dtype == np.float32 for a in arrays)
+
+
+def _elementwise(kernel, x, *others, **scalars):
+    """kernel over x and arrays of its shape, in x's memory order (a permuted NCHW view
+    stays one), the result in that order too, as NumPy's elementwise passes keep it; None
+    when x is not dense in some axis order (a strided slice): the composite handles it."""
+    order = tuple(int(i) for i in np.argsort([-s for s in x.strides], kind="stable"))
+    dense = x.transpose(order)
+    if not dense.flags.c_contiguous or any(o.shape != x.shape for o in others):
+        return None
+    operands = [np.ascontiguousarray(o.transpose(order)) for o in others]
+    result, back = kernel(dense, *operands, **scalars), np.argsort(order)
+    if isinstance(result, tuple):
+        return tuple(r.transpose(back) for r in result)
+    return result.transpose(back)
+
+
+def make_fused_cpu():
+    """name -> function(*NumPy arrays, **scalars), or {} without the native kernels."""
+    if os.environ.get("NEEDLE_FUSED", "1") == "0":
+        return {}
+    try:
+        native = importlib.import_module("needle.backend_ndarray.ndarray_backend_cpu")
+    except ImportError:
+        return {}
+    if not hasattr(native, "fused_adam"):  # a module built before the kernels existed
+        return {}
+
+    def im2col(x, kernel, stride, padding, dilation, out_size):
+        return native.fused_im2col(x, kernel, stride, padding, dilation, out_size) \
+            if _floats(x) else None
+
+    def col2im(cols, canvas_shape, stride, dilation):
+        return native.fused_col2im(cols, canvas_shape, stride, dilation) \
+            if _floats(cols) else None
+
+    def leaky_relu(x, slope):
+        return _elementwise(native.fused_leaky_relu, x, slope=slope) if _floats(x) else None
+
+    def leaky_relu_grad(x, g, slope):
+        return _elementwise(native.fused_leaky_relu_grad, x, g, slope=slope) \
+            if _floats(x, g) else None
+
+    def adam(w, g, m, v, **scalars):
+        return _elementwise(native.fused_adam, w, g, m, v, **scalars) \
+            if _floats(w, g, m, v) else None
+
+    return {"im2col": im2col, "col2im": col2im, "leaky_relu": leaky_relu,
+            "leaky_relu_grad": leaky_relu_grad, "adam": adam}
