@@ -213,7 +213,7 @@ def timing(args, torch, batch):
     models = [make_models("needle", args.width, args.seed, args.device)]
     if torch is not None:
         models.append(make_models("torch", args.width, args.seed, args.device))
-    feed = list(batches(images, batch, args.steps + 2, args.seed))
+    feed = list(batches(images, batch, 2 * args.steps + 2, args.seed))  # settle + timed
     cursors = [iter(feed) for _ in models]
 
     def stepper(model, cursor):

@@ -140,7 +140,8 @@ def _op_classes():
 
 def profile_device(device_name, args, torch):
     images = mnist(train=False)
-    feed = list(batches(images, args.batch, 2 * args.steps + 4, args.seed))
+    # warm-up, settle + timed per repeat, then the profiled steps
+    feed = list(batches(images, args.batch, 3 * args.steps + 4, args.seed))
     np.random.seed(args.seed)
     model = NeedleDCGAN(args.width, DEVICES[device_name]())
     models = [model]

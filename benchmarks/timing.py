@@ -1,7 +1,8 @@
 """Shared timing helpers: interleaved runs, medians, the machine's GEMM peak.
 
 Two-thread timings swing between processes, so needle and PyTorch are timed in the same
-process, alternating, and the median of the repeats is reported.
+process, alternating (each timed call after one untimed call of the same framework, so
+neither pays for the other's spinning threads), and the median of the repeats is reported.
 """
 import platform
 import statistics
@@ -15,8 +16,15 @@ import numpy as np
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
-def interleaved_medians(functions, repeat=7, warmup=2, clock=time.perf_counter):
+def interleaved_medians(functions, repeat=7, warmup=2, clock=time.perf_counter, settle=1):
     """Median seconds per call of each function, calls alternating between them.
+
+    Before each timed call the function runs `settle` untimed calls: a framework's worker
+    threads keep spinning for a while after its last call (OpenBLAS's, PyTorch's OpenMP
+    pool), and on a 2-core machine they take a core from the *next* framework's first
+    call. Measured on the DCGAN step (2 threads): timed straight after needle's step,
+    PyTorch's step took 216 ms; after one of its own, 150 ms (its own-process figure: 166).
+    settle=0 gives the old strict alternation.
 
     `clock=time.process_time` counts only this process's CPU time: steadier on a busy machine,
     but meaningful only for one-threaded runs (it sums the time of all threads).
@@ -27,6 +35,8 @@ def interleaved_medians(functions, repeat=7, warmup=2, clock=time.perf_counter):
     samples = [[] for _ in functions]
     for _ in range(repeat):
         for fn, times in zip(functions, samples):
+            for _ in range(settle):
+                fn()
             start = clock()
             fn()
             times.append(clock() - start)
