@@ -22,8 +22,9 @@ F); F's adversarial term is D's own loss through the reversal,
 `objective.discriminator_loss(score(R(f_s)), score(R(f_t)))`, not `generator_loss`: a GAN's
 G is judged on its fakes only, while under reversal F plays against D on both domains. The
 F, C step runs first and D's step then sees the features F made before that update, so the
-two updates are exactly the paper's one simultaneous SGD step on L_y + L_d with the reversal
-(D's gradient is the same plain gradient of L_d either way).
+two updates are exactly the paper's one simultaneous step on L_y + L_d with the reversal
+(D's gradient is the same plain gradient of L_d either way), whatever the optimizers
+(the paper's SGD; apps.train_dann uses Adam).
 
 The paper's schedules (its experiments section), with p = step / total_steps, the
 training progress from 0 to 1:
@@ -54,7 +55,8 @@ from ..samples import ImageGrid
 from .recipe import Recipe, apply_in_chunks
 
 __all__ = ["DANNRecipe", "FeatureExtractor", "LabelClassifier", "DomainDiscriminator",
-           "reversal_scale", "lr_factor", "dann_batches", "accuracy"]
+           "reversal_scale", "lr_factor", "dann_batches", "accuracy", "max_pool",
+           "MaxPool"]
 
 # discriminator_step's figures under the domains' names: D's "real" is the source
 _DOMAIN_NAMES = {"d_real": "d_source", "d_fake": "d_target"}
@@ -70,11 +72,30 @@ def lr_factor(progress, alpha=10.0, beta=0.75):
     return 1.0 / (1.0 + alpha * progress) ** beta
 
 
-# ---- the networks (the paper's MNIST architecture, with stride-2 convolutions for its
-# 2x2 max pooling, which needle has no op for) --------------------------------------------
+# ---- the networks (the paper's MNIST architecture) --------------------------------------
+def max_pool(x):
+    """2 x 2 max pooling, stride 2, of (N, C, H, W) with H and W even: the image cut into
+    (N, C, H/2, 2, W/2, 2) blocks and ops.maximum over each block's rows, then columns
+    (a tie passes half the gradient to each side)."""
+    n, c, h, w = x.shape
+    if h % 2 or w % 2:
+        raise ValueError(f"max_pool: needs an even height and width, got {x.shape}")
+    rows = ops.split(ops.reshape(x, (n, c, h // 2, 2, w // 2, 2)), 3)
+    columns = ops.split(ops.maximum(rows[0], rows[1]), 4)       # (N, C, H/2, W/2) each
+    return ops.maximum(columns[0], columns[1])
+
+
+class MaxPool(nn.Module):
+    """`max_pool` as a layer."""
+
+    def forward(self, x):
+        return max_pool(x)
+
+
 class FeatureExtractor(nn.Module):
-    """images (N, channels, 28, 28) -> features (N, feature_dim): conv 5x5 (width) -> ReLU ->
-    conv 5x5 (3 * width // 2) -> ReLU, both stride 2, flattened; the paper's 32 and 48
+    """images (N, channels, 28, 28) -> features (N, feature_dim): the paper's MNIST feature
+    extractor, conv 5x5 (width) -> ReLU -> 2x2 max pool -> conv 5x5 (3 * width // 2) ->
+    ReLU -> 2x2 max pool, no padding, flattened (4 x 4 maps); the paper's 32 and 48
     channels are width=32."""
 
     def __init__(self, channels=3, width=32, device=None, dtype="float32"):
@@ -83,12 +104,12 @@ class FeatureExtractor(nn.Module):
         wide = 3 * width // 2
         self.channels = channels
         self.net = nn.Sequential(
-            nn.Conv2d(channels, width, 5, stride=2, padding=2, **kw), nn.ReLU(),
-            # state size: (N, width, 14, 14)
-            nn.Conv2d(width, wide, 5, stride=2, padding=2, **kw), nn.ReLU(),
-            # state size: (N, wide, 7, 7)
+            nn.Conv2d(channels, width, 5, **kw), nn.ReLU(), MaxPool(),
+            # state size: (N, width, 12, 12)
+            nn.Conv2d(width, wide, 5, **kw), nn.ReLU(), MaxPool(),
+            # state size: (N, wide, 4, 4)
             nn.Flatten())
-        self.feature_dim = wide * 7 * 7
+        self.feature_dim = wide * 4 * 4
 
     def forward(self, x):
         if len(x.shape) != 4 or tuple(x.shape[1:]) != (self.channels, 28, 28):

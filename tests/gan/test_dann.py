@@ -13,7 +13,7 @@ from gan.errors import GANSetupError
 from gan.objectives import Minimax
 from gan.recipes.dann import (DANNRecipe, DomainDiscriminator, FeatureExtractor,
                               LabelClassifier, accuracy, dann_batches, lr_factor,
-                              reversal_scale)
+                              max_pool, reversal_scale)
 from gan.shifted_mnist import (CROP, enlarge, load_domains, shift_parameters, shift_split,
                                shifted_digits, to_rgb)
 
@@ -149,6 +149,32 @@ def test_schedule_values_by_hand():
     assert lr_factor(1.0) == pytest.approx(0.165560026, abs=1e-8)  # 11 ** -0.75
 
 
+# ---- the networks --------------------------------------------------------------------------
+def test_max_pool_matches_a_blockwise_numpy_maximum_forward_and_backward():
+    rng = np.random.RandomState(5)
+    x = rng.randn(2, 3, 6, 8).astype(np.float32)
+    x[0, 0, 0, 1] = x[0, 0, 1, 1] = 5.0  # the first block's largest value, twice
+    upstream = rng.randn(2, 3, 3, 4).astype(np.float32)
+    blocks = x.reshape(2, 3, 3, 2, 4, 2)
+    np.testing.assert_array_equal(max_pool(ndl.Tensor(x)).numpy(), blocks.max(axis=(3, 5)))
+    tensor = ndl.Tensor(x, requires_grad=True)
+    (max_pool(tensor) * ndl.Tensor(upstream)).sum().backward()
+    winners = blocks == blocks.max(axis=(3, 5), keepdims=True)
+    share = winners / winners.sum(axis=(3, 5), keepdims=True)  # ties split the gradient
+    expected = (share * upstream[:, :, :, None, :, None]).reshape(x.shape)
+    np.testing.assert_allclose(tensor.grad.numpy(), expected, rtol=1e-6)
+    assert tensor.grad.numpy()[0, 0, 0, 1] == pytest.approx(upstream[0, 0, 0, 0] / 2)
+    assert tensor.grad.numpy()[0, 0, 1, 1] == pytest.approx(upstream[0, 0, 0, 0] / 2)
+    with pytest.raises(ValueError, match="max_pool: needs an even height and width"):
+        max_pool(ndl.Tensor(np.zeros((1, 1, 5, 4), np.float32)))
+
+
+def test_the_feature_extractor_is_the_papers_shape():
+    F = FeatureExtractor(3, 4)
+    assert F(ndl.Tensor(np.zeros((2, 3, 28, 28), np.float32))).shape == (2, F.feature_dim)
+    assert F.feature_dim == 6 * 4 * 4
+
+
 # ---- the recipe's gradients against PyTorch ------------------------------------------------
 def tiny_recipe(source_only=False, width=2, hidden=5):
     np.random.seed(0)
@@ -185,14 +211,16 @@ def torch_gradients(recipe, batch):
     Dw = weights(recipe.adversarial.discriminator)
 
     def conv(x, w, b):  # needle's (K, K, Cin, Cout) is torch's (Cout, Cin, K, K)
-        return fn.conv2d(x, w.permute(3, 2, 0, 1), b.reshape(-1), stride=2, padding=2)
+        return fn.conv2d(x, w.permute(3, 2, 0, 1), b.reshape(-1))
 
     def linear(x, w, b):  # needle's (in, out) weight and (1, out) bias
         return x @ w + b.reshape(-1)
 
     def F(x):
-        x = torch.relu(conv(x, Fw["net.modules.0.weight"], Fw["net.modules.0.bias"]))
-        x = torch.relu(conv(x, Fw["net.modules.2.weight"], Fw["net.modules.2.bias"]))
+        x = fn.max_pool2d(torch.relu(conv(x, Fw["net.modules.0.weight"],
+                                          Fw["net.modules.0.bias"])), 2)
+        x = fn.max_pool2d(torch.relu(conv(x, Fw["net.modules.3.weight"],
+                                          Fw["net.modules.3.bias"])), 2)
         return x.reshape(len(x), -1)  # NCHW flattened, as needle's Flatten
 
     def mlp(x, w, layers):
