@@ -1,0 +1,115 @@
+"""Source-only training against domain-adversarial training (DANN) on the shifted MNIST
+domain, over several seeds: `python -m apps.train_dann` at its defaults with and without
+--source_only, for each --seeds value, scored by the run's last epoch-end target_accuracy
+(the shifted test digits) and source_accuracy (MNIST's test digits) on --eval_samples test
+digits of each domain. Prints JSON (and writes it with --out): the runs of each config,
+seed by seed, and the mean and standard error over the seeds.
+
+    python -m benchmarks.dann_seeds                          # seeds 0 1 2, 2 jobs
+    python -m benchmarks.dann_seeds --seeds 0 --max_steps 20   # a quick look
+    python -m benchmarks.dann_seeds --keep runs/dann_seeds --out dann.json
+    python -m benchmarks.dann_seeds --table dann.json         # the README's table
+
+Each run is the app a user runs, in its own process, in a run folder under --keep (kept) or
+a temporary one, with --threads BLAS/OpenMP threads; with --jobs 2 two runs share the two
+cores, so `seconds` (the run's whole wall time) depends on what else runs. A run folder
+under --keep that already holds a finished run (metrics.jsonl with an epoch-end score) is
+read instead of trained again: a benchmark stopped half way continues where it was.
+"""
+import argparse
+import concurrent.futures
+import json
+import os
+import sys
+import tempfile
+
+from benchmarks.techniques import _emit, cell, run_app, summary
+from benchmarks.timing import machine
+
+#: config name -> train_dann flags
+CONFIGS = {"source_only": ["--source_only"], "dann": []}
+FIGURES = ("target_accuracy", "source_accuracy")
+
+
+def last_accuracies(out_dir):
+    """The run's last epoch-end accuracies (metrics.jsonl) and its step."""
+    with open(os.path.join(out_dir, "metrics.jsonl")) as lines:
+        epochs = [record for record in map(json.loads, lines)
+                  if record.get("kind") == "epoch" and "target_accuracy" in record]
+    if not epochs:
+        raise RuntimeError(f"{out_dir}: no epoch-end target_accuracy in metrics.jsonl (did "
+                           "the run reach an epoch end?)")
+    return dict({name: epochs[-1][name] for name in FIGURES}, step=epochs[-1]["step"])
+
+
+def run_one(config, seed, args, folder):
+    out_dir = os.path.join(folder, f"{config}-seed{seed}")
+    try:
+        return dict(last_accuracies(out_dir), seconds=None, run=out_dir, reused=True)
+    except (FileNotFoundError, RuntimeError):
+        pass
+    seconds = run_app(["apps.train_dann", *CONFIGS[config]], out_dir, seed, args, config)
+    return dict(last_accuracies(out_dir), seconds=seconds, run=out_dir, reused=False)
+
+
+def markdown_table(report):
+    """One row per config: mean +- standard error over the seeds, and each seed's target
+    accuracy."""
+    lines = ["| training | command | target accuracy | source accuracy | per seed (target) "
+             "|", "|---|---|---|---|---|"]
+    for name, row in report["configs"].items():
+        seeds = ", ".join(f"{run['target_accuracy']:.3f}" for run in row["runs"])
+        lines.append(f"| {name} | `python -m {row['command']}` | "
+                     f"{cell(row, 'target_accuracy', 3)} | {cell(row, 'source_accuracy', 3)} "
+                     f"| {seeds} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--jobs", type=int, default=2, help="runs at once")
+    parser.add_argument("--threads", type=int, default=1, help="BLAS threads per run")
+    parser.add_argument("--eval_samples", type=int, default=2000,
+                        help="test digits of each domain scored")
+    parser.add_argument("--max_steps", type=int, default=None,
+                        help="cap each run (default: the app's 8 epochs)")
+    parser.add_argument("--keep", default=None,
+                        help="keep the run folders under this folder (default: temporary); "
+                             "finished runs found there are read, not trained again")
+    parser.add_argument("--out", default=None, help="also write the JSON to this file")
+    parser.add_argument("--table", metavar="JSON", default=None,
+                        help="print the markdown table of a saved result and stop")
+    args = parser.parse_args(argv)
+    if args.table:
+        with open(args.table) as saved:
+            return print(markdown_table(json.load(saved)))
+    results = {config: {} for config in args.configs}
+    with tempfile.TemporaryDirectory(prefix="dann-seeds-") as scratch, \
+            concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+        folder = args.keep or scratch
+        futures = {pool.submit(run_one, config, seed, args, folder): (config, seed)
+                   for seed in args.seeds for config in args.configs}
+        for future in concurrent.futures.as_completed(futures):
+            config, seed = futures[future]
+            results[config][seed] = future.result()
+            print(f"{config} seed {seed}: {results[config][seed]}", file=sys.stderr)
+    table = {}
+    for config, runs in results.items():
+        rows = [runs[seed] for seed in args.seeds]
+        table[config] = {"command": " ".join(["apps.train_dann", *CONFIGS[config]]),
+                         "runs": rows,
+                         **summary([{name: row[name] for name in FIGURES} for row in rows])}
+    report = {"benchmark": "dann_seeds", "machine": machine(), "seeds": args.seeds,
+              "jobs": args.jobs, "threads_per_run": args.threads,
+              "eval_samples": args.eval_samples, "max_steps": args.max_steps,
+              "configs": table}
+    _emit(report, args.out)
+    print(markdown_table(report), file=sys.stderr)
+    return report
+
+
+if __name__ == "__main__":
+    main()
