@@ -17,13 +17,13 @@ under --keep that already holds a finished run (metrics.jsonl with an epoch-end 
 read instead of trained again: a benchmark stopped half way continues where it was.
 """
 import argparse
-import concurrent.futures
 import json
 import os
 import sys
 import tempfile
 
-from benchmarks.techniques import _emit, cell, run_app, summary
+from benchmarks.techniques import (_emit, cell, last_scored_epoch, run_app, run_seeds,
+                                   summary)
 from benchmarks.timing import machine
 
 #: config name -> train_dann flags
@@ -33,13 +33,10 @@ FIGURES = ("target_accuracy", "source_accuracy")
 
 def last_accuracies(out_dir):
     """The run's last epoch-end accuracies (metrics.jsonl) and its step."""
-    with open(os.path.join(out_dir, "metrics.jsonl")) as lines:
-        epochs = [record for record in map(json.loads, lines)
-                  if record.get("kind") == "epoch" and "target_accuracy" in record]
-    if not epochs:
-        raise RuntimeError(f"{out_dir}: no epoch-end target_accuracy in metrics.jsonl (did "
-                           "the run reach an epoch end?)")
-    return dict({name: epochs[-1][name] for name in FIGURES}, step=epochs[-1]["step"])
+    record = last_scored_epoch(out_dir, "target_accuracy",
+                               "target_accuracy in metrics.jsonl (did the run reach an epoch "
+                               "end?)")
+    return dict({name: record[name] for name in FIGURES}, step=record["step"])
 
 
 def run_one(config, seed, args, folder):
@@ -86,16 +83,8 @@ def main(argv=None):
     if args.table:
         with open(args.table) as saved:
             return print(markdown_table(json.load(saved)))
-    results = {config: {} for config in args.configs}
-    with tempfile.TemporaryDirectory(prefix="dann-seeds-") as scratch, \
-            concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
-        folder = args.keep or scratch
-        futures = {pool.submit(run_one, config, seed, args, folder): (config, seed)
-                   for seed in args.seeds for config in args.configs}
-        for future in concurrent.futures.as_completed(futures):
-            config, seed = futures[future]
-            results[config][seed] = future.result()
-            print(f"{config} seed {seed}: {results[config][seed]}", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="dann-seeds-") as scratch:
+        results = run_seeds(run_one, args.configs, args.seeds, args, args.keep or scratch)
     table = {}
     for config, runs in results.items():
         rows = [runs[seed] for seed in args.seeds]

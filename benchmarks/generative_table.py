@@ -24,14 +24,13 @@ runs. --reuse MODEL=RUN_DIR takes a finished run's last epoch-end scores instead
 that model (its flags must be the model's; the run's seed is not checked).
 """
 import argparse
-import concurrent.futures
 import json
 import os
 import sys
 import tempfile
 
 from benchmarks.techniques import (SCORES, _emit, cell, last_scored_epoch, run_app,
-                                   summary)
+                                   run_seeds, summary)
 from benchmarks.timing import machine
 
 #: model name -> the command after `python -m`
@@ -105,19 +104,12 @@ def main(argv=None):
     reused = _reused(args.reuse, parser)
     if reused and len(args.seeds) > 1:
         parser.error("--reuse takes one finished run per model: give one --seeds value")
-    results = {model: {} for model in args.models}
-    with tempfile.TemporaryDirectory(prefix="generative-") as scratch, \
-            concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
-        folder = args.keep or scratch
-        futures = {pool.submit(run_one, model, seed, args, folder): (model, seed)
-                   for seed in args.seeds for model in args.models if model not in reused}
-        for model, run in reused.items():
-            if model in results:
-                results[model] = {seed: dict(scores(run), run=run) for seed in args.seeds}
-        for future in concurrent.futures.as_completed(futures):
-            model, seed = futures[future]
-            results[model][seed] = future.result()
-            print(f"{model} seed {seed}: {results[model][seed]}", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="generative-") as scratch:
+        trained = run_seeds(run_one, [model for model in args.models if model not in reused],
+                            args.seeds, args, args.keep or scratch)
+    results = {model: {seed: dict(scores(reused[model]), run=reused[model])
+                       for seed in args.seeds} if model in reused else trained[model]
+               for model in args.models}
     table = {}
     for model, runs in results.items():
         rows = [runs[seed] for seed in args.seeds]

@@ -74,15 +74,31 @@ def run_app(module_args, out_dir, seed, args, label):
     return round(seconds, 1)
 
 
-def last_scored_epoch(out_dir):
-    """The run's last epoch-end record that has scores (metrics.jsonl)."""
+def last_scored_epoch(out_dir, score="fid",
+                      missing="scores in metrics.jsonl (was it run with --evaluate to an "
+                              "epoch end?)"):
+    """The run's last epoch-end record that has `score` (metrics.jsonl); a run without one
+    raises "no epoch-end <missing>"."""
     with open(os.path.join(out_dir, "metrics.jsonl")) as lines:
         epochs = [record for record in map(json.loads, lines)
-                  if record.get("kind") == "epoch" and "fid" in record]
+                  if record.get("kind") == "epoch" and score in record]
     if not epochs:
-        raise RuntimeError(f"{out_dir}: no epoch-end scores in metrics.jsonl (was it run "
-                           "with --evaluate to an epoch end?)")
+        raise RuntimeError(f"{out_dir}: no epoch-end {missing}")
     return epochs[-1]
+
+
+def run_seeds(run_one, names, seeds, args, folder):
+    """{name: {seed: run_one(name, seed, args, folder)}} for every name and seed, args.jobs
+    runs at a time, each result printed to stderr as it comes."""
+    results = {name: {} for name in names}
+    with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+        futures = {pool.submit(run_one, name, seed, args, folder): (name, seed)
+                   for seed in seeds for name in names}
+        for future in concurrent.futures.as_completed(futures):
+            name, seed = futures[future]
+            results[name][seed] = future.result()
+            print(f"{name} seed {seed}: {results[name][seed]}", file=sys.stderr)
+    return results
 
 
 def run_one(config, seed, args, folder):
@@ -202,15 +218,8 @@ def main(argv=None):
         return print(markdown_table(*_merged(args.table)))
     if args.time:
         return _emit(step_times(args), args.out)
-    results = {config: {} for config in args.configs}
-    with tempfile.TemporaryDirectory(prefix="techniques-") as folder, \
-            concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
-        futures = {pool.submit(run_one, config, seed, args, folder): (config, seed)
-                   for seed in args.seeds for config in args.configs}
-        for future in concurrent.futures.as_completed(futures):
-            config, seed = futures[future]
-            results[config][seed] = future.result()
-            print(f"{config} seed {seed}: {results[config][seed]}", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="techniques-") as folder:
+        results = run_seeds(run_one, args.configs, args.seeds, args, folder)
     table = {config: {"flags": " ".join(CONFIGS[config]),
                       "runs": [runs[seed] for seed in args.seeds],
                       **summary([runs[seed] for seed in args.seeds])}
