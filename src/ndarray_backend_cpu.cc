@@ -1389,8 +1389,6 @@ using Floats = py::array_t<float, py::array::c_style>;
 #pragma STDC FP_CONTRACT OFF
 #endif
 
-float *mutable_floats(Floats &a) { return a.mutable_data(); }
-
 // (N, H, W, C) input with element strides -> (N * OH * OW, KH * KW * C) patches; the
 // padding reads as zeros (the composite pads, then gathers through a strided view).
 Floats fused_im2col(py::array x, std::vector<int64_t> kernel, std::vector<int64_t> stride,
@@ -1405,7 +1403,7 @@ Floats fused_im2col(py::array x, std::vector<int64_t> kernel, std::vector<int64_
   const int64_t row = kh * kw * c;
   Floats out({n * oh * ow, row});
   const float *src = static_cast<const float *>(x.data());
-  float *dst = mutable_floats(out);
+  float *dst = out.mutable_data();
   py::gil_scoped_release release;
   parallel_for(n * oh, ow * row, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
@@ -1444,7 +1442,7 @@ Floats fused_col2im(Floats cols, std::vector<int64_t> canvas_shape,
   const int64_t sh = stride[0], sw = stride[1], dh = dilation[0], dw = dilation[1];
   Floats out({n, ch, cw, c});
   const float *src = cols.data();
-  float *dst = mutable_floats(out);
+  float *dst = out.mutable_data();
   py::gil_scoped_release release;
   parallel_for(n * ch, cw * c * 4, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
@@ -1490,7 +1488,7 @@ Floats like(const py::array &x) {
 Floats fused_leaky_relu(Floats x, float slope) {
   Floats y = like(x);
   const float *__restrict px = x.data();
-  float *__restrict out = mutable_floats(y);
+  float *__restrict out = y.mutable_data();
   fused_blocks(x.size(), [=](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) out[i] = px[i] > 0 ? px[i] : px[i] * slope;
   });
@@ -1501,7 +1499,7 @@ Floats fused_leaky_relu_grad(Floats x, Floats g, float slope) {
   check_same_size("fused leaky_relu_grad", {&x, &g});
   Floats dx = like(x);
   const float *__restrict px = x.data(), *__restrict pg = g.data();
-  float *__restrict out = mutable_floats(dx);
+  float *__restrict out = dx.mutable_data();
   fused_blocks(x.size(), [=](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) out[i] = px[i] > 0 ? pg[i] : pg[i] * slope;
   });
@@ -1517,8 +1515,8 @@ py::tuple fused_adam(Floats w, Floats g, Floats m, Floats v, float lr, float bet
   Floats w_new = like(w), m_new = like(w), v_new = like(w);
   const float *__restrict pw = w.data(), *__restrict pg = g.data(), *__restrict pm = m.data(),
                           *__restrict pv = v.data();
-  float *__restrict ow = mutable_floats(w_new), *__restrict om = mutable_floats(m_new),
-                    *__restrict ov = mutable_floats(v_new);
+  float *__restrict ow = w_new.mutable_data(), *__restrict om = m_new.mutable_data(),
+                    *__restrict ov = v_new.mutable_data();
   fused_blocks(w.size(), [=](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) {
       const float gd = decay != 0.0f ? pg[i] + pw[i] * decay : pg[i];
