@@ -9,6 +9,7 @@ import pytest
 import needle as ndl
 from needle.backend_ndarray import BackendDevice
 from needle.backend_ndarray.ndarray_backend_cuda import FUSED, make_cuda_backend
+from tests.support.adam_run import train_linear_with_adam
 from tests.support.cupy_standin import make_standin
 from tests.support.fused_calls import count_fused_calls
 
@@ -44,21 +45,10 @@ def test_fused_leaky_relu_matches_composite(create_graph):
 
 @pytest.mark.parametrize("weight_decay", [0.0, 0.01])
 def test_fused_adam_matches_composite(weight_decay):
-    def train(device):
-        np.random.seed(0)
-        layer = ndl.nn.Linear(6, 3, device=device)
-        opt = ndl.optim.Adam(layer.parameters(), lr=0.01, beta1=0.5, weight_decay=weight_decay)
-        x = ndl.Tensor(np.random.randn(8, 6).astype(np.float32), device=device)
-        for _ in range(4):
-            opt.reset_grad()
-            (layer(x) ** 2).sum().backward()
-            opt.step()
-        return [p.numpy() for p in layer.parameters()], opt.state_dict()
-
     fused = standin_device(True)
     with count_fused_calls(fused) as calls:
-        params, state = train(fused)
-    ref_params, ref_state = train(standin_device(False))
+        params, state = train_linear_with_adam(fused, weight_decay)
+    ref_params, ref_state = train_linear_with_adam(standin_device(False), weight_decay)
     assert calls["adam"] == 3 * 2  # the first step of each parameter is the composite
     for got, want in zip(params, ref_params):
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 import needle as ndl
 from needle.backend_ndarray.fused_cpu import make_fused_cpu
+from tests.support.adam_run import train_linear_with_adam
 from tests.support.fused_calls import count_fused_calls
 
 pytestmark = [pytest.mark.nd_only,
@@ -114,21 +115,10 @@ def test_leaky_relu_matches_composite(composite, create_graph, slope):
 
 @pytest.mark.parametrize("weight_decay", [0.0, 0.01])
 def test_adam_matches_composite(composite, weight_decay):
-    def train():
-        np.random.seed(0)
-        layer = ndl.nn.Linear(6, 3, device=DEVICE)
-        opt = ndl.optim.Adam(layer.parameters(), lr=0.01, beta1=0.5, weight_decay=weight_decay)
-        x = ndl.Tensor(np.random.randn(8, 6).astype(np.float32), device=DEVICE)
-        for _ in range(4):
-            opt.reset_grad()
-            (layer(x) ** 2).sum().backward()
-            opt.step()
-        return [p.numpy() for p in layer.parameters()]
-
     with count_fused_calls(DEVICE) as calls:
-        params = train()
+        params, _ = train_linear_with_adam(DEVICE, weight_decay)
     with composite:
-        expected = train()
+        expected, _ = train_linear_with_adam(DEVICE, weight_decay)
     assert calls["adam"] == 3 * 2  # a parameter's first step is the composite's
     for got, want in zip(params, expected):
         np.testing.assert_allclose(got, want, rtol=2e-7, atol=1e-8)
