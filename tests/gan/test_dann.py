@@ -13,7 +13,7 @@ from gan.errors import GANSetupError
 from gan.objectives import Minimax
 from gan.recipes.dann import (DANNRecipe, DomainDiscriminator, FeatureExtractor,
                               LabelClassifier, accuracy, dann_batches, lr_factor,
-                              max_pool, reversal_scale)
+                              max_pool, reversal_scale, torch_style_linears)
 from gan.shifted_mnist import (CROP, enlarge, load_domains, shift_parameters, shift_split,
                                shifted_digits, to_rgb)
 
@@ -173,6 +173,60 @@ def test_the_feature_extractor_is_the_papers_shape():
     F = FeatureExtractor(3, 4)
     assert F(ndl.Tensor(np.zeros((2, 3, 28, 28), np.float32))).shape == (2, F.feature_dim)
     assert F.feature_dim == 6 * 4 * 4
+
+
+def torch_bound(fan_in):
+    """PyTorch's nn.Linear bound for weight and bias: kaiming_uniform(a=sqrt(5)) is
+    gain * sqrt(3 / fan_in) with the leaky-ReLU gain sqrt(2 / (1 + a^2)), by torch's own
+    calculate_gain."""
+    torch = pytest.importorskip("torch")
+    return torch.nn.init.calculate_gain("leaky_relu", math.sqrt(5)) * math.sqrt(3 / fan_in)
+
+
+@pytest.mark.parametrize("network", ["classifier", "discriminator"])
+def test_C_and_D_linears_are_drawn_pytorchs_way(network):
+    np.random.seed(3)
+    if network == "classifier":
+        net = LabelClassifier(768, hidden=100)
+        shapes = [(768, 100), (100, 100), (100, 10)]
+    else:
+        net = DomainDiscriminator(768, hidden=100)
+        shapes = [(768, 100), (100, 1)]
+    layers = [m for m in net.net.modules if isinstance(m, ndl.nn.Linear)]
+    assert [tuple(layer.weight.shape) for layer in layers] == shapes
+    for layer, (fan_in, fan_out) in zip(layers, shapes):
+        bound = torch_bound(fan_in)
+        weight, bias = layer.weight.numpy(), layer.bias.numpy()
+        assert bias.shape == (1, fan_out)
+        for values in (weight, bias):
+            assert np.abs(values).max() <= bound * (1 + 1e-6)
+        # a uniform on (-b, b): std b / sqrt(3), and its extremes near +-b
+        count = weight.size
+        assert weight.std() == pytest.approx(bound / math.sqrt(3), rel=4 / math.sqrt(count))
+        assert abs(weight.mean()) < 4 * bound / math.sqrt(3 * count)
+        assert np.abs(weight).max() > bound * (1 - 10 / count)
+    # D's one-output bias: within +-0.1, where needle's Linear would draw it from +-2.45
+    if network == "discriminator":
+        assert abs(layers[-1].bias.numpy().item()) <= 0.1
+    # the draws come from NumPy's global RNG: the same seed, the same weights
+    np.random.seed(3)
+    again = LabelClassifier(768, hidden=100) if network == "classifier" \
+        else DomainDiscriminator(768, hidden=100)
+    for a, b in zip(net.parameters(), again.parameters()):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_torch_style_linears_redraws_a_bare_linear_and_leaves_other_layers():
+    np.random.seed(0)
+    layer = torch_style_linears(ndl.nn.Linear(6, 1))
+    assert layer.weight.shape == (6, 1) and layer.bias.shape == (1, 1)
+    assert np.abs(layer.weight.numpy()).max() <= torch_bound(6)
+    assert abs(layer.bias.numpy().item()) <= torch_bound(6)
+    np.random.seed(0)
+    conv = ndl.nn.Conv2d(2, 3, 5)
+    np.random.seed(0)
+    untouched = torch_style_linears(ndl.nn.Sequential(ndl.nn.Conv2d(2, 3, 5)))
+    np.testing.assert_array_equal(untouched.modules[0].weight.numpy(), conv.weight.numpy())
 
 
 # ---- the recipe's gradients against PyTorch ------------------------------------------------
