@@ -16,7 +16,8 @@
 //   reduce     reductions over contiguous groups (NumPy's pairwise summation)
 //   matmul     a packed, blocked GEMM (6 x 2-vector micro-kernel) over row-major or 8x8-tiled
 //              operands (matmul and matmul_tiled), and a direct tile kernel for small products
-//   fused      im2col, col2im, leaky ReLU and Adam over NumPy float32 arrays, for cpu_numpy()
+//   fused      im2col, col2im, leaky ReLU, Adam and BatchNorm over NumPy float32 arrays, for
+//              cpu_numpy()
 //
 // No -march: the GEMM and float32 exp/log/tanh kernels exist for the baseline ISA and, on x86,
 // for AVX2 + FMA, picked at run time (cpu_has_avx2).
@@ -1379,7 +1380,7 @@ void matmul_tiled(const Array &a, const Array &b, Array &out, int64_t m, int64_t
 // over memory on the pool's threads (needle/backend_ndarray/fused_cpu.py names them and
 // documents what each replaces). Each reproduces its composite's float32 arithmetic in the
 // same order, so results are the composite's bits (Adam's square root aside: std::sqrt
-// against NumPy's power(v, 0.5), within one rounding).
+// against NumPy's power(v, 0.5), within one rounding; BatchNorm's sums, below, aside too).
 using Floats = py::array_t<float, py::array::c_style>;
 
 // No a * b + c contracted into one fused multiply-add (the composites round the product
@@ -1530,6 +1531,154 @@ py::tuple fused_adam(Floats w, Floats g, Floats m, Floats v, float lr, float bet
   return py::make_tuple(w_new, m_new, v_new);
 }
 
+// BatchNorm's training passes over float32 data seen as (outer, C, inner), C-contiguous: x in
+// its memory order with the channel axis where that order has it (NCHW: (N, C, H * W); an NCHW
+// view of an NHWC buffer, as the convolutions give: (N * H * W, C, 1)). Unlike the kernels
+// above these sum, and in double rather than NumPy's pairwise float32, so they agree with
+// the composite (needle.ops.BatchNormalize) to float32 rounding, not bit for bit.
+
+// Per-channel double sums s0[k] += t0, s1[k] += t1 of terms(i, k, t0, t1) over every element i
+// of channel k. The rows are cut into a fixed number of blocks, whatever the thread count,
+// each summed on its own and the blocks added in order: the same result on 1 or 8 threads.
+template <class F>
+void channel_sums(int64_t outer, int64_t channels, int64_t inner, double *s0, double *s1,
+                  F &&terms) {
+  const int64_t blocks = std::min<int64_t>(outer, 16);
+  std::vector<double> partial(size_t(blocks) * 2 * channels, 0.0);
+  parallel_for(blocks, (outer / std::max<int64_t>(blocks, 1)) * channels * inner,
+               [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      double *p0 = partial.data() + b * 2 * channels, *p1 = p0 + channels;
+      for (int64_t o = outer * b / blocks; o < outer * (b + 1) / blocks; ++o) {
+        const int64_t row = o * channels * inner;
+        if (inner == 1) {  // channels innermost: vectorise across them
+          for (int64_t k = 0; k < channels; ++k) terms(row + k, k, p0[k], p1[k]);
+          continue;
+        }
+        for (int64_t k = 0; k < channels; ++k) {
+          double a0[8] = {0}, a1[8] = {0};  // eight chains: a double add's latency, not one
+          const int64_t base = row + k * inner;
+          int64_t i = 0;
+          for (; i + 8 <= inner; i += 8)
+            for (int j = 0; j < 8; ++j) terms(base + i + j, k, a0[j], a1[j]);
+          for (; i < inner; ++i) terms(base + i, k, a0[0], a1[0]);
+          for (int j = 0; j < 8; ++j) p0[k] += a0[j], p1[k] += a1[j];
+        }
+      }
+    }
+  });
+  std::fill(s0, s0 + channels, 0.0);
+  std::fill(s1, s1 + channels, 0.0);
+  for (int64_t b = 0; b < blocks; ++b)
+    for (int64_t k = 0; k < channels; ++k) {
+      s0[k] += partial[(b * 2) * channels + k];
+      s1[k] += partial[(b * 2 + 1) * channels + k];
+    }
+}
+
+// out[i] = f(i, k) over every element, k its channel, on the calling thread (fused_blocks).
+template <class F> void channel_map(int64_t outer, int64_t channels, int64_t inner, F &&f) {
+  fused_blocks(outer, [&](int64_t o0, int64_t o1) {
+    for (int64_t o = o0; o < o1; ++o) {
+      if (inner == 1) {  // channels innermost: vectorise across them
+        for (int64_t k = 0; k < channels; ++k) f(o * channels + k, k);
+        continue;
+      }
+      for (int64_t k = 0; k < channels; ++k) {
+        const int64_t base = (o * channels + k) * inner;
+        for (int64_t i = base; i < base + inner; ++i) f(i, k);
+      }
+    }
+  });
+}
+
+void check_batch_norm(const char *name, const Floats &x,
+                      std::initializer_list<const Floats *> vectors) {
+  if (x.ndim() != 3 || x.shape(0) * x.shape(2) == 0)
+    throw py::value_error(std::string(name) + ": expected a non-empty (outer, C, inner) array");
+  for (const Floats *v : vectors)
+    if (v->ndim() != 1 || v->shape(0) != x.shape(1))
+      throw py::value_error(std::string(name) + ": expected (C,) vectors");
+}
+
+// y = (x - mean) * (inv_std * weight) + bias with the batch's mean and biased variance per
+// channel: one pass for the moments, one for y. The moments are taken about each channel's
+// first element, so E[d^2] - E[d]^2 does not cancel where the mean is large against the spread.
+// Returns (y, mean, var, inv_std), the vectors float32 of the double results.
+py::tuple fused_batch_norm(Floats x, Floats weight, Floats bias, double eps) {
+  check_batch_norm("fused batch_norm", x, {&weight, &bias});
+  const int64_t outer = x.shape(0), c = x.shape(1), inner = x.shape(2);
+  Floats y = like(x), mean({c}), var({c}), inv_std({c});
+  const float *__restrict px = x.data(), *pw = weight.data(), *pb = bias.data();
+  float *__restrict out = y.mutable_data();
+  float *pm = mean.mutable_data(), *pv = var.mutable_data(), *pi = inv_std.mutable_data();
+  std::vector<float> shift(c), scale(c);
+  for (int64_t k = 0; k < c; ++k) shift[k] = px[k * inner];
+  std::vector<double> s1(c), s2(c);
+  {
+    py::gil_scoped_release release;
+    const float *sh = shift.data();
+    channel_sums(outer, c, inner, s1.data(), s2.data(),
+                 [=](int64_t i, int64_t k, double &t1, double &t2) {
+      const double d = double(px[i]) - double(sh[k]);
+      t1 += d, t2 += d * d;
+    });
+  }
+  const double n = double(outer) * double(inner);
+  for (int64_t k = 0; k < c; ++k) {
+    const double d = s1[k] / n, v = std::max(s2[k] / n - d * d, 0.0);
+    pm[k] = float(double(shift[k]) + d);
+    pv[k] = float(v);
+    pi[k] = float(1.0 / std::sqrt(v + eps));
+    scale[k] = pi[k] * pw[k];
+  }
+  const float *ps = scale.data();
+  channel_map(outer, c, inner, [=](int64_t i, int64_t k) {
+    out[i] = (px[i] - pm[k]) * ps[k] + pb[k];
+  });
+  return py::make_tuple(y, mean, var, inv_std);
+}
+
+// The gradients of fused_batch_norm's y for an output gradient g, with x_hat = (x - mean) *
+// inv_std (the forward's float32 statistics) and sums over each channel's n elements:
+//   gbias = sum(g), gweight = sum(g * x_hat),
+//   gx = weight * inv_std * (g - gbias / n - x_hat * gweight / n).
+// One pass for the two sums, one for gx. Returns (gx, gweight, gbias).
+py::tuple fused_batch_norm_grad(Floats x, Floats g, Floats weight, Floats mean, Floats inv_std) {
+  check_batch_norm("fused batch_norm_grad", x, {&weight, &mean, &inv_std});
+  check_same_size("fused batch_norm_grad", {&x, &g});
+  const int64_t outer = x.shape(0), c = x.shape(1), inner = x.shape(2);
+  Floats gx = like(x), gweight({c}), gbias({c});
+  const float *__restrict px = x.data(), *__restrict pg = g.data(), *pm = mean.data(),
+                          *pi = inv_std.data(), *pw = weight.data();
+  float *__restrict out = gx.mutable_data();
+  float *pgw = gweight.mutable_data(), *pgb = gbias.mutable_data();
+  std::vector<double> sg(c), sgd(c);
+  {
+    py::gil_scoped_release release;
+    channel_sums(outer, c, inner, sg.data(), sgd.data(),
+                 [=](int64_t i, int64_t k, double &t0, double &t1) {
+      const double gi = pg[i];
+      t0 += gi, t1 += gi * (double(px[i]) - double(pm[k]));
+    });
+  }
+  const double n = double(outer) * double(inner);
+  std::vector<float> g_mean(c), slope(c), scale(c);
+  for (int64_t k = 0; k < c; ++k) {
+    const double gw = sgd[k] * pi[k];
+    pgb[k] = float(sg[k]);
+    pgw[k] = float(gw);
+    g_mean[k] = float(sg[k] / n);
+    slope[k] = float(gw / n * pi[k]);  // x_hat * gweight / n = (x - mean) * slope
+    scale[k] = pi[k] * pw[k];
+  }
+  const float *gm = g_mean.data(), *sl = slope.data(), *sc = scale.data();
+  channel_map(outer, c, inner, [=](int64_t i, int64_t k) {
+    out[i] = (pg[i] - gm[k] - (px[i] - pm[k]) * sl[k]) * sc[k];
+  });
+  return py::make_tuple(gx, gweight, gbias);
+}
+
 }  // namespace cpu
 }  // namespace needle
 
@@ -1553,6 +1702,10 @@ PYBIND11_MODULE(ndarray_backend_cpu, m) {
         py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("one_minus_beta1"),
         py::arg("one_minus_beta2"), py::arg("eps"), py::arg("correction1"),
         py::arg("correction2"), py::arg("decay"));
+  m.def("fused_batch_norm", &fused_batch_norm, py::arg("x"), py::arg("weight"),
+        py::arg("bias"), py::arg("eps"));
+  m.def("fused_batch_norm_grad", &fused_batch_norm_grad, py::arg("x"), py::arg("g"),
+        py::arg("weight"), py::arg("mean"), py::arg("inv_std"));
 
   py::class_<Array>(m, "Array")
       .def(py::init([](size_t size, py::handle dtype) {

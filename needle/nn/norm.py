@@ -4,10 +4,11 @@ Each normalises over a set of axes with the *biased* variance and eps inside the
 
     y = (x - mean) / sqrt(var + eps) * weight + bias,
 
-and runs as one `ops.Normalize` plus the affine ops; Normalize's gradient is built from ops
+and runs as one `ops.Normalize` plus the affine ops, except BatchNorm's training forward:
+one `ops.BatchNormalize`, normalisation and affine together, which cpu_numpy() runs as two
+fused passes each way where the native module is built. Their gradients are built from ops
 whenever a graph is recorded, so gradient penalties such as WGAN-GP can differentiate
-through these layers twice. `weight` and `bias` are 1-D Parameters,
-ones and zeros.
+through these layers twice. `weight` and `bias` are 1-D Parameters, ones and zeros.
 """
 import math
 
@@ -65,14 +66,14 @@ class BatchNorm1d(Module):
 
     def forward(self, x):
         _check_input(self, x, self._ndims, 1, self.dim, self._layout)
-        axes = tuple(i for i in range(x.ndim) if i != 1)
         if self.training:
-            x_hat, mean, var = _normalize(x, axes, self.eps)
-            self._update_running_stats(mean, var)
-        else:
-            mean = _along(self.running_mean, 1, x.shape)
-            var = _along(self.running_var, 1, x.shape)
-            x_hat = (x - mean) / (var + self.eps) ** 0.5
+            y, mean, var = ops.BatchNormalize(1, self.eps).with_statistics(
+                x, self.weight, self.bias)
+            self._update_running_stats(Tensor.make_const(mean), Tensor.make_const(var))
+            return y
+        mean = _along(self.running_mean, 1, x.shape)
+        var = _along(self.running_var, 1, x.shape)
+        x_hat = (x - mean) / (var + self.eps) ** 0.5
         return _affine(x_hat, self.weight, self.bias, 1)
 
     def _update_running_stats(self, mean, var):

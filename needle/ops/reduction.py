@@ -1,4 +1,4 @@
-"""Reductions: summation, mean, logsumexp, logsoftmax and normalize."""
+"""Reductions: summation, mean, logsumexp, logsoftmax, normalize and batch_normalize."""
 import copy
 
 import numpy as np
@@ -7,8 +7,8 @@ from ..autograd import Tensor, TensorOp, is_grad_enabled
 from ..backend_selection import array_api
 from .shape import broadcast_to, reshape
 
-__all__ = ["Summation", "LogSumExp", "LogSoftmax", "Normalize", "summation", "mean",
-           "logsumexp", "logsoftmax", "normalize"]
+__all__ = ["Summation", "LogSumExp", "LogSoftmax", "Normalize", "BatchNormalize", "summation",
+           "mean", "logsumexp", "logsoftmax", "normalize", "batch_normalize"]
 
 
 def _normalize_axes(axes, ndim, name):
@@ -172,25 +172,125 @@ class Normalize(TensorOp):
     def gradient(self, out_grad, node):
         x = node.inputs[0]
         axes = self._axes(len(x.shape))
-        count = _count(x.shape, axes)
         if is_grad_enabled() and (out_grad.requires_grad or x.requires_grad):
-            centered = x - _expand(summation(x, axes) / count, x.shape, axes)
-            var = summation(centered * centered, axes) / count
-            inv_std = _expand((var + self.eps) ** -0.5, x.shape, axes)
-            x_hat = centered * inv_std
-            g_mean = _expand(summation(out_grad, axes) / count, x.shape, axes)
-            gx_mean = _expand(summation(out_grad * x_hat, axes) / count, x.shape, axes)
-            return (out_grad - g_mean - x_hat * gx_mean) * inv_std
-        g, x_hat = out_grad.realize_cached_data(), node.realize_cached_data()
-
-        def expanded_mean(a):
-            return array_api.broadcast_to(array_api.sum(a, axis=axes, keepdims=True) / count,
-                                          x_hat.shape)
-
-        dx = (g - expanded_mean(g) - x_hat * expanded_mean(g * x_hat)) * \
-            array_api.broadcast_to(self.inv_std, x_hat.shape)
-        return Tensor.make_const(dx)
+            return _normalize_gradient(out_grad, *_normalized(x, axes, self.eps), axes)
+        return Tensor.make_const(_normalize_gradient_arrays(
+            out_grad.realize_cached_data(), node.realize_cached_data(), self.inv_std, axes))
 
 
 def normalize(x, axes=None, eps=1e-5):
     return Normalize(axes, eps)(x)
+
+
+def _normalized(x, axes, eps):
+    """(x_hat, inv_std) of x over `axes`, built from ops (so differentiable again)."""
+    count = _count(x.shape, axes)
+    centered = x - _expand(summation(x, axes) / count, x.shape, axes)
+    var = summation(centered * centered, axes) / count
+    inv_std = _expand((var + eps) ** -0.5, x.shape, axes)
+    return centered * inv_std, inv_std
+
+
+def _normalize_gradient(g, x_hat, inv_std, axes):
+    """Normalize's input gradient for the output gradient g, from ops."""
+    count = _count(x_hat.shape, axes)
+    g_mean = _expand(summation(g, axes) / count, x_hat.shape, axes)
+    gx_mean = _expand(summation(g * x_hat, axes) / count, x_hat.shape, axes)
+    return (g - g_mean - x_hat * gx_mean) * inv_std
+
+
+def _normalize_gradient_arrays(g, x_hat, inv_std, axes):
+    """The same on arrays (no graph to record): a few passes over the forward's x_hat;
+    `inv_std` has the axes kept."""
+    count = _count(x_hat.shape, axes)
+
+    def expanded_mean(a):
+        return array_api.broadcast_to(array_api.sum(a, axis=axes, keepdims=True) / count,
+                                      x_hat.shape)
+
+    return (g - expanded_mean(g) - x_hat * expanded_mean(g * x_hat)) * \
+        array_api.broadcast_to(inv_std, x_hat.shape)
+
+
+class BatchNormalize(TensorOp):
+    """normalize(x) * weight + bias over every axis but `axis`, with weight and bias of shape
+    (C,) along `axis`: BatchNorm's training forward as one op, so that a device's fused
+    kernels (cpu_numpy(): fused_cpu's batch_norm and batch_norm_grad, two passes over x each
+    way) can replace its composite's passes (Normalize's, then a multiply and an add).
+
+    Statistics as Normalize's (`mean`, `var`, `inv_std`, the axes kept; `with_statistics`).
+    With g the output's gradient and sums over the normalised axes,
+
+        gbias = sum(g),   gweight = sum(g * x_hat),   gx = Normalize's gradient of g * weight.
+
+    With no graph to record that is the fused kernel or array passes; otherwise it is built
+    from ops on x, weight and g, so gradient penalties can differentiate it again.
+    """
+
+    def __init__(self, axis=1, eps=1e-5):
+        self.axis, self.eps = axis, eps.item() if hasattr(eps, "item") else eps
+
+    def __call__(self, x, weight, bias):
+        return self.with_statistics(x, weight, bias)[0]
+
+    def with_statistics(self, x, weight, bias):
+        """(y, mean, var): the output and this application's statistics as arrays."""
+        op = copy.copy(self)  # this application's own op object, as Normalize's
+        y = Tensor.make_from_op(op, [x, weight, bias])
+        y.realize_cached_data()
+        return y, op.mean, op.var
+
+    def _axes(self, shape, *vectors):
+        """(channel axis, the axes normalised over), checking that weight and bias fit."""
+        (axis,) = _normalize_axes(self.axis, len(shape), "batch_normalize")
+        if len(shape) < 2 or any(tuple(v.shape) != (shape[axis],) for v in vectors):
+            raise ValueError(f"batch_normalize: expected x with at least 2 dims and weight "
+                             f"and bias of shape ({shape[axis]},), got x {tuple(shape)}, "
+                             f"weight and bias {[tuple(v.shape) for v in vectors]}")
+        return axis, tuple(i for i in range(len(shape)) if i != axis)
+
+    def compute(self, x, weight, bias):
+        axis, axes = self._axes(x.shape, weight, bias)
+        kept = _kept_shape(x.shape, axes)
+        fused = array_api.fused("batch_norm", x, weight, bias, axis=axis, eps=self.eps)
+        if fused is not None:
+            y, *stats = fused
+            self.mean, self.var, self.inv_std = (array_api.reshape(s, kept) for s in stats)
+            self.x_hat = None  # the gradient recomputes it from x
+            return y
+        normalize = Normalize(axes, self.eps)
+        self.x_hat = normalize.compute(x)
+        self.mean, self.var, self.inv_std = normalize.mean, normalize.var, normalize.inv_std
+        return self.x_hat * array_api.broadcast_to(array_api.reshape(weight, kept), x.shape) \
+            + array_api.broadcast_to(array_api.reshape(bias, kept), x.shape)
+
+    def gradient(self, out_grad, node):
+        x, weight, _ = node.inputs
+        axis, axes = self._axes(x.shape)
+        if is_grad_enabled() and (out_grad.requires_grad or
+                                  any(v.requires_grad for v in node.inputs)):
+            x_hat, inv_std = _normalized(x, axes, self.eps)
+            gx = _normalize_gradient(out_grad * _expand(weight, x.shape, axes), x_hat, inv_std,
+                                     axes)
+            return gx, summation(out_grad * x_hat, axes), summation(out_grad, axes)
+        g, x, weight = (v.realize_cached_data() for v in (out_grad, x, weight))
+        fused = array_api.fused("batch_norm_grad", x, g, weight, self.mean, self.inv_std,
+                                axis=axis)
+        if fused is None:
+            fused = self._gradient_arrays(g, x, weight, axes)
+        return tuple(Tensor.make_const(a) for a in fused)
+
+    def _gradient_arrays(self, g, x, weight, axes):
+        """(gx, gweight, gbias) in array passes: the composite of the fused kernel."""
+        def expand(a):
+            return array_api.broadcast_to(a, x.shape)
+
+        x_hat = self.x_hat if self.x_hat is not None else \
+            (x - expand(self.mean)) * expand(self.inv_std)
+        weight = expand(array_api.reshape(weight, _kept_shape(x.shape, axes)))
+        gx = _normalize_gradient_arrays(g * weight, x_hat, self.inv_std, axes)
+        return gx, array_api.sum(g * x_hat, axis=axes), array_api.sum(g, axis=axes)
+
+
+def batch_normalize(x, weight, bias, axis=1, eps=1e-5):
+    return BatchNormalize(axis, eps)(x, weight, bias)

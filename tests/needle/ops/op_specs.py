@@ -115,6 +115,21 @@ def _normalize(x, axes):
 
 
 @st.composite
+def _batch_normalization(draw):
+    """x of 2-4 dims with at least two values per channel, (C,) weight and bias, an axis."""
+    x = draw(arrays(draw(shapes(min_dims=2, min_side=2))))
+    axis = draw(st.integers(-x.ndim, x.ndim - 1))
+    weight, bias = (draw(arrays((x.shape[axis],))) for _ in range(2))
+    return Case((x, weight, bias), {"axis": axis})
+
+
+def _batch_normalize(x, weight, bias, axis):
+    axes = tuple(i for i in range(x.ndim) if i != axis % x.ndim)
+    along = [-1 if i not in axes else 1 for i in range(x.ndim)]
+    return _normalize(x, axes) * weight.reshape(along) + bias.reshape(along)
+
+
+@st.composite
 def _broadcast(draw):
     target = draw(shapes())
     return Case((draw(arrays(draw(broadcast_source_shapes(target)))),), {"shape": target})
@@ -274,6 +289,8 @@ SPECS = [
     OpSpec("logsumexp", "reduction", _reduction(), ndl.logsumexp, _logsumexp, atol32=1e-4),
     # float32 rounding of x - mean is amplified by up to 1 / sqrt(eps) ~ 316
     OpSpec("normalize", "reduction", _normalization(), ndl.normalize, _normalize, atol32=1e-3),
+    OpSpec("batch_normalize", "reduction", _batch_normalization(), ndl.batch_normalize,
+           _batch_normalize, atol32=3e-3),
     OpSpec("logsoftmax", "reduction", _reduction(min_dims=2, max_dims=2),
            lambda x, axes: ndl.logsoftmax(x),
            lambda x, axes: x - np.logaddexp.reduce(x, axis=1, keepdims=True), atol32=1e-4),

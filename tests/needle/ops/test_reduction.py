@@ -106,3 +106,39 @@ def test_normalize_op_object_can_be_reused(device):
 def test_normalize_keeps_float32_with_numpy_float64_eps(device):
     x = ndl.Tensor(np.ones((4, 3), dtype=np.float32), device=device)
     assert ndl.normalize(x, (0,), eps=np.float64(1e-5)).dtype == "float32"
+
+
+@pytest.mark.parametrize("create_graph", [False, True])
+def test_batch_normalize_is_normalize_then_affine(create_graph, device):
+    """The one op gives what Normalize followed by the affine ops gives: the output and the
+    three gradients, on both gradient paths (arrays, or built from ops)."""
+    rng = np.random.default_rng(9)
+    x, g = (ndl.Tensor(rng.standard_normal((5, 3, 2, 4)) * 3 + 1, device=device,
+                       dtype="float64", requires_grad=r) for r in (True, False))
+    weight, bias = (ndl.Tensor(rng.standard_normal(3), device=device, dtype="float64",
+                               requires_grad=True) for _ in range(2))
+
+    def chain(x, weight, bias):
+        def along(v):
+            return ndl.broadcast_to(ndl.reshape(v, (1, 3, 1, 1)), x.shape)
+        return ndl.normalize(x, (0, 2, 3)) * along(weight) + along(bias)
+
+    results = []
+    for f in (ndl.batch_normalize, chain):
+        y = f(x, weight, bias)
+        grads = ndl.grad([y], [x, weight, bias], [g], create_graph=create_graph)
+        assert grads[0].requires_grad == grads[1].requires_grad == create_graph
+        results.append([y.numpy()] + [grad.numpy() for grad in grads])
+    for got, want in zip(*results):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_batch_normalize_names_bad_shapes(device):
+    x = ndl.Tensor(np.ones((4, 3)), device=device)
+    with pytest.raises(ValueError, match=r"batch_normalize: expected x with at least 2 dims "
+                                         r"and weight and bias of shape \(3,\)"):
+        ndl.batch_normalize(x, ndl.Tensor(np.ones(4), device=device),
+                            ndl.Tensor(np.ones(4), device=device))
+    with pytest.raises(ValueError, match="batch_normalize: axis 2 is out of range"):
+        ndl.batch_normalize(x, ndl.Tensor(np.ones(3), device=device),
+                            ndl.Tensor(np.ones(3), device=device), axis=2)
