@@ -1576,9 +1576,12 @@ void channel_sums(int64_t outer, int64_t channels, int64_t inner, double *s0, do
     }
 }
 
-// out[i] = f(i, k) over every element, k its channel, on the calling thread (fused_blocks).
+// out[i] = f(i, k) over every element, k its channel, on the pool: unlike fused_blocks' loops
+// these measured faster on two threads (DCGAN's (64 * 14 * 14, 128, 1): batch_norm_grad 0.92
+// -> 0.78 ms, batch_norm 0.59 -> 0.56), their work per element being a few operations more.
 template <class F> void channel_map(int64_t outer, int64_t channels, int64_t inner, F &&f) {
-  fused_blocks(outer, [&](int64_t o0, int64_t o1) {
+  py::gil_scoped_release release;
+  parallel_for(outer, channels * inner, [&](int64_t o0, int64_t o1) {
     for (int64_t o = o0; o < o1; ++o) {
       if (inner == 1) {  // channels innermost: vectorise across them
         for (int64_t k = 0; k < channels; ++k) f(o * channels + k, k);

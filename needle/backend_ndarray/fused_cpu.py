@@ -38,21 +38,19 @@ def _floats(*arrays):
 
 
 def _memory_order(x):
-    """(the axes of x in memory order, x transposed to it), or None when x is not dense in
-    any axis order (a strided slice)."""
+    """(the axes of x in memory order, x transposed to that order): C-contiguous where x is
+    dense in some axis order (not a strided slice)."""
     order = tuple(int(i) for i in np.argsort([-s for s in x.strides], kind="stable"))
-    dense = x.transpose(order)
-    return (order, dense) if dense.flags.c_contiguous else None
+    return order, x.transpose(order)
 
 
 def _elementwise(kernel, x, *others, **scalars):
     """kernel over x and arrays of its shape, in x's memory order (a permuted NCHW view
     stays one), the result in that order too, as NumPy's elementwise passes keep it; None
     when x is not dense in some axis order (a strided slice): the composite handles it."""
-    layout = _memory_order(x)
-    if layout is None or any(o.shape != x.shape for o in others):
+    order, dense = _memory_order(x)
+    if not dense.flags.c_contiguous or any(o.shape != x.shape for o in others):
         return None
-    order, dense = layout
     operands = [np.ascontiguousarray(o.transpose(order)) for o in others]
     result, back = kernel(dense, *operands, **scalars), np.argsort(order)
     if isinstance(result, tuple):
@@ -64,11 +62,13 @@ def _per_channel(kernel, axis, x, *others, vectors):
     """kernel over x seen as (outer, C, inner) in its memory order, C the size of `axis`
     where that order has it (an NCHW view of an NHWC buffer: (N * H * W, C, 1)), arrays of
     x's shape moved to that order, and (C,) `vectors`; its first result comes back in x's
-    layout, the rest are (C,). None when x is empty or not dense in any axis order."""
-    layout = _memory_order(x)
-    if layout is None or x.size == 0 or any(o.shape != x.shape for o in others):
+    layout, the rest are (C,). A view not dense in any order (conv_transpose's output, a
+    crop of its canvas) is copied first: one pass, and the kernel's two still save the
+    composite's five or more. None when x is empty."""
+    if x.size == 0 or any(o.shape != x.shape for o in others):
         return None
-    order, dense = layout
+    order, dense = _memory_order(x)
+    dense = np.ascontiguousarray(dense)  # itself where x is dense already
     at = order.index(axis)
     outer, inner = int(np.prod(dense.shape[:at])), int(np.prod(dense.shape[at + 1:]))
     seen = (outer, x.shape[axis], inner)
