@@ -125,12 +125,13 @@ def logsoftmax(a):
 
 class Normalize(TensorOp):
     """x_hat = (x - mean) / sqrt(var + eps) over `axes`, with the biased variance: the
-    normalisation inside BatchNorm, LayerNorm and InstanceNorm as one op.
+    normalisation inside LayerNorm and InstanceNorm as one op (BatchNorm's training forward is
+    BatchNormalize, below, which adds the affine).
 
     Each application gets its own op object, which keeps that application's statistics as
     arrays (reduced axes kept as size 1): `mean` and `var` for running averages (see
-    `with_statistics`), `inv_std` for the gradient. With g the output's gradient and means over `axes`, the input's
-    gradient is
+    `with_statistics`), `inv_std` for the gradient. With g the output's gradient and means
+    over `axes`, the input's gradient is
 
         dx = (g - mean(g) - x_hat * mean(g * x_hat)) * inv_std.
 
