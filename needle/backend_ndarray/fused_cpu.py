@@ -119,6 +119,8 @@ def make_fused_cpu():
         return _per_channel(native.fused_batch_norm_grad, axis, x, g,
                             vectors=(weight, mean, inv_std))
 
-    return {"im2col": im2col, "col2im": col2im, "leaky_relu": leaky_relu,
-            "leaky_relu_grad": leaky_relu_grad, "adam": adam, "batch_norm": batch_norm,
-            "batch_norm_grad": batch_norm_grad}
+    kernels = {"im2col": im2col, "col2im": col2im, "leaky_relu": leaky_relu,
+               "leaky_relu_grad": leaky_relu_grad, "adam": adam}
+    if hasattr(native, "fused_batch_norm"):  # not in a module built before them
+        kernels.update(batch_norm=batch_norm, batch_norm_grad=batch_norm_grad)
+    return kernels
