@@ -103,6 +103,8 @@ def build_parser():
         default=0.01, help="the mapping network's learning-rate multiplier (StyleGAN's)")
     add("--mixing_prob", "--mixing-prob", type=float_in(0.0, 1.0, high_included=True),
         default=0.9, help="probability of style mixing in a training batch; 0: off")
+    add("--no_noise", "--no-noise", action="store_true",
+        help="build G without its per-pixel noise inputs (StyleGAN's; default: with)")
     add("--w_avg_beta", "--w-avg-beta", type=float_in(0.0, 1.0), default=0.995,
         help="decay of the w_avg tracking (the truncation centre)")
     add("--mbstd_group", "--mbstd-group", type=positive_int, default=4, metavar="G",
@@ -173,7 +175,8 @@ def build_generator(args, device):
     return StyleGANGenerator(args.latent_dim, args.w_dim, IMAGE_SIZE, channels=1,
                              width=args.width, mapping_layers=args.mapping_layers,
                              mapping_lr_mul=args.mapping_lr_mul, mixing_prob=args.mixing_prob,
-                             w_avg_beta=args.w_avg_beta, device=device)
+                             w_avg_beta=args.w_avg_beta, noise=not args.no_noise,
+                             device=device)
 
 
 def clipped_evaluator(args):

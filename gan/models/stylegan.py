@@ -8,9 +8,10 @@ Generator G(z):
              lr multiplier 0.01 (weights stored ~ N(0, 1/0.01^2), times 0.01/sqrt(fan_in)),
              so Adam moves them 100x slower than the synthesis.
   synthesis  a learned constant 4x4 input, then one block per resolution 4, 8, ..., size:
-             (nearest-neighbour 2x upsampling,) modulated 3x3 convolutions with
-             demodulation, each followed by per-pixel noise times a learned per-channel
-             strength (zero at first), a bias and leaky ReLU 0.2 times sqrt(2); StyleGAN2's
+             (2x upsampling with StyleGAN2's [1, 3, 3, 1] filter,) modulated 3x3
+             convolutions with demodulation, each followed by per-pixel noise times a
+             learned per-channel strength (zero at first; `noise=False`: none), a bias and
+             leaky ReLU 0.2 times sqrt(2); StyleGAN2's
              skip generator: every block's toRGB (a modulated 1x1 conv, not demodulated)
              adds to the image so far, upsampled 2x bilinearly (StyleGAN2's [1, 3, 3, 1]
              filter, as a stride-2 transposed conv). The output is linear, as StyleGAN's
@@ -57,7 +58,7 @@ from needle.autograd import Tensor, no_grad
 
 from .minibatch_std import MinibatchStd
 
-__all__ = ["modulated_conv", "upsample_nearest", "upsample_bilinear", "downsample_average",
+__all__ = ["modulated_conv", "upsample_bilinear", "downsample_average",
            "StyleGANGenerator", "StyleGANDiscriminator", "MappingNetwork", "num_ws_for",
            "channels_at"]
 
@@ -125,14 +126,6 @@ def modulated_conv(x, weight, styles, demodulate=True, padding=None, eps=1e-8):
     energy = ops.summation(weight * weight, axes=(0, 1))           # (Cin, Cout)
     demod = ops.sqrt((styles * styles) @ energy + eps)             # (N, Cout)
     return y / _per_sample_channel(demod, y.shape)
-
-
-def upsample_nearest(x):
-    """NHWC x (N, H, W, C) -> (N, 2H, 2W, C), each pixel repeated 2x2 (reshape and
-    broadcast: its gradient sums each 2x2 block)."""
-    n, h, w, c = x.shape
-    x = ops.broadcast_to(ops.reshape(x, (n, h, 1, w, 1, c)), (n, h, 2, w, 2, c))
-    return ops.reshape(x, (n, 2 * h, 2 * w, c))
 
 
 def _bilinear_kernel(channels, device, dtype):
@@ -250,7 +243,7 @@ class ModulatedLayer(nn.Module):
     which of the generator's num_ws styles drives it."""
 
     def __init__(self, in_channels, out_channels, w_dim, w_index, kernel_size=3,
-                 resolution=None, to_rgb=False, device=None, dtype="float32"):
+                 resolution=None, to_rgb=False, noise=True, device=None, dtype="float32"):
         super().__init__()
         self.w_index, self.to_rgb = w_index, to_rgb
         self.affine = EqualLinear(w_dim, in_channels, bias_init=1.0, device=device,
@@ -258,8 +251,8 @@ class ModulatedLayer(nn.Module):
         self.weight = nn.Parameter(init.randn(kernel_size, kernel_size, in_channels,
                                               out_channels, device=device, dtype=dtype))
         self.weight_gain = 1.0 / math.sqrt(in_channels * kernel_size * kernel_size)
-        self.noise = None if to_rgb else NoiseInput(out_channels, resolution, device=device,
-                                                    dtype=dtype)
+        self.noise = NoiseInput(out_channels, resolution, device=device, dtype=dtype) \
+            if noise and not to_rgb else None
         self.bias = nn.Parameter(init.zeros(out_channels, device=device, dtype=dtype))
 
     def forward(self, x, ws):
@@ -276,7 +269,7 @@ class SynthesisBlock(nn.Module):
     """One resolution of the skip generator: [upsample, conv0,] conv1, toRGB."""
 
     def __init__(self, in_channels, out_channels, image_channels, w_dim, resolution,
-                 first_w, device=None, dtype="float32"):
+                 first_w, noise=True, device=None, dtype="float32"):
         super().__init__()
         self.resolution = resolution
         kw = dict(device=device, dtype=dtype)
@@ -284,13 +277,16 @@ class SynthesisBlock(nn.Module):
             self.const = nn.Parameter(init.randn(1, 4, 4, out_channels, **kw))
             self.conv0 = None
             self.conv1 = ModulatedLayer(out_channels, out_channels, w_dim, first_w,
-                                        resolution=4, **kw)
+                                        resolution=4, noise=noise, **kw)
         else:
             self.const = None
             self.conv0 = ModulatedLayer(in_channels, out_channels, w_dim, first_w,
-                                        resolution=resolution, **kw)
+                                        resolution=resolution, noise=noise, **kw)
             self.conv1 = ModulatedLayer(out_channels, out_channels, w_dim, first_w + 1,
-                                        resolution=resolution, **kw)
+                                        resolution=resolution, noise=noise, **kw)
+            # filtered, as StyleGAN2 upsamples; nearest-neighbour repeats made a 3x3 conv's
+            # outputs alternate pixel by pixel (speckle the D did not remove)
+            self._feature_up = _bilinear_kernel(in_channels, device, dtype)
         self.torgb = ModulatedLayer(out_channels, image_channels, w_dim,
                                     self.conv1.w_index + 1, kernel_size=1, to_rgb=True, **kw)
 
@@ -299,7 +295,7 @@ class SynthesisBlock(nn.Module):
             n = ws[0].shape[0]
             x = ops.broadcast_to(self.const, (n, *self.const.shape[1:]))
         else:
-            x = self.conv0(upsample_nearest(x), ws)
+            x = self.conv0(upsample_bilinear(x, self._feature_up), ws)
         x = self.conv1(x, ws)
         rgb = self.torgb(x, ws)
         image = rgb if image is None else upsample_bilinear(image, up_kernel) + rgb
@@ -312,12 +308,14 @@ class StyleGANGenerator(nn.Module):
     latent_dim: size of z; w_dim: size of w; image_size: a power of two >= 8; channels: of
     the images; width: feature channels at the full size (channels_at); mapping_layers,
     mapping_lr_mul: the mapping network's depth and lr multiplier; mixing_prob: the style
-    mixing probability in training; w_avg_beta: the decay of the w_avg tracking.
+    mixing probability in training; w_avg_beta: the decay of the w_avg tracking; noise:
+    whether the synthesis layers have noise inputs (StyleGAN's; False: none, and a training
+    forward draws random numbers only for style mixing).
     """
 
     def __init__(self, latent_dim=64, w_dim=64, image_size=32, channels=1, width=16,
                  mapping_layers=4, mapping_lr_mul=0.01, mixing_prob=0.9, w_avg_beta=0.995,
-                 device=None, dtype="float32"):
+                 noise=True, device=None, dtype="float32"):
         super().__init__()
         if not 0 <= mixing_prob <= 1:
             raise ValueError(f"StyleGANGenerator: mixing_prob must be in [0, 1], got "
@@ -335,7 +333,7 @@ class StyleGANGenerator(nn.Module):
             out = channels_at(resolution, image_size, width)
             self.blocks.append(SynthesisBlock(previous, out, channels, w_dim, resolution,
                                               first_w=0 if level == 2 else 2 * level - 5,
-                                              **kw))
+                                              noise=noise, **kw))
             previous = out
         self._up_kernel = _bilinear_kernel(channels, device, dtype)
 

@@ -44,6 +44,17 @@ def test_the_dry_run_trains_three_steps_and_draws_both_pictures(tmp_path):
         assert (again.width, again.height) == first
 
 
+def test_no_noise_builds_g_without_noise_inputs_and_its_run_redraws_its_pictures(tmp_path):
+    run = tmp_path / "quiet"
+    train_stylegan.main(["--dry_run", "--no_noise", "--out_dir", str(run), *TINY])
+    state = final_state(run)
+    assert "generator.mapping.w_avg" in state
+    assert not any("noise" in key for key in state)
+    G = train_stylegan.load_run_generator(open_run(str(run)))
+    assert all(layer.noise is None for layer in G.layers())
+    assert train_stylegan.main(["--pictures", str(run)])[0] == str(run / "stylegan_mixing.png")
+
+
 def test_resume_is_bit_exact(tmp_path):
     """6 steps straight against 2 steps, then a resume to 6: every weight, buffer (w_avg,
     the EMA), optimizer state and the RNG equal; R1 every 2 D steps and mixing every step."""

@@ -9,7 +9,7 @@ import pytest
 import needle as ndl
 from gan.models.stylegan import (StyleGANDiscriminator, StyleGANGenerator, downsample_average,
                                  modulated_conv, num_ws_for, upsample_bilinear,
-                                 upsample_nearest, _bilinear_kernel)
+                                 _bilinear_kernel)
 from needle import nn
 from needle.gradcheck import gradcheck, gradgradcheck
 
@@ -100,8 +100,6 @@ def test_modulated_conv_names_mismatched_shapes():
 def test_resampling_against_numpy_and_the_bilinear_filter_by_hand():
     rng = np.random.RandomState(3)
     x = rng.randn(2, 3, 4, 2)
-    np.testing.assert_array_equal(upsample_nearest(t64(x)).numpy(),
-                                  x.repeat(2, axis=1).repeat(2, axis=2))
     np.testing.assert_allclose(downsample_average(t64(x[:, :2])).numpy(),
                                downsample_reference(x[:, :2]), rtol=1e-12)
     # [1, 3, 3, 1] / 4 on each axis: output 2i + a takes 3/4 of input i and 1/4 of its
@@ -116,7 +114,7 @@ def test_resampling_against_numpy_and_the_bilinear_filter_by_hand():
             expected[:, i, j] = (9 * padded[:, ci, cj] + 3 * padded[:, ni, cj]
                                  + 3 * padded[:, ci, nj] + padded[:, ni, nj]) / 16
     np.testing.assert_allclose(up, expected, rtol=1e-12, atol=1e-14)
-    gradgradcheck(upsample_nearest, t64(x))
+    gradgradcheck(lambda x: upsample_bilinear(x, _bilinear_kernel(2, None, "float64")), t64(x))
     gradgradcheck(downsample_average, t64(x[:, :2]))
 
 
@@ -125,10 +123,10 @@ def downsample_reference(x):
     return (x[:, 0::2, 0::2] + x[:, 1::2, 0::2] + x[:, 0::2, 1::2] + x[:, 1::2, 1::2]) / 4
 
 
-def tiny_generator(mixing_prob=0.9, seed=0):
+def tiny_generator(mixing_prob=0.9, seed=0, noise=True):
     np.random.seed(seed)
     return StyleGANGenerator(latent_dim=6, w_dim=5, image_size=16, width=2,
-                             mapping_layers=2, mixing_prob=mixing_prob)
+                             mapping_layers=2, mixing_prob=mixing_prob, noise=noise)
 
 
 def z_of(rng, n=3, dim=6):
@@ -232,6 +230,52 @@ def test_noise_is_fresh_in_training_constant_in_eval_and_scaled_per_channel():
     const = layer.noise.noise_const.numpy()[0, :, :, 0]
     np.testing.assert_allclose(out, np.broadcast_to(const[None, :, :, None] * np.arange(8),
                                                     out.shape), rtol=1e-6)
+
+
+def test_without_noise_inputs_a_training_forward_is_a_function_of_z_alone():
+    G = tiny_generator(mixing_prob=0.0, noise=False)
+    assert all(layer.noise is None for layer in G.layers())
+    assert not any("noise" in key for key in G.state_dict())
+    z = z_of(np.random.RandomState(9))
+    state = np.random.get_state()[1].copy()
+    a, b = G(z).numpy(), G(z).numpy()  # training mode, no mixing: no random numbers
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(np.random.get_state()[1], state)
+    G.eval()
+    np.testing.assert_allclose(G(z).numpy(), a, rtol=1e-6)
+    # a G with noise inputs at strength 0 (as initialised) gives the images of its weights
+    # without them
+    noisy = tiny_generator(mixing_prob=0.0, noise=True).eval()
+    G.load_state_dict({key: value for key, value in noisy.state_dict().items()
+                       if "noise" not in key})
+    np.testing.assert_allclose(G(z).numpy(), noisy(z).numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_each_block_upsamples_the_previous_features_with_the_1331_filter():
+    G = tiny_generator(mixing_prob=0.0).eval()
+    seen = {}
+    for block in G.blocks[1:]:
+        conv0 = block.conv0
+
+        def recording(x, ws, conv0=conv0, resolution=block.resolution):
+            seen[resolution] = x.numpy()
+            return conv0(x, ws)
+        block.conv0 = recording
+    outputs = {}
+    for block in G.blocks:
+        conv1 = block.conv1
+
+        def keep(x, ws, conv1=conv1, resolution=block.resolution):
+            outputs[resolution] = out = conv1(x, ws)
+            return out
+        block.conv1 = keep
+    G(z_of(np.random.RandomState(4)))
+    for resolution in (8, 16):
+        features = outputs[resolution // 2].numpy().astype(np.float64)
+        channels = features.shape[-1]
+        expected = upsample_bilinear(t64(features, requires_grad=False),
+                                     _bilinear_kernel(channels, None, "float64")).numpy()
+        np.testing.assert_allclose(seen[resolution], expected, rtol=1e-5, atol=1e-6)
 
 
 def test_generator_and_discriminator_shapes_and_errors():
