@@ -18,7 +18,8 @@ collapsed to 1-3 digits: the defaults 58.5; lr 0.0025 with --r1 0.0064 --mapping
 G collapses against the DCGAN's D too (FID 60.5): the generator is what fails. Its speckled
 early samples came from the nearest-neighbour repeats and from the noise inputs; with the
 filter and --no_noise the early samples are smooth and varied, yet 920 steps of --no_noise
---g_lr 0.0005 still end at FID 73.3 (EMA(G) 71.6), 3 digits, mostly 1s. A step costs
+--g_lr 0.0005 still end at FID 73.3 (EMA(G) 71.6), 3 digits, mostly 1s (with --r1 1
+56.9, one digit; --g_lr 0.00025 67.5, 3 digits). A step costs
 about what the DCGAN main job's does (0.394 against 0.387 s of CPU, one thread, the two
 alternating in one process), so the default epoch takes about twice the DCGAN main job's
 time and --max_steps 920 is its wall time. --minutes M stops after M minutes instead (then
