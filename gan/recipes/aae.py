@@ -179,8 +179,9 @@ class _AutoencoderRecipe(Recipe):
         axes.set_aspect("equal", adjustable="datalim")
         shown = "" if codes.shape[1] == 2 else \
             f"\nthe first two of its {codes.shape[1]} coordinates"
+        per_digit = ", a component per digit" if getattr(self, "labelled", False) else ""
         axes.set_title(f"{type(self).__name__[:-6]}: {count} held-out codes, prior "
-                       f"{self.prior.name}{shown}", fontsize="medium")
+                       f"{self.prior.name}{per_digit}{shown}", fontsize="medium")
         axes.set_xlabel("z[0]")
         axes.set_ylabel("z[1]")
         paths = [save_figure(figure, os.path.join(out_dir, "latent.png"))]

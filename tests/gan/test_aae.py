@@ -2,6 +2,7 @@
 losses by hand on a tiny case, one step of each phase recomputed, the adaptive weight's
 warm-up, the app's dry runs, option errors and interrupted runs resumed bit for bit."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -235,9 +236,18 @@ TINY = ["--width", "2", "--hidden", "8", "--d_hidden", "8", "--batch_size", "4",
                                    ["--prior", "normal", "--latent_dim", "3",
                                     "--adaptive_weight", "--warmup_steps", "1"]],
                          ids=["mixture10_labels", "normal_adaptive"])
-def test_the_dry_run_writes_the_run_folder_and_the_pictures(tmp_path, extra):
+def test_the_dry_run_writes_the_run_folder_and_the_pictures(tmp_path, monkeypatch, extra):
+    from gan import plots
+    titles, save_figure = {}, plots.save_figure
+
+    def recording(figure, path):
+        titles[os.path.basename(path)] = figure.axes[0].get_title()
+        return save_figure(figure, path)
+    monkeypatch.setattr(plots, "save_figure", recording)
     run = tmp_path / "dry"
     record = train_aae.main(["--dry_run", "--out_dir", str(run), *TINY, *extra])
+    per_digit = "a component per digit" in titles["latent.png"]
+    assert per_digit == ("--label_prior" in extra), titles["latent.png"]
     assert record["step"] == 3 and "test_mse" in record and "fid" not in record
     assert {"reconstruction", "d_loss", "g_loss"} <= set(record)
     for name in ("report.html", "run.json", "losses.png", "latent.png", "reconstructions.png",
