@@ -55,8 +55,8 @@ from ..samples import ImageGrid
 from .recipe import Recipe, apply_in_chunks
 
 __all__ = ["DANNRecipe", "FeatureExtractor", "LabelClassifier", "DomainDiscriminator",
-           "reversal_scale", "lr_factor", "dann_batches", "accuracy", "max_pool",
-           "MaxPool", "torch_style_linears"]
+           "reversal_scale", "lr_factor", "dann_batches", "accuracy",
+           "torch_style_linears"]
 
 # discriminator_step's figures under the domains' names: D's "real" is the source
 _DOMAIN_NAMES = {"d_real": "d_source", "d_fake": "d_target"}
@@ -101,25 +101,6 @@ def torch_style_linears(module):
     return module
 
 
-def max_pool(x):
-    """2 x 2 max pooling, stride 2, of (N, C, H, W) with H and W even: the image cut into
-    (N, C, H/2, 2, W/2, 2) blocks and ops.maximum over each block's rows, then columns
-    (a tie passes half the gradient to each side)."""
-    n, c, h, w = x.shape
-    if h % 2 or w % 2:
-        raise ValueError(f"max_pool: needs an even height and width, got {x.shape}")
-    rows = ops.split(ops.reshape(x, (n, c, h // 2, 2, w // 2, 2)), 3)
-    columns = ops.split(ops.maximum(rows[0], rows[1]), 4)       # (N, C, H/2, W/2) each
-    return ops.maximum(columns[0], columns[1])
-
-
-class MaxPool(nn.Module):
-    """`max_pool` as a layer."""
-
-    def forward(self, x):
-        return max_pool(x)
-
-
 class FeatureExtractor(nn.Module):
     """images (N, channels, 28, 28) -> features (N, feature_dim): the paper's MNIST feature
     extractor, conv 5x5 (width) -> ReLU -> 2x2 max pool -> conv 5x5 (3 * width // 2) ->
@@ -132,9 +113,9 @@ class FeatureExtractor(nn.Module):
         wide = 3 * width // 2
         self.channels = channels
         self.net = nn.Sequential(
-            nn.Conv2d(channels, width, 5, **kw), nn.ReLU(), MaxPool(),
+            nn.Conv2d(channels, width, 5, **kw), nn.ReLU(), nn.MaxPool2d(2),
             # state size: (N, width, 12, 12)
-            nn.Conv2d(width, wide, 5, **kw), nn.ReLU(), MaxPool(),
+            nn.Conv2d(width, wide, 5, **kw), nn.ReLU(), nn.MaxPool2d(2),
             # state size: (N, wide, 4, 4)
             nn.Flatten())
         self.feature_dim = wide * 4 * 4

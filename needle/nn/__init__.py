@@ -2,6 +2,7 @@
 
 module.py  Parameter, Module (parameter walk, train/eval, state dicts)
 conv.py    Conv (course), Conv2d, ConvTranspose2d (NCHW, like PyTorch)
+pool.py    max_pool2d, MaxPool2d (NCHW, stride = kernel_size)
 basic.py   Linear, activations, Sequential, Residual, Dropout, Embedding
 norm.py    BatchNorm1d/2d, SyncBatchNorm, LayerNorm1d, InstanceNorm2d
 loss.py    SoftmaxLoss, BCEWithLogitsLoss, MSELoss, L1Loss
@@ -17,11 +18,12 @@ from .sequence import LSTM, RNN, LSTMCell, RNNCell
 from .transformer import AttentionLayer, MultiHeadAttention, Transformer, TransformerLayer
 
 from .conv import Conv, Conv2d, ConvTranspose2d
+from .pool import MaxPool2d, max_pool2d
 
 __all__ = ["Module", "Parameter", "LoadResult",
            "Identity", "Linear", "Flatten", "ReLU", "LeakyReLU", "Tanh", "Sigmoid",
            "Sequential", "Residual", "Dropout", "Embedding",
-           "Conv", "Conv2d", "ConvTranspose2d",
+           "Conv", "Conv2d", "ConvTranspose2d", "MaxPool2d", "max_pool2d",
            "BatchNorm1d", "BatchNorm2d", "SyncBatchNorm", "LayerNorm1d", "InstanceNorm2d",
            "SoftmaxLoss", "BCEWithLogitsLoss", "MSELoss", "L1Loss",
            "RNNCell", "RNN", "LSTMCell", "LSTM",

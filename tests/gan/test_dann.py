@@ -13,7 +13,7 @@ from gan.errors import GANSetupError
 from gan.objectives import Minimax
 from gan.recipes.dann import (DANNRecipe, DomainDiscriminator, FeatureExtractor,
                               LabelClassifier, accuracy, dann_batches, lr_factor,
-                              max_pool, reversal_scale, torch_style_linears)
+                              reversal_scale, torch_style_linears)
 from gan.shifted_mnist import (CROP, enlarge, load_domains, shift_parameters, shift_split,
                                shifted_digits, to_rgb)
 
@@ -150,25 +150,6 @@ def test_schedule_values_by_hand():
 
 
 # ---- the networks --------------------------------------------------------------------------
-def test_max_pool_matches_a_blockwise_numpy_maximum_forward_and_backward():
-    rng = np.random.RandomState(5)
-    x = rng.randn(2, 3, 6, 8).astype(np.float32)
-    x[0, 0, 0, 1] = x[0, 0, 1, 1] = 5.0  # the first block's largest value, twice
-    upstream = rng.randn(2, 3, 3, 4).astype(np.float32)
-    blocks = x.reshape(2, 3, 3, 2, 4, 2)
-    np.testing.assert_array_equal(max_pool(ndl.Tensor(x)).numpy(), blocks.max(axis=(3, 5)))
-    tensor = ndl.Tensor(x, requires_grad=True)
-    (max_pool(tensor) * ndl.Tensor(upstream)).sum().backward()
-    winners = blocks == blocks.max(axis=(3, 5), keepdims=True)
-    share = winners / winners.sum(axis=(3, 5), keepdims=True)  # ties split the gradient
-    expected = (share * upstream[:, :, :, None, :, None]).reshape(x.shape)
-    np.testing.assert_allclose(tensor.grad.numpy(), expected, rtol=1e-6)
-    assert tensor.grad.numpy()[0, 0, 0, 1] == pytest.approx(upstream[0, 0, 0, 0] / 2)
-    assert tensor.grad.numpy()[0, 0, 1, 1] == pytest.approx(upstream[0, 0, 0, 0] / 2)
-    with pytest.raises(ValueError, match="max_pool: needs an even height and width"):
-        max_pool(ndl.Tensor(np.zeros((1, 1, 5, 4), np.float32)))
-
-
 def test_the_feature_extractor_is_the_papers_shape():
     F = FeatureExtractor(3, 4)
     assert F(ndl.Tensor(np.zeros((2, 3, 28, 28), np.float32))).shape == (2, F.feature_dim)
