@@ -22,8 +22,8 @@ import os
 import sys
 import tempfile
 
-from benchmarks.techniques import (_emit, cell, last_scored_epoch, run_app, run_seeds,
-                                   summary)
+from benchmarks.techniques import (_emit, add_run_options, cell, last_scored_epoch, run_app,
+                                   run_seeds, summary)
 from benchmarks.timing import machine
 
 #: config name -> train_dann flags
@@ -66,17 +66,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--jobs", type=int, default=2, help="runs at once")
-    parser.add_argument("--threads", type=int, default=1, help="BLAS threads per run")
-    parser.add_argument("--eval_samples", type=int, default=2000,
-                        help="test digits of each domain scored")
-    parser.add_argument("--max_steps", type=int, default=None,
-                        help="cap each run (default: the app's 8 epochs)")
+    add_run_options(parser, seeds=[0, 1, 2], eval_help="test digits of each domain scored",
+                    max_steps_help="cap each run (default: the app's 8 epochs)")
     parser.add_argument("--keep", default=None,
                         help="keep the run folders under this folder (default: temporary); "
                              "finished runs found there are read, not trained again")
-    parser.add_argument("--out", default=None, help="also write the JSON to this file")
     parser.add_argument("--table", metavar="JSON", default=None,
                         help="print the markdown table of a saved result and stop")
     args = parser.parse_args(argv)

@@ -29,8 +29,8 @@ import os
 import sys
 import tempfile
 
-from benchmarks.techniques import (SCORES, _emit, cell, last_scored_epoch, run_app,
-                                   run_seeds, summary)
+from benchmarks.techniques import (SCORES, _emit, add_run_options, cell, last_scored_epoch,
+                                   run_app, run_seeds, summary)
 from benchmarks.timing import machine
 
 #: model name -> the command after `python -m`
@@ -84,17 +84,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--jobs", type=int, default=2, help="runs at once")
-    parser.add_argument("--threads", type=int, default=1, help="BLAS threads per run")
-    parser.add_argument("--eval_samples", type=int, default=2000)
-    parser.add_argument("--max_steps", type=int, default=None,
-                        help="cap each run (default: each app's one epoch)")
+    add_run_options(parser, seeds=[0],
+                    max_steps_help="cap each run (default: each app's one epoch)")
     parser.add_argument("--keep", default=None,
                         help="keep the run folders under this folder (default: temporary)")
     parser.add_argument("--reuse", nargs="+", default=[], metavar="MODEL=RUN_DIR",
                         help="take these models' scores from finished runs (one seed)")
-    parser.add_argument("--out", default=None, help="also write the JSON to this file")
     parser.add_argument("--table", metavar="JSON", default=None,
                         help="print the markdown table of a saved result and stop")
     args = parser.parse_args(argv)

@@ -87,6 +87,17 @@ def last_scored_epoch(out_dir, score="fid",
     return epochs[-1]
 
 
+def add_run_options(parser, seeds, eval_help=None, max_steps_help=None):
+    """The options of every study that trains apps over seeds (techniques, generative_table,
+    dann_seeds): --seeds, --jobs, --threads, --eval_samples, --max_steps, --out."""
+    parser.add_argument("--seeds", nargs="+", type=int, default=list(seeds))
+    parser.add_argument("--jobs", type=int, default=2, help="runs at once")
+    parser.add_argument("--threads", type=int, default=1, help="BLAS threads per run")
+    parser.add_argument("--eval_samples", type=int, default=2000, help=eval_help)
+    parser.add_argument("--max_steps", type=int, default=None, help=max_steps_help)
+    parser.add_argument("--out", default=None, help="also write the JSON to this file")
+
+
 def run_seeds(run_one, names, seeds, args, folder):
     """{name: {seed: run_one(name, seed, args, folder)}} for every name and seed, args.jobs
     runs at a time, each result printed to stderr as it comes."""
@@ -200,13 +211,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), default=list(CONFIGS))
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--jobs", type=int, default=2, help="runs at once")
-    parser.add_argument("--threads", type=int, default=1, help="BLAS threads per run")
-    parser.add_argument("--eval_samples", type=int, default=2000)
-    parser.add_argument("--max_steps", type=int, default=None,
-                        help="cap each run (default: the main job's one epoch)")
-    parser.add_argument("--out", default=None, help="also write the JSON to this file")
+    add_run_options(parser, seeds=[0, 1, 2],
+                    max_steps_help="cap each run (default: the main job's one epoch)")
     parser.add_argument("--time", action="store_true",
                         help="time the configs' training steps in this process instead")
     parser.add_argument("--repeat", type=int, default=32, help="with --time: timed steps")
