@@ -19,7 +19,8 @@ G collapses against the DCGAN's D too (FID 60.5): the generator is what fails. I
 early samples came from the nearest-neighbour repeats and from the noise inputs; with the
 filter and --no_noise the early samples are smooth and varied, yet 920 steps of --no_noise
 --g_lr 0.0005 still end at FID 73.3 (EMA(G) 71.6), 3 digits, mostly 1s (with --r1 1
-56.9, one digit; --mbstd_group 32 66.7, one digit; --g_lr 0.00025 67.5, 3 digits). A step
+56.9, one digit; --mbstd_group 32 66.7, one digit; --g_lr 0.00025 67.5, 3 digits; --lr
+0.0005 72.3, 2 digits; G alone twice as wide 92.4, 2 digits). A step
 costs about what the DCGAN main job's does (0.394 against 0.387 s of CPU, one thread, the two
 alternating in one process), so the default epoch takes about twice the DCGAN main job's
 time and --max_steps 920 is its wall time. --minutes M stops after M minutes instead (then
