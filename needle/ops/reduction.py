@@ -123,6 +123,16 @@ def logsoftmax(a):
     return LogSoftmax()(a)
 
 
+def _applied_with_statistics(op, inputs):
+    """(output, mean, var) of `op` applied to `inputs` through a copy of it: each application
+    gets its own op object, whose compute keeps that application's statistics (so reusing
+    `op` stays safe), and the output is realised at once to fill them."""
+    op = copy.copy(op)
+    out = Tensor.make_from_op(op, inputs)
+    out.realize_cached_data()
+    return out, op.mean, op.var
+
+
 class Normalize(TensorOp):
     """x_hat = (x - mean) / sqrt(var + eps) over `axes`, with the biased variance: the
     normalisation inside LayerNorm and InstanceNorm as one op (BatchNorm's training forward is
@@ -150,10 +160,7 @@ class Normalize(TensorOp):
     def with_statistics(self, x):
         """(x_hat, mean, var): the output and this application's statistics as arrays (also
         under no_grad, where the output keeps no op)."""
-        op = copy.copy(self)  # this application's own op object: reuse of `self` stays safe
-        x_hat = Tensor.make_from_op(op, [x])
-        x_hat.realize_cached_data()
-        return x_hat, op.mean, op.var
+        return _applied_with_statistics(self, [x])
 
     def _axes(self, ndim):
         axes = _normalize_axes(self.axes, ndim, "normalize")
@@ -236,10 +243,7 @@ class BatchNormalize(TensorOp):
 
     def with_statistics(self, x, weight, bias):
         """(y, mean, var): the output and this application's statistics as arrays."""
-        op = copy.copy(self)  # this application's own op object, as Normalize's
-        y = Tensor.make_from_op(op, [x, weight, bias])
-        y.realize_cached_data()
-        return y, op.mean, op.var
+        return _applied_with_statistics(self, [x, weight, bias])
 
     def _axes(self, shape, *vectors):
         """(channel axis, the axes normalised over), checking that weight and bias fit."""
