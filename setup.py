@@ -96,8 +96,8 @@ setup(
         "distributed": DISTRIBUTED,
         # websocket-client: the report's browser test reads Chromium's DevTools protocol;
         # tensorboard: its EventAccumulator reads the event files back; mpi4py and mpich:
-        # the mpiexec -n 2 tests
-        "test": ["pytest>=7", "hypothesis>=6.80", "numdifftools>=0.9",
+        # the mpiexec -n 2 tests; threadpoolctl: the benchmarks record which BLAS kernels ran
+        "test": ["pytest>=7", "hypothesis>=6.80", "numdifftools>=0.9", "threadpoolctl>=3.1",
                  "websocket-client>=1.6", "tensorboardX>=2.6", "tensorboard>=2.14"]
                 + GAN + DISTRIBUTED,
     },

@@ -4,6 +4,7 @@ Two-thread timings swing between processes, so needle and PyTorch are timed in t
 process, alternating (each timed call after one untimed call of the same framework, so
 neither pays for the other's spinning threads), and the median of the repeats is reported.
 """
+import os
 import platform
 import statistics
 import time
@@ -76,9 +77,19 @@ def peak_rss_mb():
 
 
 def machine():
-    import os
     return {"cpu_count": os.cpu_count(), "python": platform.python_version(),
-            "numpy": np.__version__}
+            "numpy": np.__version__, "blas": blas_in_use()}
+
+
+def blas_in_use():
+    """The BLAS libraries loaded in this process (NumPy's, and PyTorch's once imported):
+    library, version, threads and kernels. An OPENBLAS_CORETYPE in the environment pins
+    OpenBLAS's kernels (this machine's pins Haswell's AVX2 ones), so the row says which ran."""
+    from threadpoolctl import threadpool_info
+    return [{"library": info["internal_api"], "version": info["version"],
+             "threads": info["num_threads"], "kernels": info.get("architecture"),
+             "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE")}
+            for info in threadpool_info() if info["user_api"] == "blas"]
 
 
 def try_import_torch():
