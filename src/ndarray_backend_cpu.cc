@@ -14,13 +14,15 @@
 //              cache-blocked path for transposing copies
 //   ewise      elementwise and scalar kernels, comparisons, vectorisable float32 exp/log/tanh
 //   reduce     reductions over contiguous groups (NumPy's pairwise summation)
-//   matmul     a packed, blocked GEMM (6 x 2-vector micro-kernel) over row-major or 8x8-tiled
-//              operands (matmul and matmul_tiled), and a direct tile kernel for small products
+//   matmul     a packed, blocked GEMM (6 x 2-vector micro-kernel; 14 x 2 with AVX-512) over
+//              row-major or 8x8-tiled operands (matmul and matmul_tiled), and a direct tile
+//              kernel for small products
 //   fused      im2col, col2im, leaky ReLU, Adam and BatchNorm over NumPy float32 arrays, for
 //              cpu_numpy()
 //
 // No -march: the GEMM and float32 exp/log/tanh kernels exist for the baseline ISA and, on x86,
-// for AVX2 + FMA, picked at run time (cpu_has_avx2).
+// for AVX2 + FMA, picked at run time (cpu_has_avx2); the GEMM also for AVX-512 (cpu_has_avx512,
+// gemm_isa / set_gemm_isa / NEEDLE_GEMM_ISA choose among them).
 //
 // dtype rules (what NDArray relies on; NumPy's same_kind casting where they overlap):
 // arithmetic computes in the output's dtype, and an operand of another dtype is cast to it
@@ -77,6 +79,13 @@ namespace py = pybind11;
     !defined(NEEDLE_NO_AVX2)
 #define NEEDLE_X86_AVX2 1
 #define NEEDLE_AVX2 __attribute__((target("avx2,fma")))
+// The GEMM also has an AVX-512 variant (64-byte vectors, 32 registers: its own micro-kernel
+// shape), written with intrinsics, picked where the CPU has AVX-512 F/DQ/BW/VL.
+#if !defined(NEEDLE_NO_AVX512)
+#define NEEDLE_X86_AVX512 1
+#define NEEDLE_AVX512 __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")))
+#include <immintrin.h>
+#endif
 #endif
 
 namespace needle {
@@ -90,6 +99,20 @@ bool cpu_has_avx2() {
   static const bool yes = [] {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }();
+  return yes;
+#else
+  return false;
+#endif
+}
+
+bool cpu_has_avx512() {
+#ifdef NEEDLE_X86_AVX512
+  static const bool yes = [] {
+    __builtin_cpu_init();
+    return cpu_has_avx2() && __builtin_cpu_supports("avx512f") &&
+           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl");
   }();
   return yes;
 #else
@@ -1017,6 +1040,11 @@ void reduce(const Array &a, Array &out, int64_t reduce_size, const char *fn) {
 }
 
 // ---- matmul ------------------------------------------------------------------------------------
+// (GCC 12's AVX-512 headers trip -Wmaybe-uninitialized: _mm512_undefined_*, GCC bug 105593.)
+#if defined(NEEDLE_X86_AVX512) && defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 // A vector of Bytes bytes of T: one register of the variant's ISA (Isa<Bytes>).
 #ifdef NEEDLE_VECTOR_EXTENSIONS
 template <class T, int Bytes> struct Simd;
@@ -1066,11 +1094,21 @@ template <class P, bool Tiled> struct View {
   }
 };
 
-// Blocking (BLIS-style): a 6 x 2-vector register tile of C, A packed in MR-row strips
-// (MC x KC, sized for L2), B packed in NR-column strips (KC x NR each, sized for L1).
+// Blocking (BLIS-style), per variant: an MR x NR register tile of C (NR = two vectors), A
+// packed in MR-row strips (MC x KC, sized for L2), B packed in NR-column strips (KC x NR each,
+// sized for L1). SSE2/AVX2 (16 registers): 6 x 2 vectors. AVX-512 (32 registers): 14 x 2
+// vectors, 28 accumulators (14 x 32 floats, 14 x 16 doubles); 14 rows divide the DCGAN's
+// 3136- and 12544-row products exactly, and 32 columns its 128 to 2048.
 constexpr int kMR = 6;
-template <class T, int Bytes> constexpr int kNR() { return 2 * lanes<T, Bytes>(); }
-constexpr int64_t kKC = 256, kMC = 96, kNC = 3072;
+template <class T, int Bytes> struct Blocking {
+  static constexpr int MR = kMR, NR = 2 * lanes<T, Bytes>();
+  static constexpr int64_t KC = 256, MC = 96, NC = 3072;
+};
+template <class T> struct Blocking<T, 64> {
+  static constexpr int MR = 14, NR = 2 * lanes<T, 64>();
+  static constexpr int64_t KC = 256, MC = 336, NC = 3072;
+};
+template <class T, int Bytes> constexpr int kNR() { return Blocking<T, Bytes>::NR; }
 
 // C[0:mr, 0:nr] (+)= A_strip (kc x MR, k-major) @ B_strip (kc x NR, k-major).
 template <class T, int Bytes, class CView>
@@ -1133,6 +1171,130 @@ NEEDLE_INLINE void macro_kernel(int64_t mc, int64_t nc, int64_t kc, int64_t s0, 
   }
 }
 
+#ifdef NEEDLE_X86_AVX512
+// The AVX-512 micro-kernel, in intrinsics: a zmm register of T, with masked stores for the
+// edges (no staging tile).
+template <class T> struct Zmm;
+template <> struct Zmm<float> {
+  typedef __m512 V;
+  static constexpr int L = 16;
+  NEEDLE_AVX512 static NEEDLE_INLINE V zero() { return _mm512_setzero_ps(); }
+  NEEDLE_AVX512 static NEEDLE_INLINE V load(const float *p) { return _mm512_loadu_ps(p); }
+  NEEDLE_AVX512 static NEEDLE_INLINE V fma(float a, V b, V c) {
+    return _mm512_fmadd_ps(_mm512_set1_ps(a), b, c);
+  }
+  // c[0:count] (+)= v[0:count], count in [1, 16]
+  NEEDLE_AVX512 static NEEDLE_INLINE void store(float *c, V v, int count, bool accumulate) {
+    if (count >= 16) {  // (unmasked: AMD's masked stores are slow)
+      _mm512_storeu_ps(c, accumulate ? _mm512_add_ps(v, _mm512_loadu_ps(c)) : v);
+      return;
+    }
+    const __mmask16 m = static_cast<__mmask16>((1u << count) - 1);
+    if (accumulate) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, c));
+    _mm512_mask_storeu_ps(c, m, v);
+  }
+  // The same for lanes 8h..8h+7 of v (h = 0 or 1), count in [1, 8]: a tiled row's 8 columns.
+  NEEDLE_AVX512 static NEEDLE_INLINE void store_half(float *c, V v, int h, int count,
+                                                     bool accumulate) {
+    __m256 x = h ? _mm512_extractf32x8_ps(v, 1) : _mm512_castps512_ps256(v);
+    if (count >= 8) {
+      _mm256_storeu_ps(c, accumulate ? _mm256_add_ps(x, _mm256_loadu_ps(c)) : x);
+      return;
+    }
+    const __mmask8 m = static_cast<__mmask8>((1u << count) - 1);
+    if (accumulate) x = _mm256_add_ps(x, _mm256_maskz_loadu_ps(m, c));
+    _mm256_mask_storeu_ps(c, m, x);
+  }
+};
+template <> struct Zmm<double> {
+  typedef __m512d V;
+  static constexpr int L = 8;
+  NEEDLE_AVX512 static NEEDLE_INLINE V zero() { return _mm512_setzero_pd(); }
+  NEEDLE_AVX512 static NEEDLE_INLINE V load(const double *p) { return _mm512_loadu_pd(p); }
+  NEEDLE_AVX512 static NEEDLE_INLINE V fma(double a, V b, V c) {
+    return _mm512_fmadd_pd(_mm512_set1_pd(a), b, c);
+  }
+  NEEDLE_AVX512 static NEEDLE_INLINE void store(double *c, V v, int count, bool accumulate) {
+    if (count >= 8) {
+      _mm512_storeu_pd(c, accumulate ? _mm512_add_pd(v, _mm512_loadu_pd(c)) : v);
+      return;
+    }
+    const __mmask8 m = static_cast<__mmask8>((1u << count) - 1);
+    if (accumulate) v = _mm512_add_pd(v, _mm512_maskz_loadu_pd(m, c));
+    _mm512_mask_storeu_pd(c, m, v);
+  }
+};
+
+// Row i, columns j..j+count-1 (count <= L) of C (+)= v. In the tiled layout only 8 columns
+// from a multiple of 8 are contiguous: a 16-float vector goes out as two halves.
+template <class T, bool Tiled>
+NEEDLE_AVX512 NEEDLE_INLINE void store_row(const View<T *, Tiled> &C, int64_t i, int64_t j,
+                                           typename Zmm<T>::V v, int count, bool accumulate) {
+  if constexpr (Tiled && Zmm<T>::L > kTileSize) {
+    Zmm<T>::store_half(C.at(i, j), v, 0, std::min(count, 8), accumulate);
+    if (count > 8) Zmm<T>::store_half(C.at(i, j + 8), v, 1, count - 8, accumulate);
+  } else {
+    Zmm<T>::store(C.at(i, j), v, count, accumulate);
+  }
+}
+
+// C[0:mr, 0:nr] (+)= A_strip (kc x 14) @ B_strip (kc x NR, the first W vectors of each row).
+template <class T, int W, bool Tiled>
+NEEDLE_AVX512 NEEDLE_INLINE void micro_kernel_512(int64_t kc, const T *A, const T *B,
+                                                  const View<T *, Tiled> &C, int64_t i0,
+                                                  int64_t j0, int mr, int nr, bool accumulate) {
+  using Z = Zmm<T>;
+  using V = typename Z::V;
+  constexpr int L = Z::L, MR = Blocking<T, 64>::MR, NR = Blocking<T, 64>::NR;
+  V c[MR][W];
+#pragma GCC unroll 14
+  for (int r = 0; r < MR; ++r) {
+    if (r < mr) {  // C's tile, into L1 while the k loop runs
+      _mm_prefetch(reinterpret_cast<const char *>(C.at(i0 + r, j0)), _MM_HINT_T0);
+      if (W == 2) _mm_prefetch(reinterpret_cast<const char *>(C.at(i0 + r, j0 + L)), _MM_HINT_T0);
+    }
+#pragma GCC unroll 2
+    for (int w = 0; w < W; ++w) c[r][w] = Z::zero();
+  }
+  for (int64_t k = 0; k < kc; ++k, A += MR, B += NR) {
+    V b[W];
+#pragma GCC unroll 2
+    for (int w = 0; w < W; ++w) b[w] = Z::load(B + w * L);
+#pragma GCC unroll 14
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 2
+      for (int w = 0; w < W; ++w) c[r][w] = Z::fma(A[r], b[w], c[r][w]);
+  }
+#pragma GCC unroll 14
+  for (int r = 0; r < MR; ++r) {
+    if (r >= mr) break;
+#pragma GCC unroll 2
+    for (int w = 0; w < W; ++w)
+      store_row(C, i0 + r, j0 + w * L, c[r][w], std::min(nr - w * L, L), accumulate);
+  }
+}
+
+template <class T, bool Tiled>
+NEEDLE_AVX512 NEEDLE_INLINE void macro_kernel_512(int64_t mc, int64_t nc, int64_t kc, int64_t s0,
+                                                  int64_t s1, const T *Ap, const T *Bp,
+                                                  const View<T *, Tiled> &C, int64_t i0,
+                                                  int64_t j0, bool accumulate) {
+  constexpr int L = Zmm<T>::L, MR = Blocking<T, 64>::MR, NR = Blocking<T, 64>::NR;
+  for (int64_t s = s0; s < s1; ++s) {
+    const int64_t j = s * NR;
+    const int nr = static_cast<int>(std::min<int64_t>(NR, nc - j));
+    const T *B = Bp + s * kc * NR;
+    for (int64_t i = 0; i < mc; i += MR) {
+      const int mr = static_cast<int>(std::min<int64_t>(MR, mc - i));
+      if (nr > L)
+        micro_kernel_512<T, 2>(kc, Ap + i * kc, B, C, i0 + i, j0 + j, mr, nr, accumulate);
+      else
+        micro_kernel_512<T, 1>(kc, Ap + i * kc, B, C, i0 + i, j0 + j, mr, nr, accumulate);
+    }
+  }
+}
+#endif
+
 // One 8x8 tile of the tiled layout: C = sum over nt pairs of A tiles (step 64) and B tiles
 // (step b_step). R rows at a time, so that R x (vectors per row) = 8 accumulators.
 template <class T, int Bytes>
@@ -1190,22 +1352,107 @@ NEEDLE_FOR_EACH_ISA(NEEDLE_MATMUL_VARIANT)
 #undef NEEDLE_MATMUL_KERNELS
 #undef NEEDLE_MACRO_KERNEL
 
-// Calls f(Isa<32>{}) where the CPU has AVX2 + FMA, else f(Isa<16>{}).
-template <class F> void with_isa(F &&f) {
-#ifdef NEEDLE_X86_AVX2
-  if (cpu_has_avx2()) return f(Isa<32>{});
+#ifdef NEEDLE_X86_AVX512
+// The AVX-512 entry points. Small tiled products (run_tiled) use the AVX2 tile kernel, compiled
+// for AVX-512 (8 columns of a tile are one 32-byte vector of floats).
+#define NEEDLE_MATMUL_KERNELS_512(T)                                                          \
+  NEEDLE_AVX512 void run_macro_kernel(Isa<64>, int64_t mc, int64_t nc, int64_t kc, int64_t s0, \
+                                      int64_t s1, const T *Ap, const T *Bp,                    \
+                                      const View<T *, false> &C, int64_t i0, int64_t j0,       \
+                                      bool accumulate) {                                       \
+    macro_kernel_512<T, false>(mc, nc, kc, s0, s1, Ap, Bp, C, i0, j0, accumulate);             \
+  }                                                                                            \
+  NEEDLE_AVX512 void run_macro_kernel(Isa<64>, int64_t mc, int64_t nc, int64_t kc, int64_t s0, \
+                                      int64_t s1, const T *Ap, const T *Bp,                    \
+                                      const View<T *, true> &C, int64_t i0, int64_t j0,        \
+                                      bool accumulate) {                                       \
+    macro_kernel_512<T, true>(mc, nc, kc, s0, s1, Ap, Bp, C, i0, j0, accumulate);              \
+  }                                                                                            \
+  NEEDLE_AVX512 void run_tiled(Isa<64>, const T *A, const T *B, T *C, int64_t nt, int64_t pt,  \
+                               int64_t t0, int64_t t1) {                                       \
+    tiled_range<T, 32>(A, B, C, nt, pt, t0, t1);                                               \
+  }
+NEEDLE_MATMUL_KERNELS_512(float)
+NEEDLE_MATMUL_KERNELS_512(double)
+#undef NEEDLE_MATMUL_KERNELS_512
 #endif
-  f(Isa<16>{});
+
+// The GEMM variant in use: 16 (baseline), 32 (AVX2 + FMA) or 64 (AVX-512) bytes per vector.
+// By default the widest the CPU has; NEEDLE_GEMM_ISA (baseline, avx2, avx512) or
+// set_gemm_isa() picks another, for tests and comparisons.
+int best_gemm_isa() { return cpu_has_avx512() ? 64 : cpu_has_avx2() ? 32 : 16; }
+
+int parse_gemm_isa(const std::string &name) {
+  int bytes = 0;
+  if (name == "auto") bytes = best_gemm_isa();
+  else if (name == "baseline") bytes = 16;
+  else if (name == "avx2") bytes = 32;
+  else if (name == "avx512") bytes = 64;
+  else
+    throw py::value_error("gemm isa: expected auto, baseline, avx2 or avx512, got '" + name +
+                          "'");
+  if ((bytes == 32 && !cpu_has_avx2()) || (bytes == 64 && !cpu_has_avx512()))
+    throw py::value_error("gemm isa: this CPU (or build) has no " + name);
+  return bytes;
 }
 
-// B[k0:k0+kc, j0:j0+width) into a kc x NR strip, zero-padded to NR columns.
+std::atomic<int> gemm_isa_bytes{0};  // 0: not settled yet
+
+int current_gemm_isa() {
+  int bytes = gemm_isa_bytes.load(std::memory_order_relaxed);
+  if (bytes == 0) {
+    const char *value = std::getenv("NEEDLE_GEMM_ISA");
+    bytes = best_gemm_isa();
+    if (value != nullptr && *value != '\0') {
+      try {
+        bytes = parse_gemm_isa(value);
+      } catch (const py::value_error &) {  // a bad variable falls back to the default
+      }
+    }
+    gemm_isa_bytes.store(bytes, std::memory_order_relaxed);
+  }
+  return bytes;
+}
+
+void set_gemm_isa(const std::string &name) {
+  gemm_isa_bytes.store(parse_gemm_isa(name), std::memory_order_relaxed);
+}
+
+std::string gemm_isa() {
+  const int bytes = current_gemm_isa();
+  return bytes == 64 ? "avx512" : bytes == 32 ? "avx2" : "baseline";
+}
+
+// Calls f(Isa<bytes>{}) for the GEMM variant in use.
+template <class F> void with_isa(F &&f) {
+  switch (current_gemm_isa()) {
+#ifdef NEEDLE_X86_AVX512
+    case 64:
+      return f(Isa<64>{});
+#endif
+#ifdef NEEDLE_X86_AVX2
+    case 32:
+      return f(Isa<32>{});
+#endif
+    default:
+      return f(Isa<16>{});
+  }
+}
+
+// B[k0:k0+kc, j0:j0+width) into a kc x NR strip, zero-padded to NR columns. (Tiled: a run
+// of columns up to the next multiple of 8 is contiguous.)
 template <int NR, class T, bool Tiled>
 void pack_b_strip(const View<const T *, Tiled> &B, int64_t k0, int64_t j0, int64_t kc,
                   int64_t width, T *dst) {
   for (int64_t k = 0; k < kc; ++k, dst += NR) {
     int64_t j = 0;
     if constexpr (Tiled) {
-      for (; j < width; ++j) dst[j] = *B.at(k0 + k, j0 + j);
+      while (j < width) {
+        const int64_t run = std::min<int64_t>(width - j, kTileSize - ((j0 + j) & (kTileSize - 1)));
+        const T *src = B.at(k0 + k, j0 + j);
+        for (int64_t u = 0; u < run; ++u) dst[j + u] = src[u];
+        j += run;
+      }
     } else {
       const T *src = B.at(k0 + k, j0);
       for (; j < width; ++j) dst[j] = src[j];
@@ -1214,24 +1461,170 @@ void pack_b_strip(const View<const T *, Tiled> &B, int64_t k0, int64_t j0, int64
   }
 }
 
-// A[i0:i0+mc, k0:k0+kc] into MR-row strips, k-major inside a strip, zero-padded.
-template <class T, bool Tiled>
+// A[i0:i0+mc, k0:k0+kc] into MR-row strips, k-major inside a strip, zero-padded. Eight
+// columns at a time (8 x MR writes that stay in L1; in the tiled layout, one contiguous run
+// of a tile's row: there k0 and kc are multiples of 8).
+template <int MR, class T, bool Tiled>
 void pack_a(const View<const T *, Tiled> &A, int64_t i0, int64_t k0, int64_t mc, int64_t kc,
             T *dst) {
-  for (int64_t i = 0; i < mc; i += kMR, dst += kMR * kc) {
-    const int64_t h = std::min<int64_t>(kMR, mc - i);
-    for (int64_t r = 0; r < h; ++r) {
-      if constexpr (Tiled) {
-        for (int64_t k = 0; k < kc; ++k) dst[k * kMR + r] = *A.at(i0 + i + r, k0 + k);
-      } else {
-        const T *src = A.at(i0 + i + r, k0);
-        for (int64_t k = 0; k < kc; ++k) dst[k * kMR + r] = src[k];
+  constexpr int K = kTileSize;
+  for (int64_t i = 0; i < mc; i += MR, dst += MR * kc) {
+    const int64_t h = std::min<int64_t>(MR, mc - i);
+    for (int64_t k = 0; k < kc; k += K) {
+      const int w = static_cast<int>(std::min<int64_t>(K, kc - k));
+      T *d = dst + k * MR;
+      for (int64_t r = 0; r < h; ++r) {
+        const T *src = A.at(i0 + i + r, k0 + k);
+        for (int u = 0; u < w; ++u) d[u * MR + r] = src[u];
       }
+      for (int64_t r = h; r < MR; ++r)
+        for (int u = 0; u < w; ++u) d[u * MR + r] = T(0);
     }
-    for (int64_t r = h; r < kMR; ++r)
-      for (int64_t k = 0; k < kc; ++k) dst[k * kMR + r] = T(0);
   }
 }
+
+// Packing per variant: the loops above, and for AVX-512 vector loads (masked at the edges),
+// with 16 x 16 register transposes for float32's A strips.
+template <int Bytes, class T, bool Tiled>
+void pack_a_for(Isa<Bytes>, const View<const T *, Tiled> &A, int64_t i0, int64_t k0, int64_t mc,
+                int64_t kc, T *dst) {
+  pack_a<Blocking<T, Bytes>::MR>(A, i0, k0, mc, kc, dst);
+}
+template <int Bytes, class T, bool Tiled>
+void pack_b_for(Isa<Bytes>, const View<const T *, Tiled> &B, int64_t k0, int64_t j0, int64_t kc,
+                int64_t width, T *dst) {
+  pack_b_strip<Blocking<T, Bytes>::NR>(B, k0, j0, kc, width, dst);
+}
+
+// Floats the AVX-512 A packing may write past a block (see pack_a_512).
+constexpr int64_t kPackSlack = 16;
+
+#ifdef NEEDLE_X86_AVX512
+NEEDLE_AVX512 NEEDLE_INLINE __mmask16 first_lanes16(int count) {
+  return static_cast<__mmask16>(count >= 16 ? 0xFFFFu : count <= 0 ? 0u : (1u << count) - 1);
+}
+NEEDLE_AVX512 NEEDLE_INLINE __mmask8 first_lanes8(int count) {
+  return static_cast<__mmask8>(count >= 8 ? 0xFFu : count <= 0 ? 0u : (1u << count) - 1);
+}
+
+// Row i, columns j..j+count-1 (count <= L; zeros beyond) as one vector. Tiled float32: two
+// runs of 8 (count is a multiple of 8 there).
+template <class T, bool Tiled>
+NEEDLE_AVX512 NEEDLE_INLINE typename Zmm<T>::V load_run(const View<const T *, Tiled> &M,
+                                                        int64_t i, int64_t j, int count) {
+  if constexpr (std::is_same<T, float>::value) {
+    if constexpr (Tiled) {
+      const __m256 lo = _mm256_maskz_loadu_ps(first_lanes8(count), M.at(i, j));
+      const __m256 hi = count > 8 ? _mm256_maskz_loadu_ps(first_lanes8(count - 8), M.at(i, j + 8))
+                                  : _mm256_setzero_ps();
+      return _mm512_insertf32x8(_mm512_zextps256_ps512(lo), hi, 1);
+    } else {
+      return _mm512_maskz_loadu_ps(first_lanes16(count), M.at(i, j));
+    }
+  } else {
+    return _mm512_maskz_loadu_pd(first_lanes8(count), M.at(i, j));
+  }
+}
+
+// r[q] lane c -> r[c] lane q.
+NEEDLE_AVX512 NEEDLE_INLINE void transpose16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  // s[4g + c], 128-bit lane l: column 4l + c of rows 4g..4g+3
+  for (int g = 0; g < 4; ++g) {
+    const __m512d a = _mm512_castps_pd(t[4 * g]), b = _mm512_castps_pd(t[4 * g + 2]);
+    const __m512d c = _mm512_castps_pd(t[4 * g + 1]), d = _mm512_castps_pd(t[4 * g + 3]);
+    r[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+    r[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+    r[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));
+    r[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));
+  }
+  // a 4 x 4 transpose of 128-bit lanes for each c
+  for (int c = 0; c < 4; ++c) {
+    const __m512 x0 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x44);
+    const __m512 x1 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xEE);
+    const __m512 y0 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x44);
+    const __m512 y1 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xEE);
+    t[c] = _mm512_shuffle_f32x4(x0, y0, 0x88);
+    t[4 + c] = _mm512_shuffle_f32x4(x0, y0, 0xDD);
+    t[8 + c] = _mm512_shuffle_f32x4(x1, y1, 0x88);
+    t[12 + c] = _mm512_shuffle_f32x4(x1, y1, 0xDD);
+  }
+  for (int q = 0; q < 16; ++q) r[q] = t[q];
+}
+
+// float32 A strips of 14 rows: 16 columns of the strip's rows (two zero rows added) loaded,
+// transposed, and written out as 16 k-rows of 14. The stores are full 16-lane ones (AMD's
+// masked stores are slow), each overwriting the first two floats of the next k-row, which the
+// next store rewrites; the last one writes two floats past the strip (the buffer has room).
+constexpr int64_t kPrefetchA = 128;  // floats ahead along k (8 cache lines; 64 and 256 measured slower)
+template <bool Tiled>
+NEEDLE_AVX512 void pack_a_512(const View<const float *, Tiled> &A, int64_t i0, int64_t k0,
+                              int64_t mc, int64_t kc, float *dst) {
+  constexpr int MR = Blocking<float, 64>::MR;
+  for (int64_t i = 0; i < mc; i += MR, dst += MR * kc) {
+    const int h = static_cast<int>(std::min<int64_t>(MR, mc - i));
+    for (int64_t k = 0; k < kc; k += 16) {
+      const int w = static_cast<int>(std::min<int64_t>(16, kc - k));
+      __m512 r[16];
+#pragma GCC unroll 16
+      for (int q = 0; q < 16; ++q) {
+        if (q < h) {
+          _mm_prefetch(reinterpret_cast<const char *>(A.at(i0 + i + q, k0 + k + kPrefetchA)),
+                       _MM_HINT_T0);
+          if constexpr (Tiled)
+            _mm_prefetch(reinterpret_cast<const char *>(A.at(i0 + i + q, k0 + k + kPrefetchA + 8)),
+                         _MM_HINT_T0);
+        }
+        r[q] = q < h ? load_run(A, i0 + i + q, k0 + k, w) : _mm512_setzero_ps();
+      }
+      transpose16(r);
+      float *d = dst + k * MR;
+      if (w == 16) {
+#pragma GCC unroll 16
+        for (int u = 0; u < 16; ++u) _mm512_storeu_ps(d + u * MR, r[u]);
+      } else {
+        for (int u = 0; u < w; ++u) _mm512_storeu_ps(d + u * MR, r[u]);
+      }
+    }
+  }
+}
+
+// B[k0:k0+kc, j0:j0+width) into a kc x NR strip (two vectors a row), zero-padded.
+template <class T, bool Tiled>
+NEEDLE_AVX512 void pack_b_512(const View<const T *, Tiled> &B, int64_t k0, int64_t j0,
+                              int64_t kc, int64_t width, T *dst) {
+  constexpr int L = Zmm<T>::L, NR = Blocking<T, 64>::NR;
+  const int w = static_cast<int>(width);
+  for (int64_t k = 0; k < kc; ++k, dst += NR) {
+    const typename Zmm<T>::V lo = load_run(B, k0 + k, j0, std::min(w, L));
+    const typename Zmm<T>::V hi =
+        w > L ? load_run(B, k0 + k, j0 + L, w - L) : typename Zmm<T>::V{};
+    Zmm<T>::store(dst, lo, L, false);
+    Zmm<T>::store(dst + L, hi, L, false);
+  }
+}
+
+#define NEEDLE_PACK_512(TILED)                                                                 \
+  NEEDLE_AVX512 void pack_a_for(Isa<64>, const View<const float *, TILED> &A, int64_t i0,      \
+                                int64_t k0, int64_t mc, int64_t kc, float *dst) {              \
+    pack_a_512(A, i0, k0, mc, kc, dst);                                                        \
+  }                                                                                            \
+  NEEDLE_AVX512 void pack_b_for(Isa<64>, const View<const float *, TILED> &B, int64_t k0,      \
+                                int64_t j0, int64_t kc, int64_t width, float *dst) {           \
+    pack_b_512(B, k0, j0, kc, width, dst);                                                     \
+  }                                                                                            \
+  NEEDLE_AVX512 void pack_b_for(Isa<64>, const View<const double *, TILED> &B, int64_t k0,     \
+                                int64_t j0, int64_t kc, int64_t width, double *dst) {          \
+    pack_b_512(B, k0, j0, kc, width, dst);                                                     \
+  }
+NEEDLE_PACK_512(false)
+NEEDLE_PACK_512(true)
+#undef NEEDLE_PACK_512
+#endif
 
 // Small products: row i of C = sum_k A[i, k] * B[k, :], vectorised along the row.
 template <class T> void gemm_small(const T *A, const T *B, T *C, int64_t m, int64_t n, int64_t p) {
@@ -1266,50 +1659,65 @@ template <class T> void gemm_narrow(const T *A, const T *B, T *C, int64_t m, int
   });
 }
 
-// C (m x p) = A (m x n) @ B (n x p), row-major and contiguous; overwrites C. Per (jc, pc)
-// block: pack B (in parallel over strips), then (row block, column group) items in parallel,
-// each thread packing the A block of its item into its own buffer.
+// C (m x p) = A (m x n) @ B (n x p); overwrites C. B is packed a panel at a time (NC columns,
+// as many KC-row blocks as fit kPanelBytes: all of B in the DCGAN's products), in parallel
+// over its strips; then one parallel pass over (row block, column group) items, each looping
+// over the panel's KC blocks, packing its A block into its thread's buffer and running the
+// macro-kernel: two parallel regions per panel, not two per KC block (waking a pool thread
+// costs tens of microseconds).
+constexpr int64_t kPanelBytes = int64_t(8) << 20;
 template <class T, int Bytes, bool Tiled>
 void gemm_blocked(const View<const T *, Tiled> &A, const View<const T *, Tiled> &B,
                   const View<T *, Tiled> &C, int64_t m, int64_t n, int64_t p) {
-  constexpr int NR = kNR<T, Bytes>();
+  using Block = Blocking<T, Bytes>;
+  constexpr int MR = Block::MR, NR = Block::NR;
   const int threads = static_cast<double>(m) * n * p < 4.0 * kParallelWork ? 1 : num_threads();
-  // Enough row blocks for every thread when m is small; whole strips of MR rows.
-  int64_t mc = std::min<int64_t>(kMC, (m + threads - 1) / threads);
-  mc = std::max<int64_t>(kMR, (mc + kMR - 1) / kMR * kMR);
-  const int64_t kc_max = std::min<int64_t>(kKC, n), nc_max = std::min<int64_t>(kNC, p);
+  // Row blocks of at most MC rows (whole MR-row strips) and of nearly equal heights; with
+  // threads, four per thread where m allows (two threads on one row block both pack it).
+  const int64_t strips_m = (m + MR - 1) / MR;
+  int64_t row_blocks = std::max<int64_t>((m + Block::MC - 1) / Block::MC,
+                                         std::min<int64_t>(threads == 1 ? 1 : 4 * threads,
+                                                           strips_m));
+  const int64_t mc = (strips_m + row_blocks - 1) / row_blocks * MR;
+  row_blocks = (m + mc - 1) / mc;
+  const int64_t kc_max = std::min<int64_t>(Block::KC, n), nc_max = std::min<int64_t>(Block::NC, p);
   const int64_t strips_max = (nc_max + NR - 1) / NR;
-  auto b_pack = scratch<T>(static_cast<size_t>(kc_max * strips_max * NR));
-  auto a_pack = scratch<T>(static_cast<size_t>(threads * mc * kc_max));
-  std::vector<int64_t> packed(threads);  // the (jc, pc, row block) each slot's A buffer holds
-  const int64_t row_blocks = (m + mc - 1) / mc;
-  for (int64_t jc = 0; jc < p; jc += kNC) {
-    const int64_t nc = std::min<int64_t>(kNC, p - jc);
+  const int64_t k_blocks = (n + Block::KC - 1) / Block::KC;
+  const int64_t block_size = kc_max * strips_max * NR;  // one KC block of a panel
+  const int64_t panel_blocks = std::max<int64_t>(
+      1, std::min<int64_t>(k_blocks, kPanelBytes / static_cast<int64_t>(sizeof(T)) / block_size));
+  auto b_pack = scratch<T>(static_cast<size_t>(panel_blocks * block_size));
+  auto a_pack = scratch<T>(static_cast<size_t>(threads * (mc * kc_max + kPackSlack)));
+  for (int64_t jc = 0; jc < p; jc += Block::NC) {
+    const int64_t nc = std::min<int64_t>(Block::NC, p - jc);
     const int64_t strips = (nc + NR - 1) / NR;
     // Column groups, so that row blocks x groups gives every thread a few items.
     const int64_t groups = threads == 1 ? 1 : std::min<int64_t>(
         strips, std::max<int64_t>(1, (4 * threads + row_blocks - 1) / row_blocks));
     const int64_t per_group = (strips + groups - 1) / groups;
-    for (int64_t pc = 0; pc < n; pc += kKC) {
-      const int64_t kc = std::min<int64_t>(kKC, n - pc);
+    for (int64_t kb0 = 0; kb0 < k_blocks; kb0 += panel_blocks) {
+      const int64_t kb1 = std::min<int64_t>(k_blocks, kb0 + panel_blocks);
       T *Bp = b_pack.get();
-      parallel_for(strips, kc * NR, [&](int64_t s0, int64_t s1) {
-        for (int64_t s = s0; s < s1; ++s)
-          pack_b_strip<NR>(B, pc, jc + s * NR, kc, std::min<int64_t>(NR, nc - s * NR),
-                           Bp + s * kc * NR);
+      parallel_for((kb1 - kb0) * strips, kc_max * NR, [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) {
+          const int64_t kb = kb0 + t / strips, s = t % strips;
+          const int64_t pc = kb * Block::KC, kc = std::min<int64_t>(Block::KC, n - pc);
+          pack_b_for(Isa<Bytes>{}, B, pc, jc + s * NR, kc, std::min<int64_t>(NR, nc - s * NR),
+                     Bp + (t / strips) * block_size + s * kc * NR);
+        }
       });
-      std::fill(packed.begin(), packed.end(), -1);
       auto item = [&](int64_t index, int slot) {
         const int64_t block = index / groups, group = index % groups;
         const int64_t ic = block * mc, rows = std::min<int64_t>(mc, m - ic);
-        T *Ap = a_pack.get() + slot * mc * kc_max;
-        if (packed[slot] != block) {
-          pack_a(A, ic, pc, rows, kc, Ap);
-          packed[slot] = block;
-        }
         const int64_t s0 = group * per_group, s1 = std::min<int64_t>(strips, s0 + per_group);
-        if (s0 < s1)
-          run_macro_kernel(Isa<Bytes>{}, rows, nc, kc, s0, s1, Ap, Bp, C, ic, jc, pc > 0);
+        if (s0 >= s1) return;
+        T *Ap = a_pack.get() + slot * (mc * kc_max + kPackSlack);
+        for (int64_t kb = kb0; kb < kb1; ++kb) {
+          const int64_t pc = kb * Block::KC, kc = std::min<int64_t>(Block::KC, n - pc);
+          pack_a_for(Isa<Bytes>{}, A, ic, pc, rows, kc, Ap);
+          run_macro_kernel(Isa<Bytes>{}, rows, nc, kc, s0, s1, Ap, Bp + (kb - kb0) * block_size,
+                           C, ic, jc, pc > 0);
+        }
       };
       if (threads == 1)
         for (int64_t i = 0; i < row_blocks * groups; ++i) item(i, 0);
@@ -1373,6 +1781,9 @@ void matmul_tiled(const Array &a, const Array &b, Array &out, int64_t m, int64_t
   });
 }
 
+#if defined(NEEDLE_X86_AVX512) && defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 // ---- fused: kernels over NumPy float32 arrays for cpu_numpy() ----------------------------------
 // cpu_numpy() keeps its data in NumPy arrays; where this module is built, a few hot passes
@@ -1694,6 +2105,11 @@ PYBIND11_MODULE(ndarray_backend_cpu, m) {
         "else OMP_NUM_THREADS, else the CPUs available)");
   m.def("set_num_threads", &set_num_threads, py::arg("threads"));
   m.attr("__avx2__") = cpu_has_avx2();  // whether the AVX2 + FMA kernels run here
+  m.attr("__avx512__") = cpu_has_avx512();  // whether the AVX-512 GEMM can run here
+  m.def("gemm_isa", &gemm_isa, "The GEMM variant matmul uses: avx512, avx2 or baseline");
+  m.def("set_gemm_isa", &set_gemm_isa, py::arg("name"),
+        "Pick the GEMM variant: auto (the widest the CPU has, the default), avx512, avx2 or "
+        "baseline; NEEDLE_GEMM_ISA sets the starting choice");
   m.def("fused_im2col", &fused_im2col, py::arg("x"), py::arg("kernel"), py::arg("stride"),
         py::arg("padding"), py::arg("dilation"), py::arg("out_size"));
   m.def("fused_col2im", &fused_col2im, py::arg("cols"), py::arg("canvas_shape"),

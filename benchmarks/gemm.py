@@ -1,0 +1,153 @@
+"""GEMM GFLOP/s of the native cpu() module, per variant, beside NumPy's BLAS and PyTorch.
+
+    python -m benchmarks.gemm [--repeat 7] [--threads N] [--isa avx512 avx2] [--dtype float64]
+    OPENBLAS_CORETYPE=Cooperlake python -m benchmarks.gemm   # NumPy on OpenBLAS's AVX-512
+
+The shapes are the DCGAN step's GEMMs (batch 64, width 64: the 18 GFLOP per step that
+benchmarks.step_profile counts), (m, n, p) for (m x n) @ (n x p), each with how many times
+it runs in one step. For each shape: the native module's flat matmul and its matmul_tiled
+(the course's 8x8 tiles: what cpu()'s NDArray calls when m, n and p are multiples of 8,
+without NDArray's tile/untile copies) under every GEMM variant this CPU runs (set_gemm_isa:
+avx512, avx2, baseline), NumPy's a @ b and PyTorch's torch.mm, timed interleaved in this
+one process (medians of --repeat calls).
+
+Prints JSON: per shape the GFLOP/s of each and the widest variant's ratios to NumPy; "step"
+gives the same per-step figures over all shapes, weighted by their counts (the step's GEMM
+flop over the summed times). Timings swing when anything else runs on the machine.
+"""
+import argparse
+import json
+
+import numpy as np
+
+from benchmarks.timing import interleaved_medians, machine, try_import_torch
+
+# (m, n, p, times per DCGAN step); the step's three matrix-vector products (p = 1, 5 MFLOP
+# in all) are left out
+DCGAN_SHAPES = [
+    (3136, 256, 2048, 1), (3136, 2048, 256, 1), (2048, 3136, 256, 1),
+    (3136, 1024, 128, 3), (3136, 128, 1024, 3), (1024, 3136, 128, 3),
+    (12544, 128, 16, 1), (12544, 16, 64, 3), (16, 12544, 64, 3), (12544, 64, 16, 1),
+    (12544, 16, 128, 1), (16, 12544, 128, 1), (64, 100, 12544, 1), (12544, 64, 100, 1),
+]
+VARIANTS = ("avx512", "avx2", "baseline")
+
+
+def available_variants(native):
+    flags = {"avx512": getattr(native, "__avx512__", False),
+             "avx2": native.__avx2__, "baseline": True}
+    return [name for name in VARIANTS if flags[name]]
+
+
+def to_tiles(x, t):
+    rows, cols = x.shape
+    return np.ascontiguousarray(x.reshape(rows // t, t, cols // t, t).transpose(0, 2, 1, 3))
+
+
+def shape_functions(native, variants, torch, m, n, p, dtype, rng):
+    """label -> function computing the product once."""
+    a = rng.standard_normal((m, n)).astype(dtype)
+    b = rng.standard_normal((n, p)).astype(dtype)
+    t = native.__tile_size__
+    tiled = m % t == 0 and n % t == 0 and p % t == 0
+
+    def put(x):
+        buffer = native.Array(x.size, dtype)
+        native.from_numpy(x, buffer)
+        return buffer
+
+    flat_a, flat_b, out = put(a), put(b), native.Array(m * p, dtype)
+    tiles_a, tiles_b = (put(to_tiles(a, t)), put(to_tiles(b, t))) if tiled else (None, None)
+    functions = {"numpy": lambda: a @ b}
+    if torch is not None:
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        functions["torch"] = lambda: torch.mm(ta, tb)
+    for isa in variants:
+        def flat(isa=isa):
+            native.set_gemm_isa(isa)
+            native.matmul(flat_a, flat_b, out, m, n, p)
+        functions[f"native_{isa}"] = flat
+        if tiled:
+            def tiles(isa=isa):
+                native.set_gemm_isa(isa)
+                native.matmul_tiled(tiles_a, tiles_b, out, m, n, p)
+            functions[f"native_{isa}_tiled"] = tiles
+    return functions
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.gemm",
+                                     description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="\n".join(__doc__.splitlines()[2:]))
+    parser.add_argument("--repeat", type=int, default=7, help="timed calls per function")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for the native module, NumPy's BLAS and PyTorch "
+                             "(default: each one's own)")
+    parser.add_argument("--isa", nargs="+", choices=VARIANTS, default=None,
+                        help="native variants timed (default: every one this CPU runs)")
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    parser.add_argument("--no_torch", action="store_true")
+    args = parser.parse_args(argv)
+    if args.repeat < 1 or (args.threads is not None and args.threads < 1):
+        parser.error("--repeat and --threads must be >= 1")
+    from needle.backend_ndarray import ndarray_backend_cpu as native  # needs the built module
+    variants = available_variants(native)
+    if args.isa:
+        missing = sorted(set(args.isa) - set(variants))
+        if missing:
+            parser.error(f"this CPU (or build) runs no {', '.join(missing)}")
+        variants = [v for v in VARIANTS if v in args.isa]
+    torch = None if args.no_torch else try_import_torch()
+    limits = None
+    if args.threads:
+        from threadpoolctl import threadpool_limits
+        limits = threadpool_limits(args.threads, user_api="blas")
+        native.set_num_threads(args.threads)
+        if torch is not None:
+            torch.set_num_threads(args.threads)
+    chosen = native.gemm_isa()
+    rng = np.random.default_rng(0)
+    rows, step_seconds, step_flop = [], {}, 0
+    try:
+        for m, n, p, count in DCGAN_SHAPES:
+            functions = shape_functions(native, variants, torch, m, n, p, args.dtype, rng)
+            times = interleaved_medians(list(functions.values()), repeat=args.repeat)
+            flop = 2 * m * n * p
+            row = {"shape": [m, n, p], "per_step": count, "gflop": round(flop / 1e9, 4)}
+            for label, seconds in zip(functions, times):
+                row[f"{label}_gflops"] = round(flop / seconds / 1e9, 1)
+                step_seconds[label] = step_seconds.get(label, 0.0) + count * seconds
+            widest = f"native_{variants[0]}"
+            row["ratio_native_to_numpy"] = round(row[f"{widest}_gflops"] / row["numpy_gflops"], 3)
+            if f"{widest}_tiled_gflops" in row:
+                row["ratio_native_tiled_to_numpy"] = round(
+                    row[f"{widest}_tiled_gflops"] / row["numpy_gflops"], 3)
+            rows.append(row)
+            step_flop += count * flop
+    finally:
+        native.set_gemm_isa(chosen)
+        if limits is not None:
+            limits.restore_original_limits()
+    # the tiled figure of a shape that is not a multiple of 8 is its flat one (what cpu() runs)
+    step = {}
+    for label in step_seconds:
+        if label.endswith("_tiled"):
+            continue
+        step[f"{label}_gflops"] = round(step_flop / step_seconds[label] / 1e9, 1)
+        if f"{label}_tiled" in step_seconds:
+            flat_only = sum(r["per_step"] * 2 * np.prod(r["shape"]) / (r[f"{label}_gflops"] * 1e9)
+                            for r in rows if f"{label}_tiled_gflops" not in r)
+            seconds = step_seconds[f"{label}_tiled"] + flat_only
+            step[f"{label}_tiled_gflops"] = round(step_flop / seconds / 1e9, 1)
+    report = {"benchmark": "gemm", "machine": machine(), "dtype": args.dtype,
+              "threads": args.threads, "native_threads": native.num_threads(),
+              "native_default_variant": chosen, "variants": variants,
+              "torch": None if torch is None else torch.__version__,
+              "step_gflop": round(step_flop / 1e9, 2), "step": step, "shapes": rows}
+    print(json.dumps(report, indent=1))
+    return report
+
+
+if __name__ == "__main__":
+    main()
