@@ -1,6 +1,6 @@
 """GEMM GFLOP/s of the native cpu() module, per variant, beside NumPy's BLAS and PyTorch.
 
-    python -m benchmarks.gemm [--repeat 7] [--threads N] [--isa avx512 avx2] [--dtype float64]
+    python -m benchmarks.gemm [--repeat 5] [--rounds 3] [--threads N] [--isa avx512 avx2] [--dtype float64]
     OPENBLAS_CORETYPE=Cooperlake python -m benchmarks.gemm   # NumPy on OpenBLAS's AVX-512
 
 The shapes are the DCGAN step's GEMMs (batch 64, width 64: the 18 GFLOP per step that
@@ -8,8 +8,15 @@ benchmarks.step_profile counts), (m, n, p) for (m x n) @ (n x p), each with how 
 it runs in one step. For each shape: the native module's flat matmul and its matmul_tiled
 (the course's 8x8 tiles: what cpu()'s NDArray calls when m, n and p are multiples of 8,
 without NDArray's tile/untile copies) under every GEMM variant this CPU runs (set_gemm_isa:
-avx512, avx2, baseline), NumPy's a @ b and PyTorch's torch.mm, timed interleaved in this
-one process (medians of --repeat calls).
+avx512, avx2, baseline), NumPy's a @ b and PyTorch's torch.mm, all in this one process.
+Each function is timed in a block of its own (after a pause, two untimed calls, then --repeat
+timed ones), --rounds times over all the functions in turn, and the fastest call is reported,
+as benchmarks.timing.gemm_peak_gflops does (other load on the machine only slows a call down;
+block medians were measured at half speed now and then on this VM). Not alternating call by
+call as benchmarks.timing.interleaved_medians does: OpenBLAS's
+and PyTorch's worker threads spin for about 0.1 s after a call, and on a 2-core machine a
+GEMM of a few milliseconds timed in that window runs on one core (measured: the native
+module's 2-thread rate fell to its 1-thread one, ~210 GFLOP/s, right after NumPy's calls).
 
 Prints JSON: per shape the GFLOP/s of each and the widest variant's ratios to NumPy; "step"
 gives the same per-step figures over all shapes, weighted by their counts (the step's GEMM
@@ -17,10 +24,11 @@ flop over the summed times). Timings swing when anything else runs on the machin
 """
 import argparse
 import json
+import time
 
 import numpy as np
 
-from benchmarks.timing import interleaved_medians, machine, try_import_torch
+from benchmarks.timing import machine, try_import_torch
 
 # (m, n, p, times per DCGAN step); the step's three matrix-vector products (p = 1, 5 MFLOP
 # in all) are left out
@@ -31,12 +39,37 @@ DCGAN_SHAPES = [
     (12544, 16, 128, 1), (16, 12544, 128, 1), (64, 100, 12544, 1), (12544, 64, 100, 1),
 ]
 VARIANTS = ("avx512", "avx2", "baseline")
+PAUSE_S = 0.2  # longer than other libraries' workers spin after their last call
+
+
+def fastest_calls(functions, repeat, rounds):
+    """Seconds of each function's fastest call, over `rounds` blocks of `repeat` calls of its
+    own (the rounds run over all the functions in turn)."""
+    best = [float("inf")] * len(functions)
+    for _ in range(rounds):
+        for index, fn in enumerate(functions):
+            time.sleep(PAUSE_S)
+            fn()
+            fn()
+            for _ in range(repeat):
+                start = time.perf_counter()
+                fn()
+                best[index] = min(best[index], time.perf_counter() - start)
+    return best
 
 
 def available_variants(native):
+    """The variants to time; [None] (its one GEMM, labelled native) for a module built before
+    set_gemm_isa existed, to time an older build beside a newer one."""
+    if not hasattr(native, "set_gemm_isa"):
+        return [None]
     flags = {"avx512": getattr(native, "__avx512__", False),
              "avx2": native.__avx2__, "baseline": True}
     return [name for name in VARIANTS if flags[name]]
+
+
+def native_label(isa):
+    return f"native_{isa}" if isa else "native"
 
 
 def to_tiles(x, t):
@@ -64,14 +97,16 @@ def shape_functions(native, variants, torch, m, n, p, dtype, rng):
         functions["torch"] = lambda: torch.mm(ta, tb)
     for isa in variants:
         def flat(isa=isa):
-            native.set_gemm_isa(isa)
+            if isa:
+                native.set_gemm_isa(isa)
             native.matmul(flat_a, flat_b, out, m, n, p)
-        functions[f"native_{isa}"] = flat
+        functions[native_label(isa)] = flat
         if tiled:
             def tiles(isa=isa):
-                native.set_gemm_isa(isa)
+                if isa:
+                    native.set_gemm_isa(isa)
                 native.matmul_tiled(tiles_a, tiles_b, out, m, n, p)
-            functions[f"native_{isa}_tiled"] = tiles
+            functions[native_label(isa) + "_tiled"] = tiles
     return functions
 
 
@@ -80,7 +115,8 @@ def main(argv=None):
                                      description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="\n".join(__doc__.splitlines()[2:]))
-    parser.add_argument("--repeat", type=int, default=7, help="timed calls per function")
+    parser.add_argument("--repeat", type=int, default=5, help="timed calls per block")
+    parser.add_argument("--rounds", type=int, default=3, help="blocks per function")
     parser.add_argument("--threads", type=int, default=None,
                         help="threads for the native module, NumPy's BLAS and PyTorch "
                              "(default: each one's own)")
@@ -89,11 +125,11 @@ def main(argv=None):
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--no_torch", action="store_true")
     args = parser.parse_args(argv)
-    if args.repeat < 1 or (args.threads is not None and args.threads < 1):
-        parser.error("--repeat and --threads must be >= 1")
+    if args.repeat < 1 or args.rounds < 1 or (args.threads is not None and args.threads < 1):
+        parser.error("--repeat, --rounds and --threads must be >= 1")
     from needle.backend_ndarray import ndarray_backend_cpu as native  # needs the built module
     variants = available_variants(native)
-    if args.isa:
+    if args.isa and variants != [None]:
         missing = sorted(set(args.isa) - set(variants))
         if missing:
             parser.error(f"this CPU (or build) runs no {', '.join(missing)}")
@@ -106,19 +142,19 @@ def main(argv=None):
         native.set_num_threads(args.threads)
         if torch is not None:
             torch.set_num_threads(args.threads)
-    chosen = native.gemm_isa()
+    chosen = native.gemm_isa() if variants != [None] else None
     rng = np.random.default_rng(0)
     rows, step_seconds, step_flop = [], {}, 0
     try:
         for m, n, p, count in DCGAN_SHAPES:
             functions = shape_functions(native, variants, torch, m, n, p, args.dtype, rng)
-            times = interleaved_medians(list(functions.values()), repeat=args.repeat)
+            times = fastest_calls(list(functions.values()), args.repeat, args.rounds)
             flop = 2 * m * n * p
             row = {"shape": [m, n, p], "per_step": count, "gflop": round(flop / 1e9, 4)}
             for label, seconds in zip(functions, times):
                 row[f"{label}_gflops"] = round(flop / seconds / 1e9, 1)
                 step_seconds[label] = step_seconds.get(label, 0.0) + count * seconds
-            widest = f"native_{variants[0]}"
+            widest = native_label(variants[0])
             row["ratio_native_to_numpy"] = round(row[f"{widest}_gflops"] / row["numpy_gflops"], 3)
             if f"{widest}_tiled_gflops" in row:
                 row["ratio_native_tiled_to_numpy"] = round(
@@ -126,7 +162,8 @@ def main(argv=None):
             rows.append(row)
             step_flop += count * flop
     finally:
-        native.set_gemm_isa(chosen)
+        if chosen:
+            native.set_gemm_isa(chosen)
         if limits is not None:
             limits.restore_original_limits()
     # the tiled figure of a shape that is not a multiple of 8 is its flat one (what cpu() runs)

@@ -1225,16 +1225,22 @@ template <> struct Zmm<double> {
   }
 };
 
-// Row i, columns j..j+count-1 (count <= L) of C (+)= v. In the tiled layout only 8 columns
+// Column j0 + c of a row of C, from the row's pointer at column j0: in the tiled layout (j0
+// and c multiples of 8) the next 8 columns are the next tile, 64 elements on.
+template <bool Tiled, class T> NEEDLE_INLINE T *column(T *row, int c) {
+  return Tiled ? row + (c >> 3) * (kTileSize * kTileSize) : row + c;
+}
+
+// Columns c..c+count-1 (count <= L) of a row of C (+)= v. In the tiled layout only 8 columns
 // from a multiple of 8 are contiguous: a 16-float vector goes out as two halves.
 template <class T, bool Tiled>
-NEEDLE_AVX512 NEEDLE_INLINE void store_row(const View<T *, Tiled> &C, int64_t i, int64_t j,
-                                           typename Zmm<T>::V v, int count, bool accumulate) {
+NEEDLE_AVX512 NEEDLE_INLINE void store_row(T *row, int c, typename Zmm<T>::V v, int count,
+                                           bool accumulate) {
   if constexpr (Tiled && Zmm<T>::L > kTileSize) {
-    Zmm<T>::store_half(C.at(i, j), v, 0, std::min(count, 8), accumulate);
-    if (count > 8) Zmm<T>::store_half(C.at(i, j + 8), v, 1, count - 8, accumulate);
+    Zmm<T>::store_half(column<Tiled>(row, c), v, 0, std::min(count, 8), accumulate);
+    if (count > 8) Zmm<T>::store_half(column<Tiled>(row, c + 8), v, 1, count - 8, accumulate);
   } else {
-    Zmm<T>::store(C.at(i, j), v, count, accumulate);
+    Zmm<T>::store(column<Tiled>(row, c), v, count, accumulate);
   }
 }
 
@@ -1247,12 +1253,17 @@ NEEDLE_AVX512 NEEDLE_INLINE void micro_kernel_512(int64_t kc, const T *A, const 
   using V = typename Z::V;
   constexpr int L = Z::L, MR = Blocking<T, 64>::MR, NR = Blocking<T, 64>::NR;
   V c[MR][W];
+  T *rows[MR];  // row r of the tile at column j0
+  // C's tile goes into L1 while a long enough k loop runs: one prefetch per 64-byte line
+  // (per 32-byte run of 8 floats in the tiled layout)
+  constexpr int line = (Tiled ? 32 : 64) / static_cast<int>(sizeof(T));
+  const bool prefetch = kc >= 32;
 #pragma GCC unroll 14
   for (int r = 0; r < MR; ++r) {
-    if (r < mr) {  // C's tile, into L1 while the k loop runs
-      _mm_prefetch(reinterpret_cast<const char *>(C.at(i0 + r, j0)), _MM_HINT_T0);
-      if (W == 2) _mm_prefetch(reinterpret_cast<const char *>(C.at(i0 + r, j0 + L)), _MM_HINT_T0);
-    }
+    rows[r] = C.at(i0 + std::min(r, mr - 1), j0);
+    if (prefetch && r < mr)
+      for (int col = 0; col < nr; col += line)
+        _mm_prefetch(reinterpret_cast<const char *>(column<Tiled>(rows[r], col)), _MM_HINT_T0);
 #pragma GCC unroll 2
     for (int w = 0; w < W; ++w) c[r][w] = Z::zero();
   }
@@ -1270,7 +1281,7 @@ NEEDLE_AVX512 NEEDLE_INLINE void micro_kernel_512(int64_t kc, const T *A, const 
     if (r >= mr) break;
 #pragma GCC unroll 2
     for (int w = 0; w < W; ++w)
-      store_row(C, i0 + r, j0 + w * L, c[r][w], std::min(nr - w * L, L), accumulate);
+      store_row<T, Tiled>(rows[r], w * L, c[r][w], std::min(nr - w * L, L), accumulate);
   }
 }
 
@@ -1673,11 +1684,13 @@ void gemm_blocked(const View<const T *, Tiled> &A, const View<const T *, Tiled> 
   constexpr int MR = Block::MR, NR = Block::NR;
   const int threads = static_cast<double>(m) * n * p < 4.0 * kParallelWork ? 1 : num_threads();
   // Row blocks of at most MC rows (whole MR-row strips) and of nearly equal heights; with
-  // threads, four per thread where m allows (two threads on one row block both pack it).
+  // threads, four per thread where m allows (two threads on one row block both pack it), but
+  // of four strips at least (a B strip in L1 serves every strip of a block: with fewer, B's
+  // strips stream from L3 once per block; small m splits columns instead, below).
   const int64_t strips_m = (m + MR - 1) / MR;
-  int64_t row_blocks = std::max<int64_t>((m + Block::MC - 1) / Block::MC,
-                                         std::min<int64_t>(threads == 1 ? 1 : 4 * threads,
-                                                           strips_m));
+  int64_t row_blocks = std::max<int64_t>(
+      (m + Block::MC - 1) / Block::MC,
+      std::min<int64_t>(threads == 1 ? 1 : 4 * threads, std::max<int64_t>(1, strips_m / 4)));
   const int64_t mc = (strips_m + row_blocks - 1) / row_blocks * MR;
   row_blocks = (m + mc - 1) / mc;
   const int64_t kc_max = std::min<int64_t>(Block::KC, n), nc_max = std::min<int64_t>(Block::NC, p);
