@@ -1094,6 +1094,14 @@ template <class P, bool Tiled> struct View {
   }
 };
 
+// A transposed operand: element (i, j) at p[j * ld + i] (the transpose of a row-major matrix
+// with row stride ld), what matmul_strided hands the packing instead of a compacted copy.
+template <class P> struct TView {
+  P p;
+  int64_t ld;
+  NEEDLE_INLINE P at(int64_t i, int64_t j) const { return p + j * ld + i; }
+};
+
 // Blocking (BLIS-style), per variant: an MR x NR register tile of C (NR = two vectors), A
 // packed in MR-row strips (MC x KC, sized for L2), B packed in NR-column strips (KC x NR each,
 // sized for L1). SSE2/AVX2 (16 registers): 6 x 2 vectors. AVX-512 (32 registers): 14 x 2
@@ -1507,6 +1515,52 @@ void pack_b_for(Isa<Bytes>, const View<const T *, Tiled> &B, int64_t k0, int64_t
   pack_b_strip<Blocking<T, Bytes>::NR>(B, k0, j0, kc, width, dst);
 }
 
+// Packing from a transposed operand: the same packed strips as packing its compacted copy
+// (so the same sums in the same order), read along the storage's rows. A's strips: each k is
+// one contiguous run of the storage's row k0 + k, spread over the strips' k-rows of MR.
+template <int MR, class T>
+void pack_a_t(const TView<const T *> &A, int64_t i0, int64_t k0, int64_t mc, int64_t kc,
+              T *dst) {
+  const int64_t strips = (mc + MR - 1) / MR;
+  for (int64_t k = 0; k < kc; ++k) {
+    const T *src = A.at(i0, k0 + k);
+    for (int64_t s = 0; s < strips; ++s) {
+      T *d = dst + s * MR * kc + k * MR;
+      const int64_t h = std::min<int64_t>(MR, mc - s * MR);
+      const T *row = src + s * MR;
+      int64_t r = 0;
+      for (; r < h; ++r) d[r] = row[r];
+      for (; r < MR; ++r) d[r] = T(0);
+    }
+  }
+}
+// B's strip: column j of the strip is the storage's row j0 + j, contiguous along k; 8 of them
+// at a time so the strip's k-rows stay in L1 while they are written.
+template <int NR, class T>
+void pack_b_t(const TView<const T *> &B, int64_t k0, int64_t j0, int64_t kc, int64_t width,
+              T *dst) {
+  constexpr int64_t K = 64;
+  for (int64_t kb = 0; kb < kc; kb += K) {
+    const int64_t ke = std::min<int64_t>(kc, kb + K);
+    for (int64_t j = 0; j < width; ++j) {
+      const T *src = B.at(k0, j0 + j);
+      for (int64_t k = kb; k < ke; ++k) dst[k * NR + j] = src[k];
+    }
+    for (int64_t k = kb; k < ke; ++k)
+      for (int64_t j = width; j < NR; ++j) dst[k * NR + j] = T(0);
+  }
+}
+template <int Bytes, class T>
+void pack_a_for(Isa<Bytes>, const TView<const T *> &A, int64_t i0, int64_t k0, int64_t mc,
+                int64_t kc, T *dst) {
+  pack_a_t<Blocking<T, Bytes>::MR>(A, i0, k0, mc, kc, dst);
+}
+template <int Bytes, class T>
+void pack_b_for(Isa<Bytes>, const TView<const T *> &B, int64_t k0, int64_t j0, int64_t kc,
+                int64_t width, T *dst) {
+  pack_b_t<Blocking<T, Bytes>::NR>(B, k0, j0, kc, width, dst);
+}
+
 // Floats the AVX-512 A packing may write past a block (see pack_a_512).
 constexpr int64_t kPackSlack = 16;
 
@@ -1677,9 +1731,9 @@ template <class T> void gemm_narrow(const T *A, const T *B, T *C, int64_t m, int
 // macro-kernel: two parallel regions per panel, not two per KC block (waking a pool thread
 // costs tens of microseconds).
 constexpr int64_t kPanelBytes = int64_t(8) << 20;
-template <class T, int Bytes, bool Tiled>
-void gemm_blocked(const View<const T *, Tiled> &A, const View<const T *, Tiled> &B,
-                  const View<T *, Tiled> &C, int64_t m, int64_t n, int64_t p) {
+template <class T, int Bytes, class AView, class BView, class CView>
+void gemm_views(const AView &A, const BView &B, const CView &C, int64_t m, int64_t n,
+                int64_t p) {
   using Block = Blocking<T, Bytes>;
   constexpr int MR = Block::MR, NR = Block::NR;
   const int threads = static_cast<double>(m) * n * p < 4.0 * kParallelWork ? 1 : num_threads();
@@ -1740,6 +1794,12 @@ void gemm_blocked(const View<const T *, Tiled> &A, const View<const T *, Tiled> 
   }
 }
 
+template <class T, int Bytes, bool Tiled>
+void gemm_blocked(const View<const T *, Tiled> &A, const View<const T *, Tiled> &B,
+                  const View<T *, Tiled> &C, int64_t m, int64_t n, int64_t p) {
+  gemm_views<T, Bytes>(A, B, C, m, n, p);
+}
+
 template <class T> void gemm(const T *A, const T *B, T *C, int64_t m, int64_t n, int64_t p) {
   if (m == 0 || p == 0) return;
   if (n == 0) return std::fill(C, C + m * p, T(0));
@@ -1762,6 +1822,82 @@ void matmul(const Array &a, const Array &b, Array &out, int64_t m, int64_t n, in
     const T *pa = as_type<T>(a, ta, fn, true), *pb = as_type<T>(b, tb, fn, true);
     py::gil_scoped_release release;
     gemm(pa, pb, out.data<T>(), m, n, p);
+  });
+}
+
+// An operand of matmul_strided: a (rows, cols) view with element strides (sr, sc) at offset.
+// Row-major (sc == 1, row stride ld) and transposed (sr == 1, column stride ld) views are read
+// in place; any other layout is compacted into `tmp` first.
+template <class T> struct Operand {
+  const T *p;
+  int64_t ld;
+  bool trans;
+};
+template <class T>
+Operand<T> operand(const T *base, int64_t rows, int64_t cols, int64_t sr, int64_t sc,
+                   std::unique_ptr<T, AlignedDeleter> &tmp) {
+  if (cols == 1) sc = 1;
+  if (rows == 1) sr = cols;
+  if (sc == 1 && sr >= cols) return {base, sr, false};
+  if (sr == 1 && sc >= rows) return {base, sc, true};
+  tmp = scratch<T>(static_cast<size_t>(rows * cols));
+  strided_copy(base, tmp.get(), plan_copy({rows, cols}, {sr, sc}, {cols, 1}));
+  return {tmp.get(), cols, false};
+}
+// A compact row-major copy of an operand, for the kernels that read contiguous operands only.
+template <class T>
+const T *compacted(const Operand<T> &o, int64_t rows, int64_t cols,
+                   std::unique_ptr<T, AlignedDeleter> &tmp) {
+  if (!o.trans && o.ld == cols) return o.p;
+  tmp = scratch<T>(static_cast<size_t>(rows * cols));
+  const std::vector<int64_t> src = o.trans ? std::vector<int64_t>{1, o.ld}
+                                           : std::vector<int64_t>{o.ld, 1};
+  strided_copy(o.p, tmp.get(), plan_copy({rows, cols}, src, {cols, 1}));
+  return tmp.get();
+}
+
+// C (m x p, compact) = A @ B over strided views of a and b: matmul without compacting a
+// transposed or row-sliced operand first (the packing reads it in place; the packed strips,
+// and so the result, are bit for bit those of compacting first).
+void matmul_strided(const Array &a, const Array &b, Array &out, int64_t m, int64_t n, int64_t p,
+                    const std::vector<int64_t> &a_strides, int64_t a_offset,
+                    const std::vector<int64_t> &b_strides, int64_t b_offset) {
+  const char *fn = "matmul_strided";
+  if (m < 0 || n < 0 || p < 0) throw py::value_error("matmul_strided: negative dimension");
+  if (a_strides.size() != 2 || b_strides.size() != 2)
+    throw py::value_error("matmul_strided: a_strides and b_strides must have 2 entries");
+  check_view(a, {m, n}, a_strides, a_offset, fn);
+  check_view(b, {n, p}, b_strides, b_offset, fn);
+  check_size(out, m * p, fn, "out");
+  dispatch_float(out.dtype, fn, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    std::unique_ptr<Array> ta, tb;
+    const T *pa = as_type<T>(a, ta, fn, true) + a_offset;
+    const T *pb = as_type<T>(b, tb, fn, true) + b_offset;
+    T *C = out.data<T>();
+    py::gil_scoped_release release;
+    if (m == 0 || p == 0) return;
+    if (n == 0) return std::fill(C, C + m * p, T(0));
+    std::unique_ptr<T, AlignedDeleter> ga, gb, ca, cb;
+    const Operand<T> A = operand(pa, m, n, a_strides[0], a_strides[1], ga);
+    const Operand<T> B = operand(pb, n, p, b_strides[0], b_strides[1], gb);
+    if (static_cast<double>(m) * n * p <= 32768.0 || m < 2 || p < 4)
+      return gemm(compacted(A, m, n, ca), compacted(B, n, p, cb), C, m, n, p);
+    with_isa([&](auto isa) {
+      constexpr int bytes = decltype(isa)::bytes;
+      const View<T *, false> Cv{C, p};
+      if (A.trans && B.trans)
+        gemm_views<T, bytes>(TView<const T *>{A.p, A.ld}, TView<const T *>{B.p, B.ld}, Cv, m, n, p);
+      else if (A.trans)
+        gemm_views<T, bytes>(TView<const T *>{A.p, A.ld}, View<const T *, false>{B.p, B.ld}, Cv,
+                             m, n, p);
+      else if (B.trans)
+        gemm_views<T, bytes>(View<const T *, false>{A.p, A.ld}, TView<const T *>{B.p, B.ld}, Cv,
+                             m, n, p);
+      else
+        gemm_views<T, bytes>(View<const T *, false>{A.p, A.ld}, View<const T *, false>{B.p, B.ld},
+                             Cv, m, n, p);
+    });
   });
 }
 
@@ -2202,6 +2338,11 @@ PYBIND11_MODULE(ndarray_backend_cpu, m) {
 
   m.def("matmul", &matmul, py::arg("a"), py::arg("b"), py::arg("out"), py::arg("m"),
         py::arg("n"), py::arg("p"));
+  m.def("matmul_strided", &matmul_strided, py::arg("a"), py::arg("b"), py::arg("out"),
+        py::arg("m"), py::arg("n"), py::arg("p"), py::arg("a_strides"), py::arg("a_offset"),
+        py::arg("b_strides"), py::arg("b_offset"),
+        "out (m x p, compact) = A @ B over strided (m, n) and (n, p) views of a and b, read in "
+        "place when row-major or transposed (bit for bit matmul of their compacted copies)");
   m.def("matmul_tiled", &matmul_tiled, py::arg("a"), py::arg("b"), py::arg("out"), py::arg("m"),
         py::arg("n"), py::arg("p"));
   m.def("reduce_max", [](const Array &a, Array &out, int64_t size) {

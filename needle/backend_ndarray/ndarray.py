@@ -401,8 +401,16 @@ class NDArray:
 
     def _matmul_2d(self, other):
         (m, n), p = self._shape, other._shape[1]
-        t = self._device.__tile_size__
         out = NDArray.make((m, p), device=self._device, dtype=self.dtype)
+        strided = getattr(self._device, "matmul_strided", None)
+        if strided is not None and self.dtype == other.dtype:
+            # The native GEMM packs its operands anyway: it reads row-major and transposed
+            # views (conv's im2col(x)^T @ g, g @ W^T) in place, bit for bit the product of
+            # their compacted copies, and beats the 8x8-tiled kernel and its tile copies.
+            strided(self._handle, other._handle, out._handle, m, n, p,
+                    self._strides, self._offset, other._strides, other._offset)
+            return out
+        t = self._device.__tile_size__
         if m % t == 0 and n % t == 0 and p % t == 0 and hasattr(self._device, "matmul_tiled"):
             def tile(a):
                 rows, cols = a.shape
