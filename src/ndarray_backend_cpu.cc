@@ -1952,6 +1952,37 @@ using Floats = py::array_t<float, py::array::c_style>;
 
 // (N, H, W, C) input with element strides -> (N * OH * OW, KH * KW * C) patches; the
 // padding reads as zeros (the composite pads, then gathers through a strided view).
+template <class T>
+void im2col_into(const T *src, const int64_t s[4], int64_t n, int64_t h, int64_t w, int64_t c,
+                 const std::vector<int64_t> &kernel, const std::vector<int64_t> &stride,
+                 const std::vector<int64_t> &padding, const std::vector<int64_t> &dilation,
+                 const std::vector<int64_t> &out_size, T *dst) {
+  const int64_t kh = kernel[0], kw = kernel[1], oh = out_size[0], ow = out_size[1];
+  const int64_t row = kh * kw * c;
+  parallel_for(n * oh, ow * row, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t b = r / oh, oy = r % oh;
+      T *o = dst + r * ow * row;
+      for (int64_t ox = 0; ox < ow; ++ox)
+        for (int64_t i = 0; i < kh; ++i) {
+          const int64_t y = oy * stride[0] - padding[0] + i * dilation[0];
+          for (int64_t j = 0; j < kw; ++j, o += c) {
+            const int64_t xx = ox * stride[1] - padding[1] + j * dilation[1];
+            if (y < 0 || y >= h || xx < 0 || xx >= w) {
+              std::fill(o, o + c, T(0));
+              continue;
+            }
+            const T *p = src + b * s[0] + y * s[1] + xx * s[2];
+            if (s[3] == 1)
+              std::memcpy(o, p, sizeof(T) * c);
+            else
+              for (int64_t k = 0; k < c; ++k) o[k] = p[k * s[3]];
+          }
+        }
+    }
+  });
+}
+
 Floats fused_im2col(py::array x, std::vector<int64_t> kernel, std::vector<int64_t> stride,
                     std::vector<int64_t> padding, std::vector<int64_t> dilation,
                     std::vector<int64_t> out_size) {
@@ -1960,72 +1991,118 @@ Floats fused_im2col(py::array x, std::vector<int64_t> kernel, std::vector<int64_
   const int64_t n = x.shape(0), h = x.shape(1), w = x.shape(2), c = x.shape(3);
   int64_t s[4];
   for (int i = 0; i < 4; ++i) s[i] = x.strides(i) / int64_t(sizeof(float));
-  const int64_t kh = kernel[0], kw = kernel[1], oh = out_size[0], ow = out_size[1];
-  const int64_t row = kh * kw * c;
-  Floats out({n * oh * ow, row});
+  Floats out({n * out_size[0] * out_size[1], kernel[0] * kernel[1] * c});
   const float *src = static_cast<const float *>(x.data());
   float *dst = out.mutable_data();
   py::gil_scoped_release release;
-  parallel_for(n * oh, ow * row, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t b = r / oh, oy = r % oh;
-      float *o = dst + r * ow * row;
-      for (int64_t ox = 0; ox < ow; ++ox)
-        for (int64_t i = 0; i < kh; ++i) {
-          const int64_t y = oy * stride[0] - padding[0] + i * dilation[0];
-          for (int64_t j = 0; j < kw; ++j, o += c) {
-            const int64_t xx = ox * stride[1] - padding[1] + j * dilation[1];
-            if (y < 0 || y >= h || xx < 0 || xx >= w) {
-              std::fill(o, o + c, 0.0f);
-              continue;
-            }
-            const float *p = src + b * s[0] + y * s[1] + xx * s[2];
-            if (s[3] == 1)
-              std::memcpy(o, p, sizeof(float) * c);
-            else
-              for (int64_t k = 0; k < c; ++k) o[k] = p[k * s[3]];
-          }
-        }
-    }
-  });
+  im2col_into(src, s, n, h, w, c, kernel, stride, padding, dilation, out_size, dst);
   return out;
 }
 
 // conv_transpose's scatter-add of (N, H, W, KH, KW, C) columns into an (N, CH, CW, C) canvas,
 // as a gather: each canvas pixel sums the columns that land on it, in the composite's kernel
 // offset order (zero, then offset (0, 0), (0, 1), ...), so the sums round alike.
-Floats fused_col2im(Floats cols, std::vector<int64_t> canvas_shape,
-                    std::vector<int64_t> stride, std::vector<int64_t> dilation) {
-  if (cols.ndim() != 6) throw py::value_error("fused col2im: expected (N, H, W, KH, KW, C)");
-  const int64_t n = cols.shape(0), h = cols.shape(1), w = cols.shape(2), kh = cols.shape(3),
-                kw = cols.shape(4), c = cols.shape(5);
-  const int64_t ch = canvas_shape[1], cw = canvas_shape[2];
+template <class T>
+void col2im_into(const T *src, const int64_t shape[6], int64_t ch, int64_t cw,
+                 const std::vector<int64_t> &stride, const std::vector<int64_t> &dilation,
+                 T *dst) {
+  const int64_t n = shape[0], h = shape[1], w = shape[2], kh = shape[3], kw = shape[4],
+                c = shape[5];
   const int64_t sh = stride[0], sw = stride[1], dh = dilation[0], dw = dilation[1];
-  Floats out({n, ch, cw, c});
-  const float *src = cols.data();
-  float *dst = out.mutable_data();
-  py::gil_scoped_release release;
   parallel_for(n * ch, cw * c * 4, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t b = r / ch, y = r % ch;
-      float *o = dst + r * cw * c;
-      std::fill(o, o + cw * c, 0.0f);
+      T *o = dst + r * cw * c;
+      std::fill(o, o + cw * c, T(0));
       for (int64_t i = 0; i < kh; ++i) {
         const int64_t yy = y - i * dh;
         if (yy < 0 || yy % sh != 0 || yy / sh >= h) continue;
         for (int64_t x = 0; x < cw; ++x) {
-          float *acc = o + x * c;
+          T *acc = o + x * c;
           for (int64_t j = 0; j < kw; ++j) {
             const int64_t xx = x - j * dw;
             if (xx < 0 || xx % sw != 0 || xx / sw >= w) continue;
-            const float *p = src + ((((b * h + yy / sh) * w + xx / sw) * kh + i) * kw + j) * c;
+            const T *p = src + ((((b * h + yy / sh) * w + xx / sw) * kh + i) * kw + j) * c;
             for (int64_t k = 0; k < c; ++k) acc[k] += p[k];
           }
         }
       }
     }
   });
+}
+
+Floats fused_col2im(Floats cols, std::vector<int64_t> canvas_shape,
+                    std::vector<int64_t> stride, std::vector<int64_t> dilation) {
+  if (cols.ndim() != 6) throw py::value_error("fused col2im: expected (N, H, W, KH, KW, C)");
+  int64_t shape[6];
+  for (int i = 0; i < 6; ++i) shape[i] = cols.shape(i);
+  Floats out({shape[0], canvas_shape[1], canvas_shape[2], shape[5]});
+  const float *src = cols.data();
+  float *dst = out.mutable_data();
+  py::gil_scoped_release release;
+  col2im_into(src, shape, canvas_shape[1], canvas_shape[2], stride, dilation, dst);
   return out;
+}
+
+// The same two kernels over this module's Arrays, for the cpu() device (float32 and float64):
+// `a` an (N, H, W, C) view (element strides, offset); `cols` compact (N, H, W, KH, KW, C).
+void check_pairs(const char *fn, std::initializer_list<const std::vector<int64_t> *> pairs) {
+  for (const auto *v : pairs)
+    if (v->size() != 2) throw py::value_error(std::string(fn) + ": expected (h, w) pairs");
+}
+
+void im2col(const Array &a, Array &out, const std::vector<int64_t> &shape,
+            const std::vector<int64_t> &strides, int64_t offset, std::vector<int64_t> kernel,
+            std::vector<int64_t> stride, std::vector<int64_t> padding,
+            std::vector<int64_t> dilation, std::vector<int64_t> out_size) {
+  const char *fn = "im2col";
+  if (shape.size() != 4) throw py::value_error("im2col: expected an (N, H, W, C) view");
+  check_pairs(fn, {&kernel, &stride, &padding, &dilation, &out_size});
+  check_view(a, shape, strides, offset, fn);
+  if (a.dtype != out.dtype) throw py::value_error("im2col: a and out differ in dtype");
+  check_size(out, shape[0] * out_size[0] * out_size[1] * kernel[0] * kernel[1] * shape[3], fn,
+             "out");
+  for (int d = 0; d < 2; ++d) {  // every patch must start and end inside the padded input
+    const int64_t last = (out_size[d] - 1) * stride[d] + (kernel[d] - 1) * dilation[d];
+    if (stride[d] < 1 || dilation[d] < 1 || padding[d] < 0 || kernel[d] < 1 ||
+        out_size[d] < 1 || last >= shape[1 + d] + 2 * padding[d])
+      throw py::value_error("im2col: kernel, stride, padding, dilation and out_size do not fit "
+                            "the input");
+  }
+  dispatch_float(a.dtype, fn, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const int64_t s[4] = {strides[0], strides[1], strides[2], strides[3]};
+    py::gil_scoped_release release;
+    im2col_into(a.data<T>() + offset, s, shape[0], shape[1], shape[2], shape[3], kernel,
+                stride, padding, dilation, out_size, out.data<T>());
+  });
+}
+
+void col2im(const Array &cols, Array &out, const std::vector<int64_t> &shape,
+            std::vector<int64_t> canvas_shape, std::vector<int64_t> stride,
+            std::vector<int64_t> dilation) {
+  const char *fn = "col2im";
+  if (shape.size() != 6 || canvas_shape.size() != 4)
+    throw py::value_error("col2im: expected (N, H, W, KH, KW, C) columns and an (N, CH, CW, C) "
+                          "canvas");
+  check_pairs(fn, {&stride, &dilation});
+  if (cols.dtype != out.dtype) throw py::value_error("col2im: cols and out differ in dtype");
+  for (int64_t d : shape)
+    if (d < 0) throw py::value_error("col2im: negative dimension");
+  check_size(cols, size_of(shape), fn, "cols");
+  const int64_t ch = canvas_shape[1], cw = canvas_shape[2];
+  if (canvas_shape[0] != shape[0] || canvas_shape[3] != shape[5] || stride[0] < 1 ||
+      stride[1] < 1 || dilation[0] < 1 || dilation[1] < 1 ||
+      (shape[1] - 1) * stride[0] + (shape[3] - 1) * dilation[0] >= ch ||
+      (shape[2] - 1) * stride[1] + (shape[4] - 1) * dilation[1] >= cw)
+    throw py::value_error("col2im: the columns do not fit the canvas");
+  check_size(out, size_of(canvas_shape), fn, "out");
+  dispatch_float(cols.dtype, fn, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const int64_t s6[6] = {shape[0], shape[1], shape[2], shape[3], shape[4], shape[5]};
+    py::gil_scoped_release release;
+    col2im_into(cols.data<T>(), s6, ch, cw, stride, dilation, out.data<T>());
+  });
 }
 
 // f(0, size) on the calling thread: over fresh NumPy outputs these one-pass loops measured
@@ -2263,6 +2340,14 @@ PYBIND11_MODULE(ndarray_backend_cpu, m) {
         py::arg("padding"), py::arg("dilation"), py::arg("out_size"));
   m.def("fused_col2im", &fused_col2im, py::arg("cols"), py::arg("canvas_shape"),
         py::arg("stride"), py::arg("dilation"));
+  m.def("im2col", &im2col, py::arg("a"), py::arg("out"), py::arg("shape"), py::arg("strides"),
+        py::arg("offset"), py::arg("kernel"), py::arg("stride"), py::arg("padding"),
+        py::arg("dilation"), py::arg("out_size"),
+        "out (N*OH*OW, KH*KW*C) = the patches of the (N, H, W, C) view of a, padding as zeros");
+  m.def("col2im", &col2im, py::arg("cols"), py::arg("out"), py::arg("shape"),
+        py::arg("canvas_shape"), py::arg("stride"), py::arg("dilation"),
+        "out (N, CH, CW, C) = the scatter-add of compact (N, H, W, KH, KW, C) columns, summed "
+        "in kernel-offset order");
   m.def("fused_leaky_relu", &fused_leaky_relu, py::arg("x"), py::arg("slope"));
   m.def("fused_leaky_relu_grad", &fused_leaky_relu_grad, py::arg("x"), py::arg("g"),
         py::arg("slope"));

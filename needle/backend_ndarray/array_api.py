@@ -169,7 +169,10 @@ def fused(name, *arrays, **scalars):
     ndarray_backend_cuda.FUSED; cpu_numpy(): fused_cpu). Returns an NDArray, or a tuple of
     them for kernels with several outputs."""
     device = arrays[0].device
-    kernel = getattr(device.mod, "fused", {}).get(name) if device.xp is not None else None
+    if device.xp is None:  # flat devices: the native cpu() module's own im2col and col2im
+        method = getattr(arrays[0], name, None) if name in ("im2col", "col2im") else None
+        return None if method is None else method(*arrays[1:], **scalars)
+    kernel = getattr(device.mod, "fused", {}).get(name)
     if kernel is None:
         return None
     result = kernel(*(a._view() for a in arrays), **scalars)

@@ -436,6 +436,35 @@ class NDArray:
                 ._matmul_2d(b[index].compact().reshape(b._shape[-2:]))
         return out
 
+    # ---- convolution gathers on flat devices --------------------------------------------
+    def im2col(self, kernel, stride, padding, dilation, out_size):
+        """(N*OH*OW, KH*KW*C) patches of this (N, H, W, C) view, the padding read as zeros, in
+        one native pass over the view (no padded copy, no 6-D strided compact); None where
+        the device has no such kernel (the caller runs its composite)."""
+        gather = getattr(self._device.mod, "im2col", None) if self._device.xp is None else None
+        if gather is None or self.dtype not in ("float32", "float64"):
+            return None
+        n, c = self._shape[0], self._shape[3]
+        out = NDArray.make((n * out_size[0] * out_size[1], kernel[0] * kernel[1] * c),
+                           device=self._device, dtype=self.dtype)
+        gather(self._handle, out._handle, self._shape, self._strides, self._offset,
+               tuple(kernel), tuple(stride), tuple(padding), tuple(dilation), tuple(out_size))
+        return out
+
+    def col2im(self, canvas_shape, stride, dilation):
+        """The (N, CH, CW, C) canvas that scatter-adds these (N, H, W, KH, KW, C) columns, each
+        pixel summed in kernel-offset order (the composite's adds, so its bits); None where
+        the device has no such kernel."""
+        scatter = getattr(self._device.mod, "col2im", None) if self._device.xp is None \
+            else None
+        if scatter is None or self.dtype not in ("float32", "float64"):
+            return None
+        cols = self.compact()
+        out = NDArray.make(canvas_shape, device=self._device, dtype=self.dtype)
+        scatter(cols._handle, out._handle, self._shape, tuple(canvas_shape), tuple(stride),
+                tuple(dilation))
+        return out
+
     # ---- reductions -------------------------------------------------------------------
     def _reduce(self, axis, keepdims, xp_name, flat_name):
         """Reduce over `axis` (None, int or tuple). axis=None without keepdims gives (1,)."""

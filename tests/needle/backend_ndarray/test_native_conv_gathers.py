@@ -1,0 +1,142 @@
+"""cpu()'s native im2col and col2im (NDArray.im2col / col2im, reached by array_api.fused)
+against NumPy references written here: patches of the zero-padded input, and the scatter-add
+one kernel offset at a time (the composite's order, so col2im's sums must match bit for bit).
+float32 and float64, strided (permuted, sliced) inputs, strides, dilations, paddings."""
+import numpy as np
+import pytest
+
+import needle as ndl
+from needle import backend_ndarray as nd
+from needle.backend_ndarray import array_api
+
+native = pytest.importorskip("needle.backend_ndarray.ndarray_backend_cpu",
+                             reason="native cpu backend not built")
+if not hasattr(native, "im2col"):
+    pytest.skip("native module built before im2col/col2im", allow_module_level=True)
+
+GEOMETRIES = [  # (N, H, W, C), kernel, stride, padding, dilation
+    ((2, 5, 6, 3), (3, 3), (1, 1), (1, 1), (1, 1)),
+    ((3, 14, 14, 8), (4, 4), (2, 2), (1, 1), (1, 1)),
+    ((1, 7, 9, 5), (2, 3), (2, 1), (0, 2), (2, 1)),
+    ((2, 4, 4, 1), (4, 4), (1, 1), (0, 0), (1, 1)),
+    ((2, 6, 5, 4), (1, 1), (3, 2), (2, 0), (1, 1)),
+]
+
+
+def out_size(shape, kernel, stride, padding, dilation):
+    return tuple((shape[1 + d] + 2 * padding[d] - dilation[d] * (kernel[d] - 1) - 1)
+                 // stride[d] + 1 for d in range(2))
+
+
+def im2col_reference(x, kernel, stride, padding, dilation):
+    n, h, w, c = x.shape
+    oh, ow = out_size(x.shape, kernel, stride, padding, dilation)
+    padded = np.zeros((n, h + 2 * padding[0], w + 2 * padding[1], c), x.dtype)
+    padded[:, padding[0]:padding[0] + h, padding[1]:padding[1] + w] = x
+    out = np.empty((n, oh, ow, kernel[0], kernel[1], c), x.dtype)
+    for oy in range(oh):
+        for ox in range(ow):
+            for i in range(kernel[0]):
+                for j in range(kernel[1]):
+                    out[:, oy, ox, i, j] = padded[:, oy * stride[0] + i * dilation[0],
+                                                  ox * stride[1] + j * dilation[1]]
+    return out.reshape(n * oh * ow, -1)
+
+
+def col2im_reference(cols, canvas_shape, stride, dilation):
+    n, h, w, kh, kw, c = cols.shape
+    canvas = np.zeros(canvas_shape, cols.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            canvas[:, i * dilation[0]:i * dilation[0] + (h - 1) * stride[0] + 1:stride[0],
+                   j * dilation[1]:j * dilation[1] + (w - 1) * stride[1] + 1:stride[1]] \
+                += cols[:, :, :, i, j]
+    return canvas
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("layout", ["compact", "permuted", "sliced"])
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=str)
+def test_im2col_matches_padded_patches(geometry, layout, dtype):
+    shape, kernel, stride, padding, dilation = geometry
+    rng = np.random.default_rng(sum(shape))
+    x = rng.standard_normal(shape).astype(dtype)
+    device = nd.cpu()
+    if layout == "compact":
+        a = nd.array(x, device=device, dtype=dtype)
+    elif layout == "permuted":  # NHWC view of NCHW storage
+        a = nd.array(x.transpose(0, 3, 1, 2), device=device, dtype=dtype).permute((0, 2, 3, 1))
+    else:  # a window of a bigger array, with an offset
+        big = np.zeros((shape[0] + 1, shape[1] + 2, shape[2] + 3, shape[3] + 1), dtype)
+        big[1:, 2:, 3:, 1:] = x
+        a = nd.array(big, device=device, dtype=dtype)[1:, 2:, 3:, 1:]
+    assert layout == "compact" or not a.is_compact()
+    size = out_size(shape, kernel, stride, padding, dilation)
+    got = array_api.fused("im2col", a, kernel=kernel, stride=stride, padding=padding,
+                          dilation=dilation, out_size=size)
+    assert got is not None and got.dtype == dtype
+    np.testing.assert_array_equal(got.numpy(),
+                                  im2col_reference(x, kernel, stride, padding, dilation))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=str)
+def test_col2im_matches_offset_by_offset_adds(geometry, dtype):
+    shape, kernel, stride, _, dilation = geometry
+    n, h, w, c = shape
+    rng = np.random.default_rng(sum(shape) + 1)
+    cols = rng.standard_normal((n, h, w, *kernel, c)).astype(dtype)
+    canvas_shape = (n, (h - 1) * stride[0] + dilation[0] * (kernel[0] - 1) + 1 + 1,
+                    (w - 1) * stride[1] + dilation[1] * (kernel[1] - 1) + 1, c)
+    a = nd.array(cols, device=nd.cpu(), dtype=dtype)
+    got = array_api.fused("col2im", a, canvas_shape=canvas_shape, stride=stride,
+                          dilation=dilation)
+    assert got is not None and got.shape == canvas_shape
+    np.testing.assert_array_equal(got.numpy(),
+                                  col2im_reference(cols, canvas_shape, stride, dilation))
+    # a non-compact view of the same columns (compacted first) gives the same canvas
+    flipped = nd.array(np.ascontiguousarray(cols.transpose(5, 0, 1, 2, 3, 4)),
+                       device=nd.cpu(), dtype=dtype).permute((1, 2, 3, 4, 5, 0))
+    again = array_api.fused("col2im", flipped, canvas_shape=canvas_shape, stride=stride,
+                            dilation=dilation)
+    np.testing.assert_array_equal(again.numpy(), got.numpy())
+
+
+def test_gathers_reject_bad_geometry():
+    device = nd.cpu()
+    a = nd.array(np.zeros((1, 4, 4, 2), np.float32), device=device)
+    out = nd.NDArray.make((1 * 3 * 3, 9 * 2), device=device)
+    with pytest.raises(ValueError, match="im2col"):  # 3x3 outputs of a 3x3 kernel need 5x5
+        native.im2col(a._handle, out._handle, a.shape, a.strides, 0, (3, 3), (1, 1), (0, 0),
+                      (1, 1), (3, 3))
+    with pytest.raises(IndexError, match="im2col"):
+        native.im2col(a._handle, out._handle, (1, 5, 4, 2), a.strides, 0, (3, 3), (1, 1),
+                      (0, 0), (1, 1), (3, 2))
+    cols = nd.array(np.zeros((1, 2, 2, 3, 3, 2), np.float32), device=device)
+    canvas = nd.NDArray.make((1, 3, 4, 2), device=device)
+    with pytest.raises(ValueError, match="col2im"):  # needs a 4x4 canvas
+        native.col2im(cols._handle, canvas._handle, cols.shape, (1, 3, 4, 2), (1, 1), (1, 1))
+
+
+def test_conv_on_cpu_uses_the_native_gathers(monkeypatch):
+    """conv and conv_transpose on cpu(): forward and gradients against cpu_numpy() (whose
+    fused kernels compute the same gathers), and no padded copy / 6-D compact on the way."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 9, 9, 3)).astype(np.float32)
+    W = rng.standard_normal((4, 4, 3, 5)).astype(np.float32)
+    calls = []
+    for name in ("im2col", "col2im"):
+        original = getattr(native, name)
+        monkeypatch.setattr(native, name,
+                            lambda *args, _n=name, _f=original: calls.append(_n) or _f(*args))
+    results = {}
+    for device in (ndl.cpu(), ndl.cpu_numpy()):
+        tx = ndl.Tensor(x, device=device, requires_grad=True)
+        tW = ndl.Tensor(W, device=device, requires_grad=True)
+        y = ndl.ops.conv(tx, tW, stride=2, padding=1)
+        z = ndl.ops.conv_transpose(y, tW, stride=2, padding=1)
+        (z * z).sum().backward()
+        results[device.name] = (y.numpy(), z.numpy(), tx.grad.numpy(), tW.grad.numpy())
+    assert "im2col" in calls and "col2im" in calls
+    for got, expected in zip(results["cpu"], results["cpu_numpy"]):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
