@@ -565,11 +565,19 @@ bool plan_blocks(CopyPlan &p) {
 // out + c * out_ld) = column c of the 8 rows at in + r * in_ld. (The scalar block loop moved
 // 4 GB/s on the DCGAN's NHWC <-> NCHW copies: one element per load and per store.)
 #ifdef NEEDLE_X86_AVX2
-NEEDLE_AVX2 void transpose8x8_4byte(const void *in, int64_t in_ld, void *out, int64_t out_ld) {
-  const float *a = static_cast<const float *>(in);
-  float *b = static_cast<float *>(out);
+// Edge blocks: `rows` x `cols` (each <= 8) through the same registers, with masked loads
+// and stores (the DCGAN's 14-wide rows leave a 6-wide edge on every block row).
+NEEDLE_AVX2 NEEDLE_INLINE __m256i first_lanes_avx2(int count) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+template <bool Full>
+NEEDLE_AVX2 NEEDLE_INLINE void transpose_block_4byte(const float *a, int64_t in_ld, float *b,
+                                                     int64_t out_ld, int rows, int cols) {
   __m256 r[8], t[8];
-  for (int q = 0; q < 8; ++q) r[q] = _mm256_loadu_ps(a + q * in_ld);
+  const __m256i load_mask = first_lanes_avx2(cols), store_mask = first_lanes_avx2(rows);
+  for (int q = 0; q < 8; ++q)
+    r[q] = Full ? _mm256_loadu_ps(a + q * in_ld)
+                : q < rows ? _mm256_maskload_ps(a + q * in_ld, load_mask) : _mm256_setzero_ps();
   for (int q = 0; q < 4; ++q) {
     t[2 * q] = _mm256_unpacklo_ps(r[2 * q], r[2 * q + 1]);
     t[2 * q + 1] = _mm256_unpackhi_ps(r[2 * q], r[2 * q + 1]);
@@ -581,10 +589,22 @@ NEEDLE_AVX2 void transpose8x8_4byte(const void *in, int64_t in_ld, void *out, in
     r[4 * g + 2] = _mm256_shuffle_ps(hi, hi2, 0x44);  // columns 2, 6
     r[4 * g + 3] = _mm256_shuffle_ps(hi, hi2, 0xEE);  // columns 3, 7
   }
-  for (int c = 0; c < 4; ++c) {
-    _mm256_storeu_ps(b + c * out_ld, _mm256_permute2f128_ps(r[c], r[4 + c], 0x20));
-    _mm256_storeu_ps(b + (c + 4) * out_ld, _mm256_permute2f128_ps(r[c], r[4 + c], 0x31));
+  for (int c = 0; c < 8; ++c) {
+    const __m256 column = _mm256_permute2f128_ps(r[c & 3], r[4 + (c & 3)], c < 4 ? 0x20 : 0x31);
+    if (Full)
+      _mm256_storeu_ps(b + c * out_ld, column);
+    else if (c < cols)
+      _mm256_maskstore_ps(b + c * out_ld, store_mask, column);
   }
+}
+NEEDLE_AVX2 void transpose8x8_4byte(const void *in, int64_t in_ld, void *out, int64_t out_ld) {
+  transpose_block_4byte<true>(static_cast<const float *>(in), in_ld, static_cast<float *>(out),
+                              out_ld, 8, 8);
+}
+NEEDLE_AVX2 void transpose_edge_4byte(const void *in, int64_t in_ld, void *out, int64_t out_ld,
+                                      int rows, int cols) {
+  transpose_block_4byte<false>(static_cast<const float *>(in), in_ld, static_cast<float *>(out),
+                               out_ld, rows, cols);
 }
 #endif
 
@@ -607,13 +627,19 @@ template <class S, class D> void strided_copy(const S *src, D *dst, CopyPlan p) 
         for (int64_t c0 = 0; c0 < cols; c0 += kBlock) {
           const int64_t c1 = std::min(cols, c0 + kBlock);
 #ifdef NEEDLE_X86_AVX2
-          if (vector_blocks && r1 - r0 == kBlock && c1 - c0 == kBlock) {
-            if (sc == 1)  // source rows contiguous, destination columns
-              transpose8x8_4byte(src + at.src + r0 * sr + c0, sr, dst + at.dst + r0 + c0 * dc,
-                                 dc);
-            else  // source columns contiguous, destination rows
-              transpose8x8_4byte(src + at.src + r0 + c0 * sc, sc, dst + at.dst + r0 * dr + c0,
-                                 dr);
+          if (vector_blocks) {
+            const int nr = static_cast<int>(r1 - r0), nc = static_cast<int>(c1 - c0);
+            if (sc == 1) {  // source rows contiguous, destination columns
+              const S *in = src + at.src + r0 * sr + c0;
+              D *out = dst + at.dst + r0 + c0 * dc;
+              if (nr == kBlock && nc == kBlock) transpose8x8_4byte(in, sr, out, dc);
+              else transpose_edge_4byte(in, sr, out, dc, nr, nc);
+            } else {  // source columns contiguous, destination rows
+              const S *in = src + at.src + r0 + c0 * sc;
+              D *out = dst + at.dst + r0 * dr + c0;
+              if (nr == kBlock && nc == kBlock) transpose8x8_4byte(in, sc, out, dr);
+              else transpose_edge_4byte(in, sc, out, dr, nc, nr);
+            }
             continue;
           }
 #endif
@@ -2016,7 +2042,9 @@ void im2col_into(const T *src, const int64_t s[4], int64_t n, int64_t h, int64_t
               continue;
             }
             const T *p = src + b * s[0] + y * s[1] + xx * s[2];
-            if (s[3] == 1)
+            if (c == 1)  // a grey image: one element, no memcpy call
+              *o = *p;
+            else if (s[3] == 1)
               std::memcpy(o, p, sizeof(T) * c);
             else
               for (int64_t k = 0; k < c; ++k) o[k] = p[k * s[3]];
