@@ -1742,6 +1742,35 @@ NEEDLE_AVX512 void pack_b_512(const View<const T *, Tiled> &B, int64_t k0, int64
   }
 }
 
+// float32 A strips from a transposed operand: each k is a contiguous run of the storage's row
+// k0 + k; one masked 16-lane load per strip row, stored whole (its two extra lanes land on
+// the next k-row, written after it) except on the last k-row, where they would reach the
+// next strip's first.
+NEEDLE_AVX512 void pack_a_t_512(const TView<const float *> &A, int64_t i0, int64_t k0,
+                                int64_t mc, int64_t kc, float *dst) {
+  constexpr int MR = Blocking<float, 64>::MR;
+  const int64_t strips = (mc + MR - 1) / MR;
+  const __mmask16 strip_row = first_lanes16(MR);
+  for (int64_t k = 0; k < kc; ++k) {
+    const float *src = A.at(i0, k0 + k);
+    const float *ahead = A.at(i0, k0 + std::min(k + 4, kc - 1));  // short rows far apart: the
+    float *d = dst + k * MR;                                      // prefetcher misses them
+    for (int64_t st = 0; st < strips; ++st, d += MR * kc) {
+      const int h = static_cast<int>(std::min<int64_t>(MR, mc - st * MR));
+      _mm_prefetch(reinterpret_cast<const char *>(ahead + st * MR), _MM_HINT_T0);
+      const __m512 v = _mm512_maskz_loadu_ps(first_lanes16(h), src + st * MR);
+      if (k + 1 < kc)
+        _mm512_storeu_ps(d, v);
+      else
+        _mm512_mask_storeu_ps(d, strip_row, v);
+    }
+  }
+}
+NEEDLE_AVX512 void pack_a_for(Isa<64>, const TView<const float *> &A, int64_t i0, int64_t k0,
+                              int64_t mc, int64_t kc, float *dst) {
+  pack_a_t_512(A, i0, k0, mc, kc, dst);
+}
+
 #define NEEDLE_PACK_512(TILED)                                                                 \
   NEEDLE_AVX512 void pack_a_for(Isa<64>, const View<const float *, TILED> &A, int64_t i0,      \
                                 int64_t k0, int64_t mc, int64_t kc, float *dst) {              \
