@@ -1,29 +1,67 @@
 """Train StyleGAN-lite (StyleGAN2's generator and residual D, small) on 32x32 MNIST.
 
 The default run trains gan.models.stylegan's StyleGANGenerator (mapping 64 -> 4 x 64 with lr
-multiplier 0.01, constant 4x4 input, modulated and demodulated 3x3 convolutions with noise,
-skip toRGB outputs, channels 32, 32, 16, 8 at 4, 8, 16, 32 pixels) against
+multiplier 0.01, constant 4x4 input, modulated 3x3 convolutions, skip toRGB outputs summed
+and squashed by tanh, channels 32, 32, 16, 8 at 4, 8, 16, 32 pixels) against
 StyleGANDiscriminator for one epoch of the bundled data/mnist, each digit padded from 28x28
 to 32x32 with the background value (1875 steps of 32), with StyleGAN2's training choices:
 the non-saturating logistic loss, lazy R1 on real images (gamma --r1 every --lazy_every D
 steps), style mixing regularisation (--mixing_prob), the EMA generator (--ema 0.99) and
-Adam with betas (0, 0.99), here at lr 0.001 (StyleGAN2's is 0.0025). Not tuned, and it
-mode-collapses. With nearest-neighbour feature upsampling (before G used the [1, 3, 3, 1]
-filter), 1000 steps at 0.001 (seed 0) made one digit, FID 95.0 (EMA(G) 100.0) on 2000
-samples, where the DCGAN scores 20; 300-step screens (seed 0, FID on 1000 samples) all
-collapsed to 1-3 digits: the defaults 58.5; lr 0.0025 with --r1 0.0064 --mapping_layers 2
-56.6, and with it --width 16 70.7, --mbstd_group 32 61.0, --beta1 0.5 72.7, --g_lr 0.001
-60.7, --d_lr 0.01 54.3; lr 0.005 84.8 and lr 0.01 96.2; --mapping_lr_mul 1 73.1,
---mixing_prob 0 54.7. With the DCGAN's G in its place this D trains varied digits, and this
-G collapses against the DCGAN's D too (FID 60.5): the generator is what fails. Its speckled
-early samples came from the nearest-neighbour repeats and from the noise inputs; with the
-filter and --no_noise the early samples are smooth and varied, yet 920 steps of --no_noise
---g_lr 0.0005 still end at FID 73.3 (EMA(G) 71.6), 3 digits, mostly 1s (with --r1 1
-56.9, one digit; --mbstd_group 32 66.7, one digit; --g_lr 0.00025 67.5, 3 digits; --lr
-0.0005 72.3, 2 digits; G alone twice as wide 92.4, 2 digits). A step
-costs about what the DCGAN main job's does (0.394 against 0.387 s of CPU, one thread, the two
-alternating in one process), so the default epoch takes about twice the DCGAN main job's
-time and --max_steps 920 is its wall time. --minutes M stops after M minutes instead (then
+Adam with betas (0, 0.99), D at lr 0.001 and G at --g_lr 0.02. Three defaults leave
+StyleGAN2: G has no noise inputs (--noise puts them back), does not demodulate (--demod) and
+ends in tanh (--output linear: StyleGAN's linear output); --noise --demod --output linear
+--g_lr 0.001 is the StyleGAN2 recipe this app had before, which mode-collapses here.
+
+920 steps of the default (seed 0; FID on 2000 samples of the shipped classifier):
+G FID 29.3, KID 0.334, precision 0.43, recall 0.053, 7 digits covered; EMA(G) FID 27.9, KID
+0.254, precision 0.70, recall 0.058, 6 digits; every class drawn (all ten in the class
+histogram) and the samples varied digits:
+
+  python -m apps.train_stylegan --max_steps 920 --evaluate --eval_samples 2000
+
+The collapse and its fix. With the StyleGAN2 recipe every variant tried collapsed to 1-3
+digits. With nearest-neighbour feature upsampling (before G used the [1, 3, 3, 1] filter),
+1000 steps at 0.001 (seed 0) made one digit, FID 95.0 (EMA(G) 100.0) on 2000 samples, where
+the DCGAN scores 20; 300-step screens (seed 0, FID on 1000 samples): the defaults 58.5; lr
+0.0025 with --r1 0.0064 --mapping_layers 2 56.6, and with it --width 16 70.7, --mbstd_group
+32 61.0, --beta1 0.5 72.7, --g_lr 0.001 60.7, --d_lr 0.01 54.3; lr 0.005 84.8 and lr 0.01
+96.2; --mapping_lr_mul 1 73.1, --mixing_prob 0 54.7. With the DCGAN's G in its place this D
+trains varied digits, and this G collapses against the DCGAN's D too (FID 60.5). With the
+filter and no noise, 920 steps of --g_lr 0.0005 end at FID 73.3 (EMA(G) 71.6), 3 digits,
+mostly 1s (--r1 1 56.9, one digit; --mbstd_group 32 66.7, one digit; --g_lr 0.00025 67.5;
+--lr 0.0005 72.3; G alone twice as wide 92.4). A PyTorch twin of G, D and this loop (same
+architecture, initialisation, losses, lazy R1, mixing, EMA and Adam; a scratch oracle, not
+shipped) collapses the same way (920 steps, no noise, --g_lr 0.0005: G / EMA(G) FID 81.7 /
+78.0, 2 digits; seed 1 77.2 / 69.1, one digit; FID on 1000 samples), so it is the design at
+this size and budget, not a needle bug. In the twin (920 steps, seed 0, G / EMA(G)), still
+collapsed: affine bias 0 instead of 1 66.9 / 64.7, tanh alone 81.2 / 85.8, one mapping
+layer at lr multiplier 1 71.7 / 73.1, the DCGAN's Adam (lr 0.0002, betas 0.5, 0.999) 71.6 /
+61.5, no demodulation 61.7 / 62.9, G 4x as wide 85.2 / 76.5, a fresh z for the G step 83.8 /
+78.2, batch 64 89.7 / 80.7, a 4x4 input from w instead of the constant 82.5 / 71.8, and (cut
+after 200-600 steps) path-length regularisation (weight 2, every 4), D 4x as wide, D lr 0.004
+or 0.005, minibatch-std groups of 32: FID 60-90, 1-2 digits. Against the same D and recipe a DCGAN G (z ->
+ConvTranspose 256, 128, 64, 1, tanh) trains: 21.4 / 20.3, 9 digits with BatchNorm, 19.3 /
+19.0, 8 digits without, so batch coupling is not what is missing; but with StyleGAN's
+equalized learning rate it learns nothing at g_lr 0.0005 (FID 182: the runtime 1/sqrt(fan_in)
+scale makes Adam's steps tens of times smaller relative to the weights than in a plainly
+initialised net) and trains at g_lr 0.02 (27.9 / 23.9, 6-7 digits), even when it is fed only
+a learned constant and z enters through per-layer styles (37.0 / 33.4, 6-7 digits). This G
+at g_lr 0.005 or 0.02 keeps up with D (D's loss 1.1-1.4) yet collapses harder (FID 93-112,
+0-1 digits): the spread of its images over z falls steadily (at g_lr 0.005 the 4x4 toRGB
+output's standard deviation over z is 0.35 of a total 0.62 at step 100, 0.07 of 0.21 at step
+600) while its styles keep varying (coefficient of variation about 0.7), also with no demodulation (and a linear
+output) or frozen synthesis biases. What trains is the fast G with a tanh output: --g_lr 0.02
+and tanh 34.9 / 28.4, 6-7 digits; with no demodulation as well 20.1 / 19.1, 10 / 9 digits
+(KID 0.19, recall 0.13), about the DCGAN's; the needle run above is that recipe. (Why a
+bounded output matters is a guess: with a linear output the four summed toRGB layers must
+land on the flat -1 background exactly, and a fast G gets there by making every image alike;
+tanh saturates the background, and the pre-tanh images grow (standard deviation 4-25 at
+16x16 and 32x32) while keeping their dependence on z.)
+
+A step of the default costs less than the DCGAN main job's (0.249 against 0.280 s of CPU,
+median of 20 steps after 4, one thread, the two alternating in one process; the StyleGAN2
+recipe's 0.285 against 0.284), so --max_steps 920 is slightly under the DCGAN main job's
+wall time (about 1030 steps match it) and the default epoch about twice it. --minutes M stops after M minutes instead (then
 scores G with --evaluate and writes the pictures). It writes into the run folder (--out_dir, default runs/stylegan):
 
   report.html                 the page to watch: latest grid (G and EMA(G)), grids over time,
@@ -70,7 +108,8 @@ from gan import Adversarial, RunFolderError, Trainer
 from gan.batches import Shuffled
 from gan.images import save_grid
 from gan.metrics import sample_images
-from gan.models.stylegan import StyleGANDiscriminator, StyleGANGenerator, num_ws_for
+from gan.models.stylegan import (OUTPUTS, StyleGANDiscriminator, StyleGANGenerator,
+                                 num_ws_for)
 from gan.objectives import OBJECTIVES, get_objective
 from gan.penalties import R1
 from gan.recipes import GANRecipe
@@ -94,7 +133,7 @@ def build_parser():
     parser = AppParser(APP, __doc__)
     add_common_options(parser, "stylegan", epochs=1, checkpoint_every=500, sample_every=200)
     add_adam_options(parser, lr=0.001, beta1=0.0, beta2=0.99)
-    parser.set_defaults(batch_size=32)
+    parser.set_defaults(batch_size=32, g_lr=0.02)
     add = parser.add_argument
     add("--latent_dim", "--latent-dim", type=positive_int, default=64, help="size of z")
     add("--w_dim", "--w-dim", type=positive_int, default=64, help="size of w")
@@ -106,8 +145,14 @@ def build_parser():
         default=0.01, help="the mapping network's learning-rate multiplier (StyleGAN's)")
     add("--mixing_prob", "--mixing-prob", type=float_in(0.0, 1.0, high_included=True),
         default=0.9, help="probability of style mixing in a training batch; 0: off")
-    add("--no_noise", "--no-noise", action="store_true",
-        help="build G without its per-pixel noise inputs (StyleGAN's; default: with)")
+    add("--no_noise", "--no-noise", action="store_true", default=True,
+        help="build G without its per-pixel noise inputs (the default)")
+    add("--noise", dest="no_noise", action="store_false",
+        help="build G with StyleGAN's per-pixel noise inputs (default: without)")
+    add("--demod", dest="demodulate", action="store_true",
+        help="demodulate G's 3x3 convolutions (StyleGAN2's; default: modulation only)")
+    add("--output", choices=OUTPUTS, default="tanh",
+        help="G's output: tanh of the skip sum (the default) or linear (StyleGAN's)")
     add("--w_avg_beta", "--w-avg-beta", type=float_in(0.0, 1.0), default=0.995,
         help="decay of the w_avg tracking (the truncation centre)")
     add("--mbstd_group", "--mbstd-group", type=positive_int, default=4, metavar="G",
@@ -179,7 +224,7 @@ def build_generator(args, device):
                              width=args.width, mapping_layers=args.mapping_layers,
                              mapping_lr_mul=args.mapping_lr_mul, mixing_prob=args.mixing_prob,
                              w_avg_beta=args.w_avg_beta, noise=not args.no_noise,
-                             device=device)
+                             demodulate=args.demodulate, output=args.output, device=device)
 
 
 def clipped_evaluator(args):
@@ -317,7 +362,10 @@ def load_run_generator(run, device=None, weights="auto", latent_dim=None, width=
                              "use --weights g")
     given = {key: value for key, value in (("latent_dim", latent_dim), ("width", width))
              if value is not None}
-    args = argparse.Namespace(**{**vars(build_parser().parse_args([])), **run.args, **given})
+    # runs from before --demod and --output had demodulated convolutions and a linear output
+    legacy = {"demodulate": True, "output": "linear"}
+    args = argparse.Namespace(**{**vars(build_parser().parse_args([])), **legacy, **run.args,
+                                 **given})
     generator = build_generator(args, device)
     prefix = "generator." if weights == "g" or not run.args.get("ema") else "ema."
     state = {key[len(prefix):]: value for key, value in ndl.load(run.checkpoint).items()

@@ -15,7 +15,9 @@ Generator G(z):
              skip generator: every block's toRGB (a modulated 1x1 conv, not demodulated)
              adds to the image so far, upsampled 2x bilinearly (StyleGAN2's [1, 3, 3, 1]
              filter, as a stride-2 transposed conv). The output is linear, as StyleGAN's
-             (no tanh); pictures and metrics clip to [-1, 1].
+             (pictures and metrics clip to [-1, 1]), or with output="tanh" tanh of that
+             sum; demodulate=False drops the demodulation (the 3x3 layers only modulate),
+             the combination apps.train_stylegan trains by default (its docstring: why).
   styles     one w per modulated layer: num_ws = 2 log2(size) - 2 (8 at 32x32), indexed as
              StyleGAN2 does (a block's toRGB shares its w with the next block's first conv).
 
@@ -63,6 +65,7 @@ __all__ = ["modulated_conv", "upsample_bilinear", "downsample_average",
            "channels_at"]
 
 _SQRT2 = math.sqrt(2.0)
+OUTPUTS = ("linear", "tanh")
 _SLOPE = 0.2
 _TO_NHWC, _TO_NCHW = (0, 2, 3, 1), (0, 3, 1, 2)
 
@@ -243,9 +246,11 @@ class ModulatedLayer(nn.Module):
     which of the generator's num_ws styles drives it."""
 
     def __init__(self, in_channels, out_channels, w_dim, w_index, kernel_size=3,
-                 resolution=None, to_rgb=False, noise=True, device=None, dtype="float32"):
+                 resolution=None, to_rgb=False, noise=True, demodulate=True, device=None,
+                 dtype="float32"):
         super().__init__()
         self.w_index, self.to_rgb = w_index, to_rgb
+        self.demodulate = demodulate and not to_rgb
         self.affine = EqualLinear(w_dim, in_channels, bias_init=1.0, device=device,
                                   dtype=dtype)
         self.weight = nn.Parameter(init.randn(kernel_size, kernel_size, in_channels,
@@ -258,7 +263,7 @@ class ModulatedLayer(nn.Module):
     def forward(self, x, ws):
         styles = self.affine(ws[self.w_index])
         y = modulated_conv(x, self.weight * self.weight_gain, styles,
-                           demodulate=not self.to_rgb)
+                           demodulate=self.demodulate)
         if self.noise is not None:
             y = self.noise(y)
         y = y + _along_last(self.bias, y.shape)
@@ -269,21 +274,22 @@ class SynthesisBlock(nn.Module):
     """One resolution of the skip generator: [upsample, conv0,] conv1, toRGB."""
 
     def __init__(self, in_channels, out_channels, image_channels, w_dim, resolution,
-                 first_w, noise=True, device=None, dtype="float32"):
+                 first_w, noise=True, demodulate=True, device=None, dtype="float32"):
         super().__init__()
         self.resolution = resolution
         kw = dict(device=device, dtype=dtype)
+        conv_kw = dict(noise=noise, demodulate=demodulate, **kw)
         if resolution == 4:
             self.const = nn.Parameter(init.randn(1, 4, 4, out_channels, **kw))
             self.conv0 = None
             self.conv1 = ModulatedLayer(out_channels, out_channels, w_dim, first_w,
-                                        resolution=4, noise=noise, **kw)
+                                        resolution=4, **conv_kw)
         else:
             self.const = None
             self.conv0 = ModulatedLayer(in_channels, out_channels, w_dim, first_w,
-                                        resolution=resolution, noise=noise, **kw)
+                                        resolution=resolution, **conv_kw)
             self.conv1 = ModulatedLayer(out_channels, out_channels, w_dim, first_w + 1,
-                                        resolution=resolution, noise=noise, **kw)
+                                        resolution=resolution, **conv_kw)
             # filtered, as StyleGAN2 upsamples; nearest-neighbour repeats made a 3x3 conv's
             # outputs alternate pixel by pixel (speckle the D did not remove)
             self._feature_up = _bilinear_kernel(in_channels, device, dtype)
@@ -310,16 +316,22 @@ class StyleGANGenerator(nn.Module):
     mapping_lr_mul: the mapping network's depth and lr multiplier; mixing_prob: the style
     mixing probability in training; w_avg_beta: the decay of the w_avg tracking; noise:
     whether the synthesis layers have noise inputs (StyleGAN's; False: none, and a training
-    forward draws random numbers only for style mixing).
+    forward draws random numbers only for style mixing); demodulate: whether the 3x3
+    convolutions demodulate (StyleGAN2's; False: modulation only); output: "linear"
+    (StyleGAN's) or "tanh" (the image is tanh of the skip sum).
     """
 
     def __init__(self, latent_dim=64, w_dim=64, image_size=32, channels=1, width=16,
                  mapping_layers=4, mapping_lr_mul=0.01, mixing_prob=0.9, w_avg_beta=0.995,
-                 noise=True, device=None, dtype="float32"):
+                 noise=True, demodulate=True, output="linear", device=None, dtype="float32"):
         super().__init__()
         if not 0 <= mixing_prob <= 1:
             raise ValueError(f"StyleGANGenerator: mixing_prob must be in [0, 1], got "
                              f"{mixing_prob}")
+        if output not in OUTPUTS:
+            raise ValueError(f"StyleGANGenerator: output must be one of {OUTPUTS}, got "
+                             f"{output!r}")
+        self.output = output
         levels = _size_plan(image_size)
         self.latent_dim, self.w_dim, self.image_size = latent_dim, w_dim, image_size
         self.channels, self.mixing_prob = channels, float(mixing_prob)
@@ -333,7 +345,7 @@ class StyleGANGenerator(nn.Module):
             out = channels_at(resolution, image_size, width)
             self.blocks.append(SynthesisBlock(previous, out, channels, w_dim, resolution,
                                               first_w=0 if level == 2 else 2 * level - 5,
-                                              noise=noise, **kw))
+                                              noise=noise, demodulate=demodulate, **kw))
             previous = out
         self._up_kernel = _bilinear_kernel(channels, device, dtype)
 
@@ -380,6 +392,8 @@ class StyleGANGenerator(nn.Module):
         x = image = None
         for block in self.blocks:
             x, image = block(x, image, ws, self._up_kernel)
+        if self.output == "tanh":
+            image = ops.tanh(image)
         return ops.permute(image, _TO_NCHW)
 
     def forward(self, z, psi=1.0):

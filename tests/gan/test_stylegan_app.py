@@ -23,7 +23,7 @@ TINY = ["--width", "2", "--w_dim", "8", "--latent_dim", "8", "--mapping_layers",
 
 def test_the_dry_run_trains_three_steps_and_draws_both_pictures(tmp_path):
     run = tmp_path / "dry"
-    record = train_stylegan.main(["--dry_run", "--out_dir", str(run), *TINY])
+    record = train_stylegan.main(["--dry_run", "--noise", "--out_dir", str(run), *TINY])
     assert record["step"] == 3
     for name in ("report.html", "run.json", "samples/step_00000003.png",
                  "checkpoints/step_00000003.safetensors", "stylegan_mixing.png",
@@ -55,11 +55,50 @@ def test_no_noise_builds_g_without_noise_inputs_and_its_run_redraws_its_pictures
     assert train_stylegan.main(["--pictures", str(run)])[0] == str(run / "stylegan_mixing.png")
 
 
+def test_the_defaults_are_the_recipe_that_trains_and_the_flags_give_stylegan2_back():
+    """Default: no noise inputs, no demodulation, a tanh output and G's lr 0.02 (D's 0.001);
+    --noise --demod --output linear is StyleGAN2's G."""
+    args = train_stylegan.build_parser().parse_args([])
+    assert (args.no_noise, args.demodulate, args.output) == (True, False, "tanh")
+    assert (args.lr, args.g_lr, args.d_lr) == (0.001, 0.02, None)
+    G = train_stylegan.build_generator(args, None)
+    assert G.output == "tanh"
+    assert all(layer.noise is None and not layer.demodulate for layer in G.layers())
+    D = train_stylegan.StyleGANDiscriminator(1, 32, width=args.width)
+    assert train_stylegan.adam(args, G, "g").lr == 0.02
+    assert train_stylegan.adam(args, D, "d").lr == 0.001
+    G.eval()
+    images = G(train_stylegan.ndl.Tensor(np.random.RandomState(0).randn(4, 64)
+                                         .astype(np.float32))).numpy()
+    assert images.shape == (4, 1, 32, 32) and np.abs(images).max() < 1
+    back = train_stylegan.build_parser().parse_args(["--noise", "--demod", "--output",
+                                                     "linear"])
+    G2 = train_stylegan.build_generator(back, None)
+    assert G2.output == "linear"
+    assert all(layer.noise is not None and layer.demodulate
+               for layer in G2.layers() if not layer.to_rgb)
+    assert all(layer.noise is None and not layer.demodulate
+               for layer in G2.layers() if layer.to_rgb)
+
+
+def test_a_run_from_before_demod_and_output_loads_as_stylegan2s_g(tmp_path):
+    run = tmp_path / "old"
+    train_stylegan.main(["--dry_run", "--out_dir", str(run), *TINY])
+    manifest = json.loads((run / "run.json").read_text())
+    for key in ("demodulate", "output"):
+        del manifest["args"][key]
+    (run / "run.json").write_text(json.dumps(manifest))
+    G = train_stylegan.load_run_generator(open_run(str(run)))
+    assert G.output == "linear"
+    assert all(layer.demodulate for layer in G.layers() if not layer.to_rgb)
+
+
 def test_resume_is_bit_exact(tmp_path):
     """6 steps straight against 2 steps, then a resume to 6: every weight, buffer (w_avg,
     the EMA), optimizer state and the RNG equal; R1 every 2 D steps and mixing every step."""
     base = ["--data_dir", write_tiny_mnist(tmp_path / "data"), "--limit", "64", *TINY,
-            "--mixing_prob", "1", "--lazy_every", "2", "--r1", "1", "--checkpoint_every", "2"]
+            "--mixing_prob", "1", "--lazy_every", "2", "--r1", "1", "--checkpoint_every", "2",
+            "--noise"]
     straight, split = tmp_path / "straight", tmp_path / "split"
     train_stylegan.main(base + ["--out_dir", str(straight), "--max_steps", "6"])
     train_stylegan.main(base + ["--out_dir", str(split), "--max_steps", "2"])
@@ -117,9 +156,10 @@ def test_pictures_of_another_apps_run_is_a_one_line_error(tmp_path):
                     reason="needs data/mnist")
 def test_apps_evaluate_scores_a_run_on_its_clipped_outputs(tmp_path):
     """apps.evaluate scores a train_stylegan run's EMA(G) (its G with --weights g) on its
-    outputs clipped to [-1, 1], as the app's own --evaluate does."""
+    outputs clipped to [-1, 1], as the app's own --evaluate does (a linear-output G: a tanh
+    one's outputs need no clipping)."""
     run = tmp_path / "dry"
-    train_stylegan.main(["--dry_run", "--out_dir", str(run), *TINY])
+    train_stylegan.main(["--dry_run", "--output", "linear", "--out_dir", str(run), *TINY])
     fast = ["--num_samples", "200", "--real_count", "1000", "--json"]
     scores = evaluate.main(["--checkpoint", str(run), *fast])
     assert scores["app"] == "train_stylegan" and scores["weights"] == "ema"

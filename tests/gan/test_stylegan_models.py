@@ -123,10 +123,10 @@ def downsample_reference(x):
     return (x[:, 0::2, 0::2] + x[:, 1::2, 0::2] + x[:, 0::2, 1::2] + x[:, 1::2, 1::2]) / 4
 
 
-def tiny_generator(mixing_prob=0.9, seed=0, noise=True):
+def tiny_generator(mixing_prob=0.9, seed=0, noise=True, **options):
     np.random.seed(seed)
     return StyleGANGenerator(latent_dim=6, w_dim=5, image_size=16, width=2,
-                             mapping_layers=2, mixing_prob=mixing_prob, noise=noise)
+                             mapping_layers=2, mixing_prob=mixing_prob, noise=noise, **options)
 
 
 def z_of(rng, n=3, dim=6):
@@ -147,6 +147,40 @@ def test_truncation_psi_0_gives_w_avg_and_psi_1_the_identity():
     avg = ndl.Tensor(np.tile(np.arange(5, dtype=np.float32), (3, 1)))
     np.testing.assert_allclose(images, G.synthesis([avg] * G.num_ws).numpy(), rtol=1e-5,
                                atol=1e-6)
+
+
+@pytest.mark.parametrize("demodulate", [True, False])
+def test_a_synthesis_layer_is_the_modulated_conv_then_bias_and_leaky_relu(demodulate):
+    """With demodulate=False every 3x3 layer modulates without demodulating (the toRGB
+    layers never demodulate); checked against eq. 1-3 in NumPy, then bias, leaky ReLU 0.2
+    times sqrt(2)."""
+    G = tiny_generator(mixing_prob=0.0, noise=False, demodulate=demodulate).eval()
+    assert all(layer.demodulate == (demodulate and not layer.to_rgb) for layer in G.layers())
+    layer = G.blocks[1].conv1
+    rng = np.random.RandomState(12)
+    layer.bias.data = ndl.Tensor(rng.randn(*layer.bias.shape).astype(np.float32)).detach()
+    x = rng.randn(3, 8, 8, layer.weight.shape[2]).astype(np.float32)
+    w = rng.randn(3, 5).astype(np.float32)
+    got = layer(ndl.Tensor(x), [ndl.Tensor(w)] * G.num_ws).numpy()
+    affine = layer.affine
+    styles = w.astype(np.float64) @ (affine.weight.numpy() * affine.weight_gain) + \
+        affine.bias.numpy()
+    y = direct_modulated_conv(x.astype(np.float64), layer.weight.numpy() * layer.weight_gain,
+                              styles, demodulate) + layer.bias.numpy()
+    expected = np.where(y > 0, y, 0.2 * y) * np.sqrt(2.0)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_tanh_output_is_tanh_of_the_linear_skip_sum():
+    linear = tiny_generator(mixing_prob=0.0, noise=False).eval()
+    squashed = tiny_generator(mixing_prob=0.0, noise=False, output="tanh").eval()
+    squashed.load_state_dict(linear.state_dict())
+    z = z_of(np.random.RandomState(13), n=4)
+    raw = linear(z).numpy().astype(np.float64)
+    assert np.abs(raw).max() > 0.5  # tanh is far from the identity on these
+    np.testing.assert_allclose(squashed(z).numpy(), np.tanh(raw), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="output must be one of"):
+        StyleGANGenerator(image_size=16, width=2, output="sigmoid")
 
 
 class Recorder(nn.Module):
