@@ -1,28 +1,30 @@
 """Train StyleGAN-lite (StyleGAN2's generator and residual D, small) on 32x32 MNIST.
 
 The default run trains gan.models.stylegan's StyleGANGenerator (mapping 64 -> 4 x 64 with lr
-multiplier 0.01, constant 4x4 input, modulated 3x3 convolutions, skip toRGB outputs summed
+multiplier 0.01, constant 4x4 input, modulated and demodulated 3x3 convolutions, skip toRGB outputs summed
 and squashed by tanh, channels 32, 32, 16, 8 at 4, 8, 16, 32 pixels) against
 StyleGANDiscriminator for one epoch of the bundled data/mnist, each digit padded from 28x28
 to 32x32 with the background value (1875 steps of 32), with StyleGAN2's training choices:
 the non-saturating logistic loss, lazy R1 on real images (gamma --r1 every --lazy_every D
 steps), style mixing regularisation (--mixing_prob), the EMA generator (--ema 0.99) and
-Adam with betas (0, 0.99), D at lr 0.001 and G at --g_lr 0.01. Three defaults leave
-StyleGAN2: G has no noise inputs (--noise puts them back), does not demodulate (--demod) and
-ends in tanh (--output linear: StyleGAN's linear output); --noise --demod --output linear
---g_lr 0.001 is the StyleGAN2 recipe this app had before, which mode-collapses here.
+Adam with betas (0, 0.99), D at lr 0.001 and G at --g_lr 0.01. Two defaults leave
+StyleGAN2: G has no noise inputs (--noise puts them back) and ends in tanh (--output linear:
+StyleGAN's linear output); --noise --output linear --g_lr 0.001 is the StyleGAN2 recipe this
+app had before, which mode-collapses here. --no_demod leaves demodulation out as well.
 
-920 steps of the default (scores on 2000 samples with the shipped classifier), G then
-EMA(G): seed 0 FID 46.2 / 26.8, KID 0.816 / 0.249, precision 0.37 / 0.54, recall 0.059 /
+At --max_steps 1030 (the DCGAN main job's wall time at the step costs below; scores on 2000
+samples with the shipped classifier), G then EMA(G): seed 0 FID 28.3 / 23.6, KID 0.306 /
+0.195, precision 0.43 / 0.52, recall 0.036 / 0.074, digits covered 7 / 6; seed 1 FID 26.9 /
+29.3, KID 0.295 / 0.297, precision 0.31 / 0.49, recall 0.070 / 0.079, digits 7 / 5:
+
+  python -m apps.train_stylegan --max_steps 1030 --evaluate --eval_samples 2000
+
+--no_demod trains as well. 920 steps of it, G then EMA(G): seed 0 FID 46.2 / 26.8, KID 0.816 / 0.249, precision 0.37 / 0.54, recall 0.059 /
 0.042, digits covered 4 / 7; seed 1 (--seed 1) FID 30.1 / 24.6, KID 0.396 / 0.276, precision
 0.38 / 0.48, recall 0.14 / 0.13, digits 8 / 7; EMA(G) draws every class (all ten in its class
-histogram), varied digits:
-
-  python -m apps.train_stylegan --max_steps 920 --evaluate --eval_samples 2000
-
-At --max_steps 1030 (the DCGAN main job's wall time at the step costs below), seed 0: FID
-25.7 / 25.3, KID 0.226 / 0.220, precision 0.40 / 0.54, recall 0.051 / 0.060, digits 7 / 8.
---g_lr 0.02 did as well on seed 0 (G 29.3, 7 digits; EMA(G) 27.9, 6) but collapsed on seed 1
+histogram), varied digits (--no_demod --max_steps 920 --evaluate --eval_samples 2000); at
+--max_steps 1030, seed 0: FID 25.7 / 25.3, KID 0.226 / 0.220, precision 0.40 / 0.54, recall 0.051 / 0.060, digits 7 / 8.
+With --no_demod, --g_lr 0.02 did as well on seed 0 (G 29.3, 7 digits; EMA(G) 27.9, 6) but collapsed on seed 1
 (FID 161, one digit, a saturated tanh and D winning), so the default is 0.01.
 
 The collapse and its fix. With the StyleGAN2 recipe every variant tried collapsed to 1-3
@@ -58,14 +60,14 @@ output's standard deviation over z is 0.35 of a total 0.62 at step 100, 0.07 of 
 600) while its styles keep varying (coefficient of variation about 0.7), also with no demodulation (and a linear
 output) or frozen synthesis biases. What trains is the fast G with a tanh output: --g_lr 0.02
 and tanh 34.9 / 28.4, 6-7 digits; with no demodulation as well 20.1 / 19.1, 10 / 9 digits
-(KID 0.19, recall 0.13), about the DCGAN's; the needle runs above are that recipe (at G lr
-0.01, see above). (Why a
+(KID 0.19, recall 0.13), about the DCGAN's; the needle runs above are that recipe at G lr
+0.01, and in needle demodulation back on (the default) scores as well. (Why a
 bounded output matters is a guess: with a linear output the four summed toRGB layers must
 land on the flat -1 background exactly, and a fast G gets there by making every image alike;
 tanh saturates the background, and the pre-tanh images grow (standard deviation 4-25 at
 16x16 and 32x32) while keeping their dependence on z.)
 
-A step of the default costs less than the DCGAN main job's (0.249 against 0.280 s of CPU,
+A step of --no_demod costs less than the DCGAN main job's (0.249 against 0.280 s of CPU,
 median of 20 steps after 4, one thread, the two alternating in one process; the StyleGAN2
 recipe's 0.285 against 0.284), so --max_steps 920 is slightly under the DCGAN main job's
 wall time (about 1030 steps match it) and the default epoch about twice it. --minutes M stops after M minutes instead (then
@@ -156,8 +158,10 @@ def build_parser():
         help="build G without its per-pixel noise inputs (the default)")
     add("--noise", dest="no_noise", action="store_false",
         help="build G with StyleGAN's per-pixel noise inputs (default: without)")
-    add("--demod", dest="demodulate", action="store_true",
-        help="demodulate G's 3x3 convolutions (StyleGAN2's; default: modulation only)")
+    add("--demod", dest="demodulate", action="store_true", default=True,
+        help="demodulate G's 3x3 convolutions (StyleGAN2's; the default)")
+    add("--no_demod", "--no-demod", dest="demodulate", action="store_false",
+        help="modulation only: G's 3x3 convolutions are not demodulated (default: they are)")
     add("--output", choices=OUTPUTS, default="tanh",
         help="G's output: tanh of the skip sum (the default) or linear (StyleGAN's)")
     add("--w_avg_beta", "--w-avg-beta", type=float_in(0.0, 1.0), default=0.995,

@@ -56,14 +56,18 @@ def test_no_noise_builds_g_without_noise_inputs_and_its_run_redraws_its_pictures
 
 
 def test_the_defaults_are_the_recipe_that_trains_and_the_flags_give_stylegan2_back():
-    """Default: no noise inputs, no demodulation, a tanh output and G's lr 0.01 (D's 0.001);
-    --noise --demod --output linear is StyleGAN2's G."""
+    """Default: no noise inputs, demodulation, a tanh output and G's lr 0.01 (D's 0.001);
+    --noise --output linear is StyleGAN2's G, --no_demod leaves demodulation out."""
     args = train_stylegan.build_parser().parse_args([])
-    assert (args.no_noise, args.demodulate, args.output) == (True, False, "tanh")
+    assert (args.no_noise, args.demodulate, args.output) == (True, True, "tanh")
     assert (args.lr, args.g_lr, args.d_lr) == (0.001, 0.01, None)
     G = train_stylegan.build_generator(args, None)
     assert G.output == "tanh"
-    assert all(layer.noise is None and not layer.demodulate for layer in G.layers())
+    assert all(layer.noise is None and layer.demodulate == (not layer.to_rgb)
+               for layer in G.layers())
+    plain = train_stylegan.build_generator(
+        train_stylegan.build_parser().parse_args(["--no_demod"]), None)
+    assert not any(layer.demodulate for layer in plain.layers())
     D = train_stylegan.StyleGANDiscriminator(1, 32, width=args.width)
     assert train_stylegan.adam(args, G, "g").lr == 0.01
     assert train_stylegan.adam(args, D, "d").lr == 0.001
