@@ -14,14 +14,6 @@ native = pytest.importorskip("needle.backend_ndarray.ndarray_backend_cpu",
 DTYPES = ["float32", "int32", "float64", "uint8"]
 
 
-@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
-def threads(request):
-    default = native.num_threads()
-    native.set_num_threads(request.param)
-    yield request.param
-    native.set_num_threads(default)
-
-
 def values(rng, shape, dtype):
     return (rng.integers(0, 200, size=shape) if dtype in ("int32", "uint8")
             else rng.standard_normal(shape)).astype(dtype)

@@ -18,31 +18,13 @@ import pytest
 import needle as ndl
 from needle import backend_ndarray as nd
 
+from .conftest import ISAS
+
 native = pytest.importorskip("needle.backend_ndarray.ndarray_backend_cpu",
                              reason="native cpu backend not built")
 
-ISAS = [name for name, available in [("avx512", native.__avx512__), ("avx2", native.__avx2__),
-                                     ("baseline", True)] if available]
 FLOATS = ["float32", "float64"]
 TILE = native.__tile_size__
-
-
-@pytest.fixture(params=ISAS)
-def isa(request):
-    """The GEMM variant forced for the test, the previous choice restored after."""
-    before = native.gemm_isa()
-    native.set_gemm_isa(request.param)
-    assert native.gemm_isa() == request.param
-    yield request.param
-    native.set_gemm_isa(before)
-
-
-@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
-def threads(request):
-    default = native.num_threads()
-    native.set_num_threads(request.param)
-    yield request.param
-    native.set_num_threads(default)
 
 
 def put(x, dtype):

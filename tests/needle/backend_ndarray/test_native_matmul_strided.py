@@ -16,27 +16,9 @@ native = pytest.importorskip("needle.backend_ndarray.ndarray_backend_cpu",
 if not hasattr(native, "matmul_strided"):
     pytest.skip("native module built before matmul_strided", allow_module_level=True)
 
-ISAS = [name for name, available in [("avx512", native.__avx512__), ("avx2", native.__avx2__),
-                                     ("baseline", True)] if available]
 LAYOUTS = ["row", "trans", "row_sliced", "trans_sliced", "stepped"]
 SHAPES = [(1, 1, 1), (5, 7, 9), (2, 40, 3), (37, 19, 50), (64, 300, 96), (29, 513, 45),
           (100, 64, 1)]
-
-
-@pytest.fixture(params=ISAS)
-def isa(request):
-    before = native.gemm_isa()
-    native.set_gemm_isa(request.param)
-    yield request.param
-    native.set_gemm_isa(before)
-
-
-@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
-def threads(request):
-    default = native.num_threads()
-    native.set_num_threads(request.param)
-    yield request.param
-    native.set_num_threads(default)
 
 
 def put(x, dtype):
