@@ -7,6 +7,8 @@ native C++ module when it is built, otherwise the same table over NumPy without 
 import functools
 import importlib
 import logging
+import os
+import warnings
 
 import numpy as np
 
@@ -110,11 +112,24 @@ def cpu_numpy():
     return _CPU_NUMPY
 
 
+def _check_gemm_isa_variable(native):
+    """Warn, naming the value, when NEEDLE_GEMM_ISA asks for a GEMM variant the native module
+    cannot run (the module then keeps its default, the widest this CPU has)."""
+    value = os.environ.get("NEEDLE_GEMM_ISA", "")
+    if value and hasattr(native, "gemm_isa"):
+        try:
+            native.set_gemm_isa(value)
+        except ValueError as error:
+            warnings.warn(f"NEEDLE_GEMM_ISA={value!r} ignored ({error}); the GEMM uses "
+                          f"{native.gemm_isa()}", RuntimeWarning, stacklevel=3)
+
+
 @functools.cache
 def cpu():
     """The native C++ device when built, else the flat-memory table over NumPy."""
     try:
         native = importlib.import_module("needle.backend_ndarray.ndarray_backend_cpu")
+        _check_gemm_isa_variable(native)
         return BackendDevice("cpu", native, fast=False)
     except ImportError:
         log.debug("needle: native cpu backend not built; cpu() uses the NumPy implementation")

@@ -192,3 +192,16 @@ def test_avx512_rounds_exactly_as_avx2(m, n, p, dtype):
     half = len(results) // 2
     for wide, narrow in zip(results[:half], results[half:]):
         np.testing.assert_array_equal(wide, narrow)
+
+
+@pytest.mark.parametrize("value", ["foo", "AVX512 "])
+def test_a_bad_environment_variable_warns_with_its_value_and_keeps_the_default(value):
+    code = ("import warnings, needle as ndl; warnings.simplefilter('always'); ndl.cpu(); "
+            "from needle.backend_ndarray import ndarray_backend_cpu as m; print(m.gemm_isa())")
+    env = dict(os.environ, NEEDLE_GEMM_ISA=value)
+    root = pathlib.Path(__file__).resolve().parents[3]
+    result = subprocess.run([sys.executable, "-c", code], env=env, cwd=root,
+                            capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == ISAS[0]
+    warning = [line for line in result.stderr.splitlines() if "NEEDLE_GEMM_ISA" in line]
+    assert len(warning) == 1 and repr(value) in warning[0] and ISAS[0] in warning[0]
