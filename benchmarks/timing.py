@@ -85,7 +85,10 @@ def blas_in_use():
     """The BLAS libraries loaded in this process (NumPy's, and PyTorch's once imported):
     library, version, threads and kernels. An OPENBLAS_CORETYPE in the environment pins
     OpenBLAS's kernels (this machine's pins Haswell's AVX2 ones), so the row says which ran."""
-    from threadpoolctl import threadpool_info
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "not recorded: pip install threadpoolctl (in needle's test extra)"
     return [{"library": info["internal_api"], "version": info["version"],
              "threads": info["num_threads"], "kernels": info.get("architecture"),
              "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE")}
