@@ -1,16 +1,16 @@
 """Train StyleGAN-lite (StyleGAN2's generator and residual D, small) on 32x32 MNIST.
 
 The default run trains gan.models.stylegan's StyleGANGenerator (mapping 64 -> 4 x 64 with lr
-multiplier 0.01, constant 4x4 input, modulated and demodulated 3x3 convolutions, skip toRGB outputs summed
-and squashed by tanh, channels 32, 32, 16, 8 at 4, 8, 16, 32 pixels) against
+multiplier 0.01, constant 4x4 input, modulated and demodulated 3x3 convolutions, skip toRGB
+outputs summed and squashed by tanh, channels 32, 32, 16, 8 at 4, 8, 16, 32 pixels) against
 StyleGANDiscriminator for one epoch of the bundled data/mnist, each digit padded from 28x28
 to 32x32 with the background value (1875 steps of 32), with StyleGAN2's training choices:
 the non-saturating logistic loss, lazy R1 on real images (gamma --r1 every --lazy_every D
-steps), style mixing regularisation (--mixing_prob), the EMA generator (--ema 0.99) and
-Adam with betas (0, 0.99), D at lr 0.001 and G at --g_lr 0.01. Two defaults leave
-StyleGAN2: G has no noise inputs (--noise puts them back) and ends in tanh (--output linear:
-StyleGAN's linear output); --noise --output linear --g_lr 0.001 is the StyleGAN2 recipe this
-app had before, which mode-collapses here. --no_demod leaves demodulation out as well.
+steps), style mixing regularisation (--mixing_prob), the EMA generator (--ema 0.99) and Adam
+with betas (0, 0.99), D at lr 0.001 and G at --g_lr 0.01. Two defaults leave StyleGAN2: G
+has no noise inputs (--noise puts them back) and ends in tanh (--output linear: StyleGAN's
+linear output); --noise --output linear --g_lr 0.001 is the StyleGAN2 recipe this app had
+before, which mode-collapses here. --no_demod leaves demodulation out as well.
 
 At --max_steps 1030 (the DCGAN main job's wall time at the step costs below; scores on 2000
 samples with the shipped classifier), G then EMA(G): seed 0 FID 28.3 / 23.6, KID 0.306 /
@@ -20,13 +20,15 @@ samples with the shipped classifier), G then EMA(G): seed 0 FID 28.3 / 23.6, KID
   python -m apps.train_stylegan --max_steps 1030 --evaluate --eval_samples 2000
 
 With --noise it trains too, less evenly over seeds (EMA(G) FID 37.2 on seed 0, 24.6 on seed
-1, 6 and 7 digits). --no_demod trains as well. 920 steps of it, G then EMA(G): seed 0
-FID 46.2 / 26.8, KID 0.816 / 0.249, precision 0.37 / 0.54, recall 0.059 / 0.042, digits covered 4 / 7; seed 1 (--seed 1) FID 30.1 / 24.6, KID 0.396 / 0.276, precision
-0.38 / 0.48, recall 0.14 / 0.13, digits 8 / 7; EMA(G) draws every class (all ten in its class
-histogram), varied digits (--no_demod --max_steps 920 --evaluate --eval_samples 2000); at
---max_steps 1030, seed 0: FID 25.7 / 25.3, KID 0.226 / 0.220, precision 0.40 / 0.54, recall 0.051 / 0.060, digits 7 / 8.
-With --no_demod, --g_lr 0.02 did as well on seed 0 (G 29.3, 7 digits; EMA(G) 27.9, 6) but collapsed on seed 1
-(FID 161, one digit, a saturated tanh and D winning), so the default is 0.01.
+1, 6 and 7 digits). --no_demod trains as well. 920 steps of it, G then EMA(G): seed 0 FID
+46.2 / 26.8, KID 0.816 / 0.249, precision 0.37 / 0.54, recall 0.059 / 0.042, digits covered
+4 / 7; seed 1 (--seed 1) FID 30.1 / 24.6, KID 0.396 / 0.276, precision 0.38 / 0.48, recall
+0.14 / 0.13, digits 8 / 7; EMA(G) draws every class (all ten in its class histogram), varied
+digits (--no_demod --max_steps 920 --evaluate --eval_samples 2000); at --max_steps 1030,
+seed 0: FID 25.7 / 25.3, KID 0.226 / 0.220, precision 0.40 / 0.54, recall 0.051 / 0.060,
+digits 7 / 8. With --no_demod, --g_lr 0.02 did as well on seed 0 (G 29.3, 7 digits; EMA(G)
+27.9, 6) but collapsed on seed 1 (FID 161, one digit, a saturated tanh and D winning), so
+the default is 0.01.
 
 The collapse and its fix. With the StyleGAN2 recipe every variant tried collapsed to 1-3
 digits. With nearest-neighbour feature upsampling (before G used the [1, 3, 3, 1] filter),
@@ -43,36 +45,38 @@ architecture, initialisation, losses, lazy R1, mixing, EMA and Adam; a scratch o
 shipped) collapses the same way (920 steps, no noise, --g_lr 0.0005: G / EMA(G) FID 81.7 /
 78.0, 2 digits; seed 1 77.2 / 69.1, one digit; FID on 1000 samples), so it is the design at
 this size and budget, not a needle bug. In the twin (920 steps, seed 0, G / EMA(G)), still
-collapsed: affine bias 0 instead of 1 66.9 / 64.7, tanh alone 81.2 / 85.8, one mapping
-layer at lr multiplier 1 71.7 / 73.1, the DCGAN's Adam (lr 0.0002, betas 0.5, 0.999) 71.6 /
-61.5, no demodulation 61.7 / 62.9, G 4x as wide 85.2 / 76.5, a fresh z for the G step 83.8 /
-78.2, batch 64 89.7 / 80.7, a 4x4 input from w instead of the constant 82.5 / 71.8, and (cut
-after 200-600 steps) path-length regularisation (weight 2, every 4), D 4x as wide, D lr 0.004
-or 0.005, minibatch-std groups of 32: FID 60-90, 1-2 digits. Against the same D and recipe a DCGAN G (z ->
-ConvTranspose 256, 128, 64, 1, tanh) trains: 21.4 / 20.3, 9 digits with BatchNorm, 19.3 /
-19.0, 8 digits without, so batch coupling is not what is missing; but with StyleGAN's
-equalized learning rate it learns nothing at g_lr 0.0005 (FID 182: the runtime 1/sqrt(fan_in)
-scale makes Adam's steps tens of times smaller relative to the weights than in a plainly
-initialised net) and trains at g_lr 0.02 (27.9 / 23.9, 6-7 digits), even when it is fed only
-a learned constant and z enters through per-layer styles (37.0 / 33.4, 6-7 digits). This G
-at g_lr 0.005 or 0.02 keeps up with D (D's loss 1.1-1.4) yet collapses harder (FID 93-112,
-0-1 digits): the spread of its images over z falls steadily (at g_lr 0.005 the 4x4 toRGB
-output's standard deviation over z is 0.35 of a total 0.62 at step 100, 0.07 of 0.21 at step
-600) while its styles keep varying (coefficient of variation about 0.7), also with no demodulation (and a linear
-output) or frozen synthesis biases. What trains is the fast G with a tanh output: --g_lr 0.02
-and tanh 34.9 / 28.4, 6-7 digits; with no demodulation as well 20.1 / 19.1, 10 / 9 digits
-(KID 0.19, recall 0.13), about the DCGAN's; the needle runs above are that recipe at G lr
-0.01, and in needle demodulation back on (the default) scores as well. (Why a
-bounded output matters is a guess: with a linear output the four summed toRGB layers must
-land on the flat -1 background exactly, and a fast G gets there by making every image alike;
-tanh saturates the background, and the pre-tanh images grow (standard deviation 4-25 at
-16x16 and 32x32) while keeping their dependence on z.)
+collapsed: affine bias 0 instead of 1 66.9 / 64.7, tanh alone 81.2 / 85.8, one mapping layer
+at lr multiplier 1 71.7 / 73.1, the DCGAN's Adam (lr 0.0002, betas 0.5, 0.999) 71.6 / 61.5,
+no demodulation 61.7 / 62.9, G 4x as wide 85.2 / 76.5, a fresh z for the G step 83.8 / 78.2,
+batch 64 89.7 / 80.7, a 4x4 input from w instead of the constant 82.5 / 71.8, and (cut after
+200-600 steps) path-length regularisation (weight 2, every 4), D 4x as wide, D lr 0.004 or
+0.005, minibatch-std groups of 32: FID 60-90, 1-2 digits. Against the same D and recipe a
+DCGAN G (z -> ConvTranspose 256, 128, 64, 1, tanh) trains: 21.4 / 20.3, 9 digits with
+BatchNorm, 19.3 / 19.0, 8 digits without, so batch coupling is not what is missing; but with
+StyleGAN's equalized learning rate it learns nothing at g_lr 0.0005 (FID 182: the runtime
+1/sqrt(fan_in) scale makes Adam's steps tens of times smaller relative to the weights than
+in a plainly initialised net) and trains at g_lr 0.02 (27.9 / 23.9, 6-7 digits), even when
+it is fed only a learned constant and z enters through per-layer styles (37.0 / 33.4, 6-7
+digits). This G at g_lr 0.005 or 0.02 keeps up with D (D's loss 1.1-1.4) yet collapses
+harder (FID 93-112, 0-1 digits): the spread of its images over z falls steadily (at g_lr
+0.005 the 4x4 toRGB output's standard deviation over z is 0.35 of a total 0.62 at step 100,
+0.07 of 0.21 at step 600) while its styles keep varying (coefficient of variation about
+0.7), also with no demodulation (and a linear output) or frozen synthesis biases. What
+trains is the fast G with a tanh output: --g_lr 0.02 and tanh 34.9 / 28.4, 6-7 digits; with
+no demodulation as well 20.1 / 19.1, 10 / 9 digits (KID 0.19, recall 0.13), about the
+DCGAN's; the needle runs above are that recipe at G lr 0.01, and in needle demodulation back
+on (the default) scores as well. (Why a bounded output matters is a guess: with a linear
+output the four summed toRGB layers must land on the flat -1 background exactly, and a fast
+G gets there by making every image alike; tanh saturates the background, and the pre-tanh
+images grow (standard deviation 4-25 at 16x16 and 32x32) while keeping their dependence on
+z.)
 
 A step of --no_demod costs less than the DCGAN main job's (0.249 against 0.280 s of CPU,
 median of 20 steps after 4, one thread, the two alternating in one process; the StyleGAN2
 recipe's 0.285 against 0.284), so --max_steps 920 is slightly under the DCGAN main job's
-wall time (about 1030 steps match it) and the default epoch about twice it. --minutes M stops after M minutes instead (then
-scores G with --evaluate and writes the pictures). It writes into the run folder (--out_dir, default runs/stylegan):
+wall time (about 1030 steps match it) and the default epoch about twice it. --minutes M
+stops after M minutes instead (then scores G with --evaluate and writes the pictures). It
+writes into the run folder (--out_dir, default runs/stylegan):
 
   report.html                 the page to watch: latest grid (G and EMA(G)), grids over time,
                               curves, scores, health warnings, configuration
