@@ -1898,11 +1898,22 @@ void gemm_blocked(const View<const T *, Tiled> &A, const View<const T *, Tiled> 
   gemm_views<T, Bytes>(A, B, C, m, n, p);
 }
 
+// Products of at most kSmallGemm multiply-adds, or of one row, skip the packing (it costs more
+// than it saves there): gemm_small. gemm() picks its kernel by these two tests, and
+// matmul_strided by the same ones, so a view's product has the bits of its compacted copy's.
+constexpr double kSmallGemm = 32768.0;
+inline bool gemm_is_small(int64_t m, int64_t n, int64_t p) {
+  return static_cast<double>(m) * n * p <= kSmallGemm || m < 2;
+}
+inline bool gemm_is_blocked(int64_t m, int64_t n, int64_t p) {
+  return !gemm_is_small(m, n, p) && p >= 4;  // else gemm_narrow
+}
+
 template <class T> void gemm(const T *A, const T *B, T *C, int64_t m, int64_t n, int64_t p) {
   if (m == 0 || p == 0) return;
   if (n == 0) return std::fill(C, C + m * p, T(0));
-  if (static_cast<double>(m) * n * p <= 32768.0 || m < 2) return gemm_small(A, B, C, m, n, p);
-  if (p < 4) return gemm_narrow(A, B, C, m, n, p);
+  if (gemm_is_small(m, n, p)) return gemm_small(A, B, C, m, n, p);
+  if (!gemm_is_blocked(m, n, p)) return gemm_narrow(A, B, C, m, n, p);
   with_isa([&](auto isa) {
     gemm_blocked<T, decltype(isa)::bytes, false>({A, n}, {B, p}, {C, p}, m, n, p);
   });
@@ -1979,22 +1990,20 @@ void matmul_strided(const Array &a, const Array &b, Array &out, int64_t m, int64
     std::unique_ptr<T, AlignedDeleter> ga, gb, ca, cb;
     const Operand<T> A = operand(pa, m, n, a_strides[0], a_strides[1], ga);
     const Operand<T> B = operand(pb, n, p, b_strides[0], b_strides[1], gb);
-    if (static_cast<double>(m) * n * p <= 32768.0 || m < 2 || p < 4)
+    if (!gemm_is_blocked(m, n, p))
       return gemm(compacted(A, m, n, ca), compacted(B, n, p, cb), C, m, n, p);
+    // f(the operand as the packing's view type: transposed or row-major)
+    auto as_view = [](const Operand<T> &o, auto &&f) {
+      if (o.trans) return f(TView<const T *>{o.p, o.ld});
+      return f(View<const T *, false>{o.p, o.ld});
+    };
     with_isa([&](auto isa) {
       constexpr int bytes = decltype(isa)::bytes;
-      const View<T *, false> Cv{C, p};
-      if (A.trans && B.trans)
-        gemm_views<T, bytes>(TView<const T *>{A.p, A.ld}, TView<const T *>{B.p, B.ld}, Cv, m, n, p);
-      else if (A.trans)
-        gemm_views<T, bytes>(TView<const T *>{A.p, A.ld}, View<const T *, false>{B.p, B.ld}, Cv,
-                             m, n, p);
-      else if (B.trans)
-        gemm_views<T, bytes>(View<const T *, false>{A.p, A.ld}, TView<const T *>{B.p, B.ld}, Cv,
-                             m, n, p);
-      else
-        gemm_views<T, bytes>(View<const T *, false>{A.p, A.ld}, View<const T *, false>{B.p, B.ld},
-                             Cv, m, n, p);
+      as_view(A, [&](auto a_view) {
+        as_view(B, [&](auto b_view) {
+          gemm_views<T, bytes>(a_view, b_view, View<T *, false>{C, p}, m, n, p);
+        });
+      });
     });
   });
 }
@@ -2018,7 +2027,7 @@ void matmul_tiled(const Array &a, const Array &b, Array &out, int64_t m, int64_t
     const int64_t nt = n / kTileSize, pt = p / kTileSize, tiles = (m / kTileSize) * pt;
     if (nt == 0) return std::fill(po, po + m * p, T(0));
     with_isa([&](auto isa) {
-      if (static_cast<double>(m) * n * p > 32768.0) {  // pack from the tiles: GEMM speed
+      if (static_cast<double>(m) * n * p > kSmallGemm) {  // pack from the tiles: GEMM speed
         gemm_blocked<T, decltype(isa)::bytes, true>({pa, nt}, {pb, pt}, {po, pt}, m, n, p);
         return;
       }
