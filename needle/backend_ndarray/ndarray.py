@@ -441,7 +441,7 @@ class NDArray:
         """(N*OH*OW, KH*KW*C) patches of this (N, H, W, C) view, the padding read as zeros, in
         one native pass over the view (no padded copy, no 6-D strided compact); None where
         the device has no such kernel (the caller runs its composite)."""
-        gather = getattr(self._device.mod, "im2col", None) if self._device.xp is None else None
+        gather = getattr(self._device.mod, "im2col", None)
         if gather is None or self.dtype not in ("float32", "float64"):
             return None
         n, c = self._shape[0], self._shape[3]
@@ -455,8 +455,7 @@ class NDArray:
         """The (N, CH, CW, C) canvas that scatter-adds these (N, H, W, KH, KW, C) columns, each
         pixel summed in kernel-offset order (the composite's adds, so its bits); None where
         the device has no such kernel."""
-        scatter = getattr(self._device.mod, "col2im", None) if self._device.xp is None \
-            else None
+        scatter = getattr(self._device.mod, "col2im", None)
         if scatter is None or self.dtype not in ("float32", "float64"):
             return None
         cols = self.compact()
