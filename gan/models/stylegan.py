@@ -16,8 +16,9 @@ Generator G(z):
              adds to the image so far, upsampled 2x bilinearly (StyleGAN2's [1, 3, 3, 1]
              filter, as a stride-2 transposed conv). The output is linear, as StyleGAN's
              (pictures and metrics clip to [-1, 1]), or with output="tanh" tanh of that
-             sum; demodulate=False drops the demodulation (the 3x3 layers only modulate),
-             the combination apps.train_stylegan trains by default (its docstring: why).
+             sum; demodulate=False drops the demodulation (the 3x3 layers only modulate).
+             apps.train_stylegan trains output="tanh" with noise=False by default (its
+             docstring: why).
   styles     one w per modulated layer: num_ws = 2 log2(size) - 2 (8 at 32x32), indexed as
              StyleGAN2 does (a block's toRGB shares its w with the next block's first conv).
 
