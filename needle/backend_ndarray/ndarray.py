@@ -168,6 +168,27 @@ class NDArray:
                              self._offset)
         return out
 
+    def _covers_buffer(self):
+        """Whether this view is its whole buffer in some axis order (compact, or a permuted
+        compact array such as the convolutions' NCHW views of NHWC buffers): flat elementwise
+        kernels then run on the buffer as it is, with no compacting copy, as NumPy's ufuncs
+        keep a permuted input's memory order."""
+        if self._offset or prod(self._shape) != self._handle.size:
+            return False
+        expected = 1
+        for stride, dim in sorted(zip(self._strides, self._shape)):
+            if dim > 1:
+                if stride != expected:
+                    return False
+                expected *= dim
+        return True
+
+    def _like(self):
+        """A new array of this shape and dtype laid out as this view (which covers its
+        buffer): compact for a compact view, permuted the same way for a permuted one."""
+        return NDArray.make(self._shape, strides=self._strides, device=self._device,
+                            dtype=self.dtype)
+
     def as_strided(self, shape, strides):
         return NDArray.make(shape, strides=strides, device=self._device, handle=self._handle,
                             offset=self._offset)
@@ -284,15 +305,19 @@ class NDArray:
             if xp is not None:
                 return NDArray._wrap(self._device, getattr(xp, xp_name)(self._view(),
                                                                         other._view()))
-            out = NDArray.make(self._shape, device=self._device, dtype=self.dtype)
-            getattr(self._device, ewise)(self.compact()._handle, other.compact()._handle,
-                                         out._handle)
+            if self._strides == other._strides and self._covers_buffer():
+                a, b = self, other
+            else:
+                a, b = self.compact(), other.compact()
+            out = a._like()
+            getattr(self._device, ewise)(a._handle, b._handle, out._handle)
             return out
         other = _as_scalar(other)
         if xp is not None:
             return NDArray._wrap(self._device, getattr(xp, xp_name)(self._view(), other))
-        out = NDArray.make(self._shape, device=self._device, dtype=self.dtype)
-        getattr(self._device, scalar)(self.compact()._handle, other, out._handle)
+        a = self if self._covers_buffer() else self.compact()
+        out = a._like()
+        getattr(self._device, scalar)(a._handle, other, out._handle)
         return out
 
     def _compare(self, other, op, xp_name, ewise, scalar):
@@ -311,8 +336,9 @@ class NDArray:
     def _unary(self, xp_name, flat_name):
         if self._device.xp is not None:
             return NDArray._wrap(self._device, getattr(self._device.xp, xp_name)(self._view()))
-        out = NDArray.make(self._shape, device=self._device, dtype=self.dtype)
-        getattr(self._device, flat_name)(self.compact()._handle, out._handle)
+        a = self if self._covers_buffer() else self.compact()
+        out = a._like()
+        getattr(self._device, flat_name)(a._handle, out._handle)
         return out
 
     def __add__(self, other):
