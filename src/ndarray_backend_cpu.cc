@@ -18,7 +18,7 @@
 //              row-major or 8x8-tiled operands (matmul and matmul_tiled), and a direct tile
 //              kernel for small products
 //   fused      im2col, col2im, leaky ReLU, Adam and BatchNorm over NumPy float32 arrays, for
-//              cpu_numpy()
+//              cpu_numpy(), and over this module's Arrays, for cpu()
 //
 // No -march: the GEMM and float32 exp/log/tanh kernels exist for the baseline ISA and, on x86,
 // for AVX2 + FMA, picked at run time (cpu_has_avx2); the GEMM also for AVX-512 (cpu_has_avx512,
@@ -2041,7 +2041,7 @@ void matmul_tiled(const Array &a, const Array &b, Array &out, int64_t m, int64_t
 #pragma GCC diagnostic pop
 #endif
 
-// ---- fused: kernels over NumPy float32 arrays for cpu_numpy() ----------------------------------
+// ---- fused: kernels for cpu_numpy()'s NumPy arrays and cpu()'s Arrays ---------------------------
 // cpu_numpy() keeps its data in NumPy arrays; where this module is built, a few hot passes
 // of the convolutions and the optimizer run here instead of as NumPy composites: one pass
 // over memory on the pool's threads (needle/backend_ndarray/fused_cpu.py names them and
@@ -2232,12 +2232,42 @@ Floats like(const py::array &x) {
   return Floats(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
 }
 
+// The one-pass cores, over raw float32 buffers; the fused_* functions below serve them to
+// cpu_numpy()'s NumPy arrays, the Array functions further below to cpu()'s buffers.
+void leaky_relu_into(const float *__restrict x, float *__restrict out, int64_t n, float slope) {
+  for (int64_t i = 0; i < n; ++i) out[i] = x[i] > 0 ? x[i] : x[i] * slope;
+}
+
+void leaky_relu_grad_into(const float *__restrict x, const float *__restrict g,
+                          float *__restrict out, int64_t n, float slope) {
+  for (int64_t i = 0; i < n; ++i) out[i] = x[i] > 0 ? g[i] : g[i] * slope;
+}
+
+// Adam's update (needle.optim.Adam's composite: decay, moments, bias corrections, step),
+// every scalar rounded to float32 first as NumPy does with Python floats.
+struct AdamScalars {
+  float lr, beta1, beta2, one_minus_beta1, one_minus_beta2, eps, correction1, correction2, decay;
+};
+
+void adam_into(const float *__restrict w, const float *__restrict g, const float *__restrict m,
+               const float *__restrict v, float *__restrict ow, float *__restrict om,
+               float *__restrict ov, int64_t n, const AdamScalars &s) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float gd = s.decay != 0.0f ? g[i] + w[i] * s.decay : g[i];
+    const float mi = m[i] * s.beta1 + gd * s.one_minus_beta1;
+    const float vi = v[i] * s.beta2 + (gd * gd) * s.one_minus_beta2;
+    om[i] = mi;
+    ov[i] = vi;
+    ow[i] = w[i] - (mi / s.correction1) * s.lr / (std::sqrt(vi / s.correction2) + s.eps);
+  }
+}
+
 Floats fused_leaky_relu(Floats x, float slope) {
   Floats y = like(x);
-  const float *__restrict px = x.data();
-  float *__restrict out = y.mutable_data();
+  const float *px = x.data();
+  float *out = y.mutable_data();
   fused_blocks(x.size(), [=](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) out[i] = px[i] > 0 ? px[i] : px[i] * slope;
+    leaky_relu_into(px + lo, out + lo, hi - lo, slope);
   });
   return y;
 }
@@ -2245,34 +2275,25 @@ Floats fused_leaky_relu(Floats x, float slope) {
 Floats fused_leaky_relu_grad(Floats x, Floats g, float slope) {
   check_same_size("fused leaky_relu_grad", {&x, &g});
   Floats dx = like(x);
-  const float *__restrict px = x.data(), *__restrict pg = g.data();
-  float *__restrict out = dx.mutable_data();
+  const float *px = x.data(), *pg = g.data();
+  float *out = dx.mutable_data();
   fused_blocks(x.size(), [=](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) out[i] = px[i] > 0 ? pg[i] : pg[i] * slope;
+    leaky_relu_grad_into(px + lo, pg + lo, out + lo, hi - lo, slope);
   });
   return dx;
 }
 
-// Adam's update (needle.optim.Adam's composite: decay, moments, bias corrections, step),
-// every scalar rounded to float32 first as NumPy does with Python floats.
 py::tuple fused_adam(Floats w, Floats g, Floats m, Floats v, float lr, float beta1, float beta2,
                      float one_minus_beta1, float one_minus_beta2, float eps,
                      float correction1, float correction2, float decay) {
   check_same_size("fused adam", {&w, &g, &m, &v});
   Floats w_new = like(w), m_new = like(w), v_new = like(w);
-  const float *__restrict pw = w.data(), *__restrict pg = g.data(), *__restrict pm = m.data(),
-                          *__restrict pv = v.data();
-  float *__restrict ow = w_new.mutable_data(), *__restrict om = m_new.mutable_data(),
-                    *__restrict ov = v_new.mutable_data();
+  const float *pw = w.data(), *pg = g.data(), *pm = m.data(), *pv = v.data();
+  float *ow = w_new.mutable_data(), *om = m_new.mutable_data(), *ov = v_new.mutable_data();
+  const AdamScalars s{lr, beta1, beta2, one_minus_beta1, one_minus_beta2, eps,
+                      correction1, correction2, decay};
   fused_blocks(w.size(), [=](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) {
-      const float gd = decay != 0.0f ? pg[i] + pw[i] * decay : pg[i];
-      const float mi = pm[i] * beta1 + gd * one_minus_beta1;
-      const float vi = pv[i] * beta2 + (gd * gd) * one_minus_beta2;
-      om[i] = mi;
-      ov[i] = vi;
-      ow[i] = pw[i] - (mi / correction1) * lr / (std::sqrt(vi / correction2) + eps);
-    }
+    adam_into(pw + lo, pg + lo, pm + lo, pv + lo, ow + lo, om + lo, ov + lo, hi - lo, s);
   });
   return py::make_tuple(w_new, m_new, v_new);
 }
@@ -2326,7 +2347,6 @@ void channel_sums(int64_t outer, int64_t channels, int64_t inner, double *s0, do
 // these measured faster on two threads (DCGAN's (64 * 14 * 14, 128, 1): batch_norm_grad 0.92
 // -> 0.78 ms, batch_norm 0.59 -> 0.56), their work per element being a few operations more.
 template <class F> void channel_map(int64_t outer, int64_t channels, int64_t inner, F &&f) {
-  py::gil_scoped_release release;
   parallel_for(outer, channels * inner, [&](int64_t o0, int64_t o1) {
     for (int64_t o = o0; o < o1; ++o) {
       if (inner == 1) {  // channels innermost: vectorise across them
@@ -2351,81 +2371,176 @@ void check_batch_norm(const char *name, const Floats &x,
 }
 
 // y = (x - mean) * (inv_std * weight) + bias with the batch's mean and biased variance per
-// channel: one pass for the moments, one for y. The moments are taken about each channel's
-// first element, so E[d^2] - E[d]^2 does not cancel where the mean is large against the spread.
-// Returns (y, mean, var, inv_std), the vectors float32 of the double results.
+// channel of x seen as (outer, c, inner): one pass for the moments, one for y. The moments are
+// taken about each channel's first element, so E[d^2] - E[d]^2 does not cancel where the mean
+// is large against the spread. mean, var and inv_std get the float32 of the double results.
+void batch_norm_into(const float *x, int64_t outer, int64_t c, int64_t inner,
+                     const float *weight, const float *bias, double eps, float *y, float *mean,
+                     float *var, float *inv_std) {
+  std::vector<float> shift(c), scale(c);
+  for (int64_t k = 0; k < c; ++k) shift[k] = x[k * inner];
+  std::vector<double> s1(c), s2(c);
+  const float *sh = shift.data();
+  channel_sums(outer, c, inner, s1.data(), s2.data(),
+               [=](int64_t i, int64_t k, double &t1, double &t2) {
+    const double d = double(x[i]) - double(sh[k]);
+    t1 += d, t2 += d * d;
+  });
+  const double n = double(outer) * double(inner);
+  for (int64_t k = 0; k < c; ++k) {
+    const double d = s1[k] / n, v = std::max(s2[k] / n - d * d, 0.0);
+    mean[k] = float(double(shift[k]) + d);
+    var[k] = float(v);
+    inv_std[k] = float(1.0 / std::sqrt(v + eps));
+    scale[k] = inv_std[k] * weight[k];
+  }
+  const float *ps = scale.data();
+  channel_map(outer, c, inner, [=](int64_t i, int64_t k) {
+    y[i] = (x[i] - mean[k]) * ps[k] + bias[k];
+  });
+}
+
+// The gradients of batch_norm_into's y for an output gradient g, with x_hat = (x - mean) *
+// inv_std (the forward's float32 statistics) and sums over each channel's n elements:
+//   gbias = sum(g), gweight = sum(g * x_hat),
+//   gx = weight * inv_std * (g - gbias / n - x_hat * gweight / n).
+// One pass for the two sums, one for gx.
+void batch_norm_grad_into(const float *x, const float *g, int64_t outer, int64_t c,
+                          int64_t inner, const float *weight, const float *mean,
+                          const float *inv_std, float *gx, float *gweight, float *gbias) {
+  std::vector<double> sg(c), sgd(c);
+  channel_sums(outer, c, inner, sg.data(), sgd.data(),
+               [=](int64_t i, int64_t k, double &t0, double &t1) {
+    const double gi = g[i];
+    t0 += gi, t1 += gi * (double(x[i]) - double(mean[k]));
+  });
+  const double n = double(outer) * double(inner);
+  std::vector<float> g_mean(c), slope(c), scale(c);
+  for (int64_t k = 0; k < c; ++k) {
+    const double gw = sgd[k] * inv_std[k];
+    gbias[k] = float(sg[k]);
+    gweight[k] = float(gw);
+    g_mean[k] = float(sg[k] / n);
+    slope[k] = float(gw / n * inv_std[k]);  // x_hat * gweight / n = (x - mean) * slope
+    scale[k] = inv_std[k] * weight[k];
+  }
+  const float *gm = g_mean.data(), *sl = slope.data(), *sc = scale.data();
+  channel_map(outer, c, inner, [=](int64_t i, int64_t k) {
+    gx[i] = (g[i] - gm[k] - (x[i] - mean[k]) * sl[k]) * sc[k];
+  });
+}
+
+// Returns (y, mean, var, inv_std).
 py::tuple fused_batch_norm(Floats x, Floats weight, Floats bias, double eps) {
   check_batch_norm("fused batch_norm", x, {&weight, &bias});
   const int64_t outer = x.shape(0), c = x.shape(1), inner = x.shape(2);
   Floats y = like(x), mean({c}), var({c}), inv_std({c});
-  const float *__restrict px = x.data(), *pw = weight.data(), *pb = bias.data();
-  float *__restrict out = y.mutable_data();
-  float *pm = mean.mutable_data(), *pv = var.mutable_data(), *pi = inv_std.mutable_data();
-  std::vector<float> shift(c), scale(c);
-  for (int64_t k = 0; k < c; ++k) shift[k] = px[k * inner];
-  std::vector<double> s1(c), s2(c);
+  const float *px = x.data(), *pw = weight.data(), *pb = bias.data();
+  float *py = y.mutable_data(), *pm = mean.mutable_data(), *pv = var.mutable_data(),
+        *pi = inv_std.mutable_data();
   {
     py::gil_scoped_release release;
-    const float *sh = shift.data();
-    channel_sums(outer, c, inner, s1.data(), s2.data(),
-                 [=](int64_t i, int64_t k, double &t1, double &t2) {
-      const double d = double(px[i]) - double(sh[k]);
-      t1 += d, t2 += d * d;
-    });
+    batch_norm_into(px, outer, c, inner, pw, pb, eps, py, pm, pv, pi);
   }
-  const double n = double(outer) * double(inner);
-  for (int64_t k = 0; k < c; ++k) {
-    const double d = s1[k] / n, v = std::max(s2[k] / n - d * d, 0.0);
-    pm[k] = float(double(shift[k]) + d);
-    pv[k] = float(v);
-    pi[k] = float(1.0 / std::sqrt(v + eps));
-    scale[k] = pi[k] * pw[k];
-  }
-  const float *ps = scale.data();
-  channel_map(outer, c, inner, [=](int64_t i, int64_t k) {
-    out[i] = (px[i] - pm[k]) * ps[k] + pb[k];
-  });
   return py::make_tuple(y, mean, var, inv_std);
 }
 
-// The gradients of fused_batch_norm's y for an output gradient g, with x_hat = (x - mean) *
-// inv_std (the forward's float32 statistics) and sums over each channel's n elements:
-//   gbias = sum(g), gweight = sum(g * x_hat),
-//   gx = weight * inv_std * (g - gbias / n - x_hat * gweight / n).
-// One pass for the two sums, one for gx. Returns (gx, gweight, gbias).
+// Returns (gx, gweight, gbias).
 py::tuple fused_batch_norm_grad(Floats x, Floats g, Floats weight, Floats mean, Floats inv_std) {
   check_batch_norm("fused batch_norm_grad", x, {&weight, &mean, &inv_std});
   check_same_size("fused batch_norm_grad", {&x, &g});
   const int64_t outer = x.shape(0), c = x.shape(1), inner = x.shape(2);
   Floats gx = like(x), gweight({c}), gbias({c});
-  const float *__restrict px = x.data(), *__restrict pg = g.data(), *pm = mean.data(),
-                          *pi = inv_std.data(), *pw = weight.data();
-  float *__restrict out = gx.mutable_data();
-  float *pgw = gweight.mutable_data(), *pgb = gbias.mutable_data();
-  std::vector<double> sg(c), sgd(c);
+  const float *px = x.data(), *pg = g.data(), *pm = mean.data(), *pi = inv_std.data(),
+              *pw = weight.data();
+  float *out = gx.mutable_data(), *pgw = gweight.mutable_data(), *pgb = gbias.mutable_data();
   {
     py::gil_scoped_release release;
-    channel_sums(outer, c, inner, sg.data(), sgd.data(),
-                 [=](int64_t i, int64_t k, double &t0, double &t1) {
-      const double gi = pg[i];
-      t0 += gi, t1 += gi * (double(px[i]) - double(pm[k]));
-    });
+    batch_norm_grad_into(px, pg, outer, c, inner, pw, pm, pi, out, pgw, pgb);
   }
-  const double n = double(outer) * double(inner);
-  std::vector<float> g_mean(c), slope(c), scale(c);
-  for (int64_t k = 0; k < c; ++k) {
-    const double gw = sgd[k] * pi[k];
-    pgb[k] = float(sg[k]);
-    pgw[k] = float(gw);
-    g_mean[k] = float(sg[k] / n);
-    slope[k] = float(gw / n * pi[k]);  // x_hat * gweight / n = (x - mean) * slope
-    scale[k] = pi[k] * pw[k];
-  }
-  const float *gm = g_mean.data(), *sl = slope.data(), *sc = scale.data();
-  channel_map(outer, c, inner, [=](int64_t i, int64_t k) {
-    out[i] = (pg[i] - gm[k] - (px[i] - pm[k]) * sl[k]) * sc[k];
-  });
   return py::make_tuple(gx, gweight, gbias);
+}
+
+// The same kernels over this module's float32 Arrays, for the cpu() device: whole buffers in
+// the caller's chosen element order (needle/backend_ndarray/fused_native.py), outputs given.
+const float *floats_of(const Array &a, int64_t size, const char *fn, const char *what) {
+  if (a.dtype != DType::Float32)
+    throw py::value_error(std::string(fn) + ": " + what + " must be float32, got " +
+                          info(a.dtype).name);
+  if (static_cast<int64_t>(a.size) != size)
+    throw py::value_error(std::string(fn) + ": " + what + " holds " + std::to_string(a.size) +
+                          " elements, expected " + std::to_string(size));
+  return a.data<float>();
+}
+
+float *floats_of(Array &a, int64_t size, const char *fn, const char *what) {
+  return const_cast<float *>(floats_of(static_cast<const Array &>(a), size, fn, what));
+}
+
+void leaky_relu(const Array &x, Array &out, float slope) {
+  const int64_t n = static_cast<int64_t>(x.size);
+  const float *px = floats_of(x, n, "leaky_relu", "x");
+  float *po = floats_of(out, n, "leaky_relu", "out");
+  py::gil_scoped_release release;
+  leaky_relu_into(px, po, n, slope);
+}
+
+void leaky_relu_grad(const Array &x, const Array &g, Array &out, float slope) {
+  const int64_t n = static_cast<int64_t>(x.size);
+  const char *fn = "leaky_relu_grad";
+  const float *px = floats_of(x, n, fn, "x"), *pg = floats_of(g, n, fn, "g");
+  float *po = floats_of(out, n, fn, "out");
+  py::gil_scoped_release release;
+  leaky_relu_grad_into(px, pg, po, n, slope);
+}
+
+void adam(const Array &w, const Array &g, const Array &m, const Array &v, Array &w_out,
+          Array &m_out, Array &v_out, float lr, float beta1, float beta2, float one_minus_beta1,
+          float one_minus_beta2, float eps, float correction1, float correction2, float decay) {
+  const int64_t n = static_cast<int64_t>(w.size);
+  const char *fn = "adam";
+  const float *pw = floats_of(w, n, fn, "w"), *pg = floats_of(g, n, fn, "g"),
+              *pm = floats_of(m, n, fn, "m"), *pv = floats_of(v, n, fn, "v");
+  float *ow = floats_of(w_out, n, fn, "w_out"), *om = floats_of(m_out, n, fn, "m_out"),
+        *ov = floats_of(v_out, n, fn, "v_out");
+  const AdamScalars s{lr, beta1, beta2, one_minus_beta1, one_minus_beta2, eps,
+                      correction1, correction2, decay};
+  py::gil_scoped_release release;
+  adam_into(pw, pg, pm, pv, ow, om, ov, n, s);
+}
+
+void check_channels(const char *fn, int64_t outer, int64_t c, int64_t inner) {
+  if (outer < 1 || c < 1 || inner < 1)
+    throw py::value_error(std::string(fn) + ": expected a non-empty (outer, C, inner) layout");
+}
+
+void batch_norm(const Array &x, const Array &weight, const Array &bias, Array &y, Array &mean,
+                Array &var, Array &inv_std, int64_t outer, int64_t c, int64_t inner,
+                double eps) {
+  const char *fn = "batch_norm";
+  check_channels(fn, outer, c, inner);
+  const int64_t n = outer * c * inner;
+  const float *px = floats_of(x, n, fn, "x"), *pw = floats_of(weight, c, fn, "weight"),
+              *pb = floats_of(bias, c, fn, "bias");
+  float *py = floats_of(y, n, fn, "y"), *pm = floats_of(mean, c, fn, "mean"),
+        *pv = floats_of(var, c, fn, "var"), *pi = floats_of(inv_std, c, fn, "inv_std");
+  py::gil_scoped_release release;
+  batch_norm_into(px, outer, c, inner, pw, pb, eps, py, pm, pv, pi);
+}
+
+void batch_norm_grad(const Array &x, const Array &g, const Array &weight, const Array &mean,
+                     const Array &inv_std, Array &gx, Array &gweight, Array &gbias,
+                     int64_t outer, int64_t c, int64_t inner) {
+  const char *fn = "batch_norm_grad";
+  check_channels(fn, outer, c, inner);
+  const int64_t n = outer * c * inner;
+  const float *px = floats_of(x, n, fn, "x"), *pg = floats_of(g, n, fn, "g"),
+              *pw = floats_of(weight, c, fn, "weight"), *pm = floats_of(mean, c, fn, "mean"),
+              *pi = floats_of(inv_std, c, fn, "inv_std");
+  float *ogx = floats_of(gx, n, fn, "gx"), *ogw = floats_of(gweight, c, fn, "gweight"),
+        *ogb = floats_of(gbias, c, fn, "gbias");
+  py::gil_scoped_release release;
+  batch_norm_grad_into(px, pg, outer, c, inner, pw, pm, pi, ogx, ogw, ogb);
 }
 
 }  // namespace cpu
@@ -2468,6 +2583,23 @@ PYBIND11_MODULE(ndarray_backend_cpu, m) {
         py::arg("bias"), py::arg("eps"));
   m.def("fused_batch_norm_grad", &fused_batch_norm_grad, py::arg("x"), py::arg("g"),
         py::arg("weight"), py::arg("mean"), py::arg("inv_std"));
+  m.def("leaky_relu", &leaky_relu, py::arg("x"), py::arg("out"), py::arg("slope"),
+        "out = x > 0 ? x : slope * x over whole float32 buffers");
+  m.def("leaky_relu_grad", &leaky_relu_grad, py::arg("x"), py::arg("g"), py::arg("out"),
+        py::arg("slope"), "out = x > 0 ? g : slope * g over whole float32 buffers");
+  m.def("adam", &adam, py::arg("w"), py::arg("g"), py::arg("m"), py::arg("v"),
+        py::arg("w_out"), py::arg("m_out"), py::arg("v_out"), py::arg("lr"), py::arg("beta1"),
+        py::arg("beta2"), py::arg("one_minus_beta1"), py::arg("one_minus_beta2"),
+        py::arg("eps"), py::arg("correction1"), py::arg("correction2"), py::arg("decay"),
+        "needle.optim.Adam's update of whole float32 buffers into the three outputs");
+  m.def("batch_norm", &batch_norm, py::arg("x"), py::arg("weight"), py::arg("bias"),
+        py::arg("y"), py::arg("mean"), py::arg("var"), py::arg("inv_std"), py::arg("outer"),
+        py::arg("channels"), py::arg("inner"), py::arg("eps"),
+        "BatchNorm's training forward over x seen as (outer, channels, inner)");
+  m.def("batch_norm_grad", &batch_norm_grad, py::arg("x"), py::arg("g"), py::arg("weight"),
+        py::arg("mean"), py::arg("inv_std"), py::arg("gx"), py::arg("gweight"),
+        py::arg("gbias"), py::arg("outer"), py::arg("channels"), py::arg("inner"),
+        "batch_norm's gradients for the output gradient g");
 
   py::class_<Array>(m, "Array")
       .def(py::init([](size_t size, py::handle dtype) {

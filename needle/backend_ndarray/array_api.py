@@ -166,15 +166,14 @@ def add_to_slice(out, slices, value):
 def fused(name, *arrays, **scalars):
     """The device's fused kernel `name` applied to `arrays` (NDArrays of one device), or None
     when the device has none or the kernel declines these arrays (cuda(): see
-    ndarray_backend_cuda.FUSED; cpu_numpy(): fused_cpu). Returns an NDArray, or a tuple of
-    them for kernels with several outputs."""
+    ndarray_backend_cuda.FUSED; cpu_numpy(): fused_cpu; cpu(): fused_native). Returns an
+    NDArray, or a tuple of them for kernels with several outputs."""
     device = arrays[0].device
-    if device.xp is None:  # flat devices: the native cpu() module's own im2col and col2im
-        method = getattr(arrays[0], name, None) if name in ("im2col", "col2im") else None
-        return None if method is None else method(*arrays[1:], **scalars)
     kernel = getattr(device.mod, "fused", {}).get(name)
     if kernel is None:
         return None
+    if device.xp is None:  # the native cpu(): kernels over NDArrays (fused_native)
+        return kernel(*arrays, **scalars)
     result = kernel(*(a._view() for a in arrays), **scalars)
     if result is None:
         return None

@@ -130,6 +130,8 @@ def cpu():
     try:
         native = importlib.import_module("needle.backend_ndarray.ndarray_backend_cpu")
         _check_gemm_isa_variable(native)
+        from .fused_native import make_fused_native  # it needs NDArray, which needs us
+        native.fused = make_fused_native(native)
         return BackendDevice("cpu", native, fast=False)
     except ImportError:
         log.debug("needle: native cpu backend not built; cpu() uses the NumPy implementation")
