@@ -2058,36 +2058,53 @@ using Floats = py::array_t<float, py::array::c_style>;
 #endif
 
 // (N, H, W, C) input with element strides -> (N * OH * OW, KH * KW * C) patches; the
-// padding reads as zeros (the composite pads, then gathers through a strided view).
+// padding reads as zeros (the composite pads, then gathers through a strided view). Each
+// patch row (KW pixels of one input row) is the in-bounds pixels' copy between zero fills:
+// one copy of KW * C elements where those pixels are adjacent in memory (stride 1, dense
+// channels), one per pixel otherwise.
 template <class T>
 void im2col_into(const T *src, const int64_t s[4], int64_t n, int64_t h, int64_t w, int64_t c,
                  const std::vector<int64_t> &kernel, const std::vector<int64_t> &stride,
                  const std::vector<int64_t> &padding, const std::vector<int64_t> &dilation,
                  const std::vector<int64_t> &out_size, T *dst) {
   const int64_t kh = kernel[0], kw = kernel[1], oh = out_size[0], ow = out_size[1];
-  const int64_t row = kh * kw * c;
+  const int64_t dw = dilation[1], row = kh * kw * c;
+  const bool adjacent = (c == 1 || s[3] == 1) && dw * s[2] == c;
   parallel_for(n * oh, ow * row, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t b = r / oh, oy = r % oh;
       T *o = dst + r * ow * row;
-      for (int64_t ox = 0; ox < ow; ++ox)
-        for (int64_t i = 0; i < kh; ++i) {
+      for (int64_t ox = 0; ox < ow; ++ox) {
+        const int64_t x0 = ox * stride[1] - padding[1];  // the patch's first column
+        // in-bounds kernel columns j in [j0, j1): 0 <= x0 + j * dw < w
+        const int64_t j0 = x0 >= 0 ? 0 : std::min(kw, (-x0 + dw - 1) / dw);
+        const int64_t j1 = x0 >= w ? j0 : std::max(j0, std::min(kw, (w - 1 - x0) / dw + 1));
+        for (int64_t i = 0; i < kh; ++i, o += kw * c) {
           const int64_t y = oy * stride[0] - padding[0] + i * dilation[0];
-          for (int64_t j = 0; j < kw; ++j, o += c) {
-            const int64_t xx = ox * stride[1] - padding[1] + j * dilation[1];
-            if (y < 0 || y >= h || xx < 0 || xx >= w) {
-              std::fill(o, o + c, T(0));
-              continue;
-            }
-            const T *p = src + b * s[0] + y * s[1] + xx * s[2];
-            if (c == 1)  // a grey image: one element, no memcpy call
-              *o = *p;
-            else if (s[3] == 1)
-              std::memcpy(o, p, sizeof(T) * c);
+          if (y < 0 || y >= h || j0 == j1) {
+            std::fill(o, o + kw * c, T(0));
+            continue;
+          }
+          std::fill(o, o + j0 * c, T(0));
+          std::fill(o + j1 * c, o + kw * c, T(0));
+          const T *p = src + b * s[0] + y * s[1] + (x0 + j0 * dw) * s[2];
+          T *q = o + j0 * c;
+          if (adjacent) {
+            const int64_t count = (j1 - j0) * c;
+            if (count <= 16)  // a grey image's patch row: no memcpy call
+              for (int64_t k = 0; k < count; ++k) q[k] = p[k];
             else
-              for (int64_t k = 0; k < c; ++k) o[k] = p[k * s[3]];
+              std::memcpy(q, p, sizeof(T) * count);
+            continue;
+          }
+          for (int64_t j = j0; j < j1; ++j, p += dw * s[2], q += c) {
+            if (s[3] == 1)
+              std::memcpy(q, p, sizeof(T) * c);
+            else
+              for (int64_t k = 0; k < c; ++k) q[k] = p[k * s[3]];
           }
         }
+      }
     }
   });
 }
@@ -2110,7 +2127,8 @@ Floats fused_im2col(py::array x, std::vector<int64_t> kernel, std::vector<int64_
 
 // conv_transpose's scatter-add of (N, H, W, KH, KW, C) columns into an (N, CH, CW, C) canvas,
 // as a gather: each canvas pixel sums the columns that land on it, in the composite's kernel
-// offset order (zero, then offset (0, 0), (0, 1), ...), so the sums round alike.
+// offset order (zero, then offset (0, 0), (0, 1), ...), so the sums round alike. Which kernel
+// columns reach each canvas column is worked out once per call, not once per pixel.
 template <class T>
 void col2im_into(const T *src, const int64_t shape[6], int64_t ch, int64_t cw,
                  const std::vector<int64_t> &stride, const std::vector<int64_t> &dilation,
@@ -2118,6 +2136,15 @@ void col2im_into(const T *src, const int64_t shape[6], int64_t ch, int64_t cw,
   const int64_t n = shape[0], h = shape[1], w = shape[2], kh = shape[3], kw = shape[4],
                 c = shape[5];
   const int64_t sh = stride[0], sw = stride[1], dh = dilation[0], dw = dilation[1];
+  const int64_t pixel = kh * kw * c;  // one input pixel's columns
+  // for canvas column x: count[x] offsets into a column row, in increasing j
+  std::vector<int64_t> count(cw, 0), offset(cw * kw);
+  for (int64_t x = 0; x < cw; ++x)
+    for (int64_t j = 0; j < kw; ++j) {
+      const int64_t xx = x - j * dw;
+      if (xx < 0 || xx % sw != 0 || xx / sw >= w) continue;
+      offset[x * kw + count[x]++] = (xx / sw) * pixel + j * c;
+    }
   parallel_for(n * ch, cw * c * 4, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t b = r / ch, y = r % ch;
@@ -2126,12 +2153,12 @@ void col2im_into(const T *src, const int64_t shape[6], int64_t ch, int64_t cw,
       for (int64_t i = 0; i < kh; ++i) {
         const int64_t yy = y - i * dh;
         if (yy < 0 || yy % sh != 0 || yy / sh >= h) continue;
+        const T *base = src + (b * h + yy / sh) * w * pixel + i * kw * c;
         for (int64_t x = 0; x < cw; ++x) {
           T *acc = o + x * c;
-          for (int64_t j = 0; j < kw; ++j) {
-            const int64_t xx = x - j * dw;
-            if (xx < 0 || xx % sw != 0 || xx / sw >= w) continue;
-            const T *p = src + ((((b * h + yy / sh) * w + xx / sw) * kh + i) * kw + j) * c;
+          const int64_t *off = offset.data() + x * kw;
+          for (int64_t t = 0; t < count[x]; ++t) {
+            const T *p = base + off[t];
             for (int64_t k = 0; k < c; ++k) acc[k] += p[k];
           }
         }

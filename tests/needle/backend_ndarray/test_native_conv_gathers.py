@@ -4,6 +4,8 @@ one kernel offset at a time (the composite's order, so col2im's sums must match 
 float32 and float64, strided (permuted, sliced) inputs, strides, dilations, paddings."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import needle as ndl
 from needle import backend_ndarray as nd
@@ -100,6 +102,42 @@ def test_col2im_matches_offset_by_offset_adds(geometry, dtype):
     again = array_api.fused("col2im", flipped, canvas_shape=canvas_shape, stride=stride,
                             dilation=dilation)
     np.testing.assert_array_equal(again.numpy(), got.numpy())
+
+
+@st.composite
+def drawn_geometries(draw):
+    """(shape, kernel, stride, padding, dilation), paddings up to past the kernel's reach
+    (patch rows wholly in the padding), grey and multi-channel images."""
+    kernel = tuple(draw(st.integers(1, 4)) for _ in range(2))
+    stride = tuple(draw(st.integers(1, 3)) for _ in range(2))
+    dilation = tuple(draw(st.integers(1, 2)) for _ in range(2))
+    padding = tuple(draw(st.integers(0, 4)) for _ in range(2))
+    side = [draw(st.integers(1, 7)) for _ in range(2)]
+    for d in range(2):  # at least one output position
+        side[d] = max(side[d], dilation[d] * (kernel[d] - 1) + 1 - 2 * padding[d])
+    shape = (draw(st.integers(1, 2)), side[0], side[1], draw(st.sampled_from([1, 2, 5, 17])))
+    return shape, kernel, stride, padding, dilation
+
+
+@settings(max_examples=60, deadline=None)
+@given(geometry=drawn_geometries(), permuted=st.booleans())
+def test_drawn_gathers_match_the_references(geometry, permuted):
+    shape, kernel, stride, padding, dilation = geometry
+    x = np.random.default_rng(sum(shape)).standard_normal(shape).astype(np.float32)
+    a = nd.array(x.transpose(0, 3, 1, 2), device=nd.cpu()).permute((0, 2, 3, 1)) \
+        if permuted else nd.array(x, device=nd.cpu())
+    size = out_size(shape, kernel, stride, padding, dilation)
+    got = array_api.fused("im2col", a, kernel=kernel, stride=stride, padding=padding,
+                          dilation=dilation, out_size=size)
+    np.testing.assert_array_equal(got.numpy(),
+                                  im2col_reference(x, kernel, stride, padding, dilation))
+    cols = got.numpy().reshape(shape[0], *size, *kernel, shape[3])
+    canvas_shape = (shape[0], (size[0] - 1) * stride[0] + dilation[0] * (kernel[0] - 1) + 1,
+                    (size[1] - 1) * stride[1] + dilation[1] * (kernel[1] - 1) + 2, shape[3])
+    canvas = array_api.fused("col2im", nd.array(cols, device=nd.cpu()),
+                             canvas_shape=canvas_shape, stride=stride, dilation=dilation)
+    np.testing.assert_array_equal(canvas.numpy(),
+                                  col2im_reference(cols, canvas_shape, stride, dilation))
 
 
 def test_gathers_reject_bad_geometry():
