@@ -2334,6 +2334,60 @@ py::tuple fused_adam(Floats w, Floats g, Floats m, Floats v, float lr, float bet
 // Per-channel double sums s0[k] += t0, s1[k] += t1 of terms(i, k, t0, t1) over every element i
 // of channel k. The rows are cut into a fixed number of blocks, whatever the thread count,
 // each summed on its own and the blocks added in order: the same result on 1 or 8 threads.
+// The loops are compiled for the baseline ISA and for AVX2 without FMA, picked at run time;
+// they vectorise across independent chains or channels, so both variants do the same
+// float operations in the same order.
+#define NEEDLE_CHANNEL_LOOPS(BYTES, ATTR)                                                      \
+  template <class F>                                                                           \
+  ATTR void channel_sum_rows(Isa<BYTES>, int64_t o0, int64_t o1, int64_t channels,             \
+                             int64_t inner, double *p0, double *p1, const F &terms) {          \
+    for (int64_t o = o0; o < o1; ++o) {                                                        \
+      const int64_t row = o * channels * inner;                                                \
+      if (inner == 1) { /* channels innermost: vectorise across them */                        \
+        for (int64_t k = 0; k < channels; ++k) terms(row + k, k, p0[k], p1[k]);                \
+        continue;                                                                              \
+      }                                                                                        \
+      for (int64_t k = 0; k < channels; ++k) {                                                 \
+        double a0[8] = {0}, a1[8] = {0}; /* eight chains: a double add's latency, not one */   \
+        const int64_t base = row + k * inner;                                                  \
+        int64_t i = 0;                                                                         \
+        for (; i + 8 <= inner; i += 8)                                                         \
+          for (int j = 0; j < 8; ++j) terms(base + i + j, k, a0[j], a1[j]);                    \
+        for (; i < inner; ++i) terms(base + i, k, a0[0], a1[0]);                               \
+        for (int j = 0; j < 8; ++j) p0[k] += a0[j], p1[k] += a1[j];                            \
+      }                                                                                        \
+    }                                                                                          \
+  }                                                                                            \
+  template <class F>                                                                           \
+  ATTR void channel_map_rows(Isa<BYTES>, int64_t o0, int64_t o1, int64_t channels,             \
+                             int64_t inner, const F &f) {                                      \
+    for (int64_t o = o0; o < o1; ++o) {                                                        \
+      if (inner == 1) {                                                                        \
+        for (int64_t k = 0; k < channels; ++k) f(o * channels + k, k);                         \
+        continue;                                                                              \
+      }                                                                                        \
+      for (int64_t k = 0; k < channels; ++k) {                                                 \
+        const int64_t base = (o * channels + k) * inner;                                       \
+        for (int64_t i = base; i < base + inner; ++i) f(i, k);                                 \
+      }                                                                                        \
+    }                                                                                          \
+  }
+#ifdef NEEDLE_X86_AVX2
+#define NEEDLE_FOR_EACH_NOFMA_ISA(DEFINE) DEFINE(16, ) DEFINE(32, __attribute__((target("avx2"))))
+#else
+#define NEEDLE_FOR_EACH_NOFMA_ISA(DEFINE) DEFINE(16, )
+#endif
+NEEDLE_FOR_EACH_NOFMA_ISA(NEEDLE_CHANNEL_LOOPS)
+#undef NEEDLE_CHANNEL_LOOPS
+
+// fn(Isa<bytes>{}) with the widest of the variants above this CPU runs.
+template <class F> void with_nofma_isa(F &&fn) {
+#ifdef NEEDLE_X86_AVX2
+  if (cpu_has_avx2()) return fn(Isa<32>{});
+#endif
+  fn(Isa<16>{});
+}
+
 template <class F>
 void channel_sums(int64_t outer, int64_t channels, int64_t inner, double *s0, double *s1,
                   F &&terms) {
@@ -2343,22 +2397,10 @@ void channel_sums(int64_t outer, int64_t channels, int64_t inner, double *s0, do
                [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
       double *p0 = partial.data() + b * 2 * channels, *p1 = p0 + channels;
-      for (int64_t o = outer * b / blocks; o < outer * (b + 1) / blocks; ++o) {
-        const int64_t row = o * channels * inner;
-        if (inner == 1) {  // channels innermost: vectorise across them
-          for (int64_t k = 0; k < channels; ++k) terms(row + k, k, p0[k], p1[k]);
-          continue;
-        }
-        for (int64_t k = 0; k < channels; ++k) {
-          double a0[8] = {0}, a1[8] = {0};  // eight chains: a double add's latency, not one
-          const int64_t base = row + k * inner;
-          int64_t i = 0;
-          for (; i + 8 <= inner; i += 8)
-            for (int j = 0; j < 8; ++j) terms(base + i + j, k, a0[j], a1[j]);
-          for (; i < inner; ++i) terms(base + i, k, a0[0], a1[0]);
-          for (int j = 0; j < 8; ++j) p0[k] += a0[j], p1[k] += a1[j];
-        }
-      }
+      with_nofma_isa([&](auto isa) {
+        channel_sum_rows(isa, outer * b / blocks, outer * (b + 1) / blocks, channels, inner,
+                         p0, p1, terms);
+      });
     }
   });
   std::fill(s0, s0 + channels, 0.0);
@@ -2375,16 +2417,7 @@ void channel_sums(int64_t outer, int64_t channels, int64_t inner, double *s0, do
 // -> 0.78 ms, batch_norm 0.59 -> 0.56), their work per element being a few operations more.
 template <class F> void channel_map(int64_t outer, int64_t channels, int64_t inner, F &&f) {
   parallel_for(outer, channels * inner, [&](int64_t o0, int64_t o1) {
-    for (int64_t o = o0; o < o1; ++o) {
-      if (inner == 1) {  // channels innermost: vectorise across them
-        for (int64_t k = 0; k < channels; ++k) f(o * channels + k, k);
-        continue;
-      }
-      for (int64_t k = 0; k < channels; ++k) {
-        const int64_t base = (o * channels + k) * inner;
-        for (int64_t i = base; i < base + inner; ++i) f(i, k);
-      }
-    }
+    with_nofma_isa([&](auto isa) { channel_map_rows(isa, o0, o1, channels, inner, f); });
   });
 }
 
