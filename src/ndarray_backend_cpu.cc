@@ -2331,38 +2331,117 @@ py::tuple fused_adam(Floats w, Floats g, Floats m, Floats v, float lr, float bet
 // above these sum, and in double rather than NumPy's pairwise float32, so they agree with
 // the composite (needle.ops.BatchNormalize) to float32 rounding, not bit for bit.
 
-// Per-channel double sums s0[k] += t0, s1[k] += t1 of terms(i, k, t0, t1) over every element i
-// of channel k. The rows are cut into a fixed number of blocks, whatever the thread count,
-// each summed on its own and the blocks added in order: the same result on 1 or 8 threads.
-// The loops are compiled for the baseline ISA and for AVX2 without FMA, picked at run time;
-// they vectorise across independent chains or channels, so both variants do the same
-// float operations in the same order.
-#define NEEDLE_CHANNEL_LOOPS(BYTES, ATTR)                                                      \
-  template <class F>                                                                           \
-  ATTR void channel_sum_rows(Isa<BYTES>, int64_t o0, int64_t o1, int64_t channels,             \
-                             int64_t inner, double *p0, double *p1, const F &terms) {          \
-    for (int64_t o = o0; o < o1; ++o) {                                                        \
-      const int64_t row = o * channels * inner;                                                \
-      if (inner == 1) { /* channels innermost: vectorise across them */                        \
-        for (int64_t k = 0; k < channels; ++k) terms(row + k, k, p0[k], p1[k]);                \
-        continue;                                                                              \
-      }                                                                                        \
-      for (int64_t k = 0; k < channels; ++k) {                                                 \
-        double a0[8] = {0}, a1[8] = {0}; /* eight chains: a double add's latency, not one */   \
-        const int64_t base = row + k * inner;                                                  \
-        int64_t i = 0;                                                                         \
-        for (; i + 8 <= inner; i += 8)                                                         \
-          for (int j = 0; j < 8; ++j) terms(base + i + j, k, a0[j], a1[j]);                    \
-        for (; i < inner; ++i) terms(base + i, k, a0[0], a1[0]);                               \
-        for (int j = 0; j < 8; ++j) p0[k] += a0[j], p1[k] += a1[j];                            \
-      }                                                                                        \
-    }                                                                                          \
-  }                                                                                            \
+// One channel's run of n contiguous elements: with u = x - c and v = g (HasG) or u, adds
+// sum(v) to *s1 and sum(v * u) to *s2, both in double over eight chains (element i goes to
+// chain i % 8, the last n % 8 to chain 0; the chains then added in order). The AVX2 variant
+// holds the eight chains in two registers each and rounds exactly as the scalar one.
+template <bool HasG>
+void run_sums(Isa<16>, const float *x, const float *g, int64_t n, double c, double *s1,
+              double *s2) {
+  double a0[8] = {0}, a1[8] = {0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) {
+      const double u = double(x[i + j]) - c, v = HasG ? double(g[i + j]) : u;
+      a0[j] += v, a1[j] += v * u;
+    }
+  for (; i < n; ++i) {
+    const double u = double(x[i]) - c, v = HasG ? double(g[i]) : u;
+    a0[0] += v, a1[0] += v * u;
+  }
+  for (int j = 0; j < 8; ++j) *s1 += a0[j], *s2 += a1[j];
+}
+
+#ifdef NEEDLE_X86_AVX2
+template <bool HasG>
+__attribute__((target("avx2"))) void run_sums(Isa<32>, const float *x, const float *g,
+                                              int64_t n, double c, double *s1, double *s2) {
+  const __m256d cc = _mm256_set1_pd(c);
+  __m256d a0l = _mm256_setzero_pd(), a0h = a0l, a1l = a0l, a1h = a0l;  // chains 0-3, 4-7
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 xf = _mm256_loadu_ps(x + i);
+    const __m256d ul = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(xf)), cc);
+    const __m256d uh = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(xf, 1)), cc);
+    __m256d vl = ul, vh = uh;
+    if (HasG) {
+      const __m256 gf = _mm256_loadu_ps(g + i);
+      vl = _mm256_cvtps_pd(_mm256_castps256_ps128(gf));
+      vh = _mm256_cvtps_pd(_mm256_extractf128_ps(gf, 1));
+    }
+    a0l = _mm256_add_pd(a0l, vl), a0h = _mm256_add_pd(a0h, vh);
+    a1l = _mm256_add_pd(a1l, _mm256_mul_pd(vl, ul)), a1h = _mm256_add_pd(a1h, _mm256_mul_pd(vh, uh));
+  }
+  alignas(32) double a0[8], a1[8];
+  _mm256_store_pd(a0, a0l), _mm256_store_pd(a0 + 4, a0h);
+  _mm256_store_pd(a1, a1l), _mm256_store_pd(a1 + 4, a1h);
+  for (; i < n; ++i) {
+    const double u = double(x[i]) - c, v = HasG ? double(g[i]) : u;
+    a0[0] += v, a1[0] += v * u;
+  }
+  for (int j = 0; j < 8; ++j) *s1 += a0[j], *s2 += a1[j];
+}
+#endif
+
+// Rows o0..o1 of x seen as (outer, channels, 1), channels innermost: adds each channel's
+// sum(v) and sum(v * u) over those rows to p0[k] and p1[k] (u and v as in run_sums), row by
+// row in order. The AVX2 variant keeps eight channels' sums in registers across the rows.
+template <bool HasG>
+void lane_sums(Isa<16>, const float *x, const float *g, const float *center, int64_t o0,
+               int64_t o1, int64_t channels, double *p0, double *p1) {
+  for (int64_t o = o0; o < o1; ++o)
+    for (int64_t k = 0; k < channels; ++k) {
+      const int64_t i = o * channels + k;
+      const double u = double(x[i]) - double(center[k]), v = HasG ? double(g[i]) : u;
+      p0[k] += v, p1[k] += v * u;
+    }
+}
+
+#ifdef NEEDLE_X86_AVX2
+template <bool HasG>
+__attribute__((target("avx2"))) void lane_sums(Isa<32>, const float *x, const float *g,
+                                               const float *center, int64_t o0, int64_t o1,
+                                               int64_t channels, double *p0, double *p1) {
+  int64_t k = 0;
+  for (; k + 8 <= channels; k += 8) {
+    const __m256 cf = _mm256_loadu_ps(center + k);
+    const __m256d cl = _mm256_cvtps_pd(_mm256_castps256_ps128(cf));
+    const __m256d ch = _mm256_cvtps_pd(_mm256_extractf128_ps(cf, 1));
+    __m256d s0l = _mm256_loadu_pd(p0 + k), s0h = _mm256_loadu_pd(p0 + k + 4);
+    __m256d s1l = _mm256_loadu_pd(p1 + k), s1h = _mm256_loadu_pd(p1 + k + 4);
+    for (int64_t o = o0; o < o1; ++o) {
+      const __m256 xf = _mm256_loadu_ps(x + o * channels + k);
+      const __m256d ul = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(xf)), cl);
+      const __m256d uh = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(xf, 1)), ch);
+      __m256d vl = ul, vh = uh;
+      if (HasG) {
+        const __m256 gf = _mm256_loadu_ps(g + o * channels + k);
+        vl = _mm256_cvtps_pd(_mm256_castps256_ps128(gf));
+        vh = _mm256_cvtps_pd(_mm256_extractf128_ps(gf, 1));
+      }
+      s0l = _mm256_add_pd(s0l, vl), s0h = _mm256_add_pd(s0h, vh);
+      s1l = _mm256_add_pd(s1l, _mm256_mul_pd(vl, ul)), s1h = _mm256_add_pd(s1h, _mm256_mul_pd(vh, uh));
+    }
+    _mm256_storeu_pd(p0 + k, s0l), _mm256_storeu_pd(p0 + k + 4, s0h);
+    _mm256_storeu_pd(p1 + k, s1l), _mm256_storeu_pd(p1 + k + 4, s1h);
+  }
+  for (; k < channels; ++k)
+    for (int64_t o = o0; o < o1; ++o) {
+      const int64_t i = o * channels + k;
+      const double u = double(x[i]) - double(center[k]), v = HasG ? double(g[i]) : u;
+      p0[k] += v, p1[k] += v * u;
+    }
+}
+#endif
+
+// out[i] = f(i, k) over rows o0..o1 of (outer, channels, inner), k each element's channel;
+// compiled for the baseline ISA and for AVX2 without FMA.
+#define NEEDLE_CHANNEL_MAP_ROWS(BYTES, ATTR)                                                   \
   template <class F>                                                                           \
   ATTR void channel_map_rows(Isa<BYTES>, int64_t o0, int64_t o1, int64_t channels,             \
                              int64_t inner, const F &f) {                                      \
     for (int64_t o = o0; o < o1; ++o) {                                                        \
-      if (inner == 1) {                                                                        \
+      if (inner == 1) { /* channels innermost: vectorise across them */                        \
         for (int64_t k = 0; k < channels; ++k) f(o * channels + k, k);                         \
         continue;                                                                              \
       }                                                                                        \
@@ -2377,8 +2456,8 @@ py::tuple fused_adam(Floats w, Floats g, Floats m, Floats v, float lr, float bet
 #else
 #define NEEDLE_FOR_EACH_NOFMA_ISA(DEFINE) DEFINE(16, )
 #endif
-NEEDLE_FOR_EACH_NOFMA_ISA(NEEDLE_CHANNEL_LOOPS)
-#undef NEEDLE_CHANNEL_LOOPS
+NEEDLE_FOR_EACH_NOFMA_ISA(NEEDLE_CHANNEL_MAP_ROWS)
+#undef NEEDLE_CHANNEL_MAP_ROWS
 
 // fn(Isa<bytes>{}) with the widest of the variants above this CPU runs.
 template <class F> void with_nofma_isa(F &&fn) {
@@ -2388,27 +2467,48 @@ template <class F> void with_nofma_isa(F &&fn) {
   fn(Isa<16>{});
 }
 
-template <class F>
-void channel_sums(int64_t outer, int64_t channels, int64_t inner, double *s0, double *s1,
-                  F &&terms) {
+// Per-channel double sums of x seen as (outer, channels, inner), with u = x - center[k] and
+// v = g (where given) or u: s1[k] = sum(v), s2[k] = sum(v * u) over channel k's elements
+// (BatchNorm's moments about a shift, and its gradient's sum(g) and sum(g * (x - mean))). The
+// rows are cut into a fixed number of blocks, whatever the thread count, each summed on its
+// own and the blocks added in order: the same result on 1 or 8 threads. Each variant is
+// written to do the same double operations in the same order (no FMA contraction), so the
+// AVX2 and baseline variants round alike.
+template <bool HasG>
+void block_sums(const float *x, const float *g, const float *center, int64_t o0, int64_t o1,
+                int64_t channels, int64_t inner, double *p0, double *p1) {
+  with_nofma_isa([&](auto isa) {
+    if (inner == 1) return lane_sums<HasG>(isa, x, g, center, o0, o1, channels, p0, p1);
+    for (int64_t o = o0; o < o1; ++o)
+      for (int64_t k = 0; k < channels; ++k) {
+        const int64_t base = (o * channels + k) * inner;
+        run_sums<HasG>(isa, x + base, HasG ? g + base : nullptr, inner, double(center[k]),
+                       p0 + k, p1 + k);
+      }
+  });
+}
+
+void channel_sums(const float *x, const float *g, const float *center, int64_t outer,
+                  int64_t channels, int64_t inner, double *s1, double *s2) {
   const int64_t blocks = std::min<int64_t>(outer, 16);
   std::vector<double> partial(size_t(blocks) * 2 * channels, 0.0);
   parallel_for(blocks, (outer / std::max<int64_t>(blocks, 1)) * channels * inner,
                [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
       double *p0 = partial.data() + b * 2 * channels, *p1 = p0 + channels;
-      with_nofma_isa([&](auto isa) {
-        channel_sum_rows(isa, outer * b / blocks, outer * (b + 1) / blocks, channels, inner,
-                         p0, p1, terms);
-      });
+      const int64_t o0 = outer * b / blocks, o1 = outer * (b + 1) / blocks;
+      if (g)
+        block_sums<true>(x, g, center, o0, o1, channels, inner, p0, p1);
+      else
+        block_sums<false>(x, g, center, o0, o1, channels, inner, p0, p1);
     }
   });
-  std::fill(s0, s0 + channels, 0.0);
   std::fill(s1, s1 + channels, 0.0);
+  std::fill(s2, s2 + channels, 0.0);
   for (int64_t b = 0; b < blocks; ++b)
     for (int64_t k = 0; k < channels; ++k) {
-      s0[k] += partial[(b * 2) * channels + k];
-      s1[k] += partial[(b * 2 + 1) * channels + k];
+      s1[k] += partial[(b * 2) * channels + k];
+      s2[k] += partial[(b * 2 + 1) * channels + k];
     }
 }
 
@@ -2440,12 +2540,7 @@ void batch_norm_into(const float *x, int64_t outer, int64_t c, int64_t inner,
   std::vector<float> shift(c), scale(c);
   for (int64_t k = 0; k < c; ++k) shift[k] = x[k * inner];
   std::vector<double> s1(c), s2(c);
-  const float *sh = shift.data();
-  channel_sums(outer, c, inner, s1.data(), s2.data(),
-               [=](int64_t i, int64_t k, double &t1, double &t2) {
-    const double d = double(x[i]) - double(sh[k]);
-    t1 += d, t2 += d * d;
-  });
+  channel_sums(x, nullptr, shift.data(), outer, c, inner, s1.data(), s2.data());
   const double n = double(outer) * double(inner);
   for (int64_t k = 0; k < c; ++k) {
     const double d = s1[k] / n, v = std::max(s2[k] / n - d * d, 0.0);
@@ -2469,11 +2564,7 @@ void batch_norm_grad_into(const float *x, const float *g, int64_t outer, int64_t
                           int64_t inner, const float *weight, const float *mean,
                           const float *inv_std, float *gx, float *gweight, float *gbias) {
   std::vector<double> sg(c), sgd(c);
-  channel_sums(outer, c, inner, sg.data(), sgd.data(),
-               [=](int64_t i, int64_t k, double &t0, double &t1) {
-    const double gi = g[i];
-    t0 += gi, t1 += gi * (double(x[i]) - double(mean[k]));
-  });
+  channel_sums(x, g, mean, outer, c, inner, sg.data(), sgd.data());
   const double n = double(outer) * double(inner);
   std::vector<float> g_mean(c), slope(c), scale(c);
   for (int64_t k = 0; k < c; ++k) {
