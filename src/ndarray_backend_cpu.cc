@@ -2459,10 +2459,11 @@ __attribute__((target("avx2"))) void lane_sums(Isa<32>, const float *x, const fl
 NEEDLE_FOR_EACH_NOFMA_ISA(NEEDLE_CHANNEL_MAP_ROWS)
 #undef NEEDLE_CHANNEL_MAP_ROWS
 
-// fn(Isa<bytes>{}) with the widest of the variants above this CPU runs.
+// fn(Isa<bytes>{}) with the AVX2 variant of the loops above unless the GEMM variant in use
+// (set_gemm_isa, NEEDLE_GEMM_ISA) is the baseline one: tests force that to compare the two.
 template <class F> void with_nofma_isa(F &&fn) {
 #ifdef NEEDLE_X86_AVX2
-  if (cpu_has_avx2()) return fn(Isa<32>{});
+  if (current_gemm_isa() >= 32) return fn(Isa<32>{});
 #endif
   fn(Isa<16>{});
 }

@@ -303,3 +303,29 @@ def test_native_kernels_name_a_wrong_buffer():
         native.batch_norm_grad(*(native.Array(0) for _ in range(8)), 0, 2, 3)
     assert cpu.mod.fused["leaky_relu"](ndl.NDArray([1, 2], device=cpu).astype("float64"),
                                        slope=0.2) is None  # declined: the composite runs
+
+
+@pytest.mark.parametrize("shape", [(6, 19, 37), (41, 21, 1), (3, 8, 1), (2, 5, 8)],
+                         ids=["runs", "lanes", "eight_lanes", "one_vector_run"])
+def test_batch_norm_kernels_round_alike_on_every_isa(isa, shape):
+    """The AVX2 loops (run_sums, lane_sums) do the scalar loops' double operations in the
+    same order: the same float32 results as the baseline variant (forced by set_gemm_isa,
+    which the BatchNorm loops follow), bit for bit."""
+    native = ndl.cpu().mod
+    rng = np.random.default_rng(11)
+    x = (rng.standard_normal(shape) * 3 + 5).astype(np.float32)
+    g = rng.standard_normal(shape).astype(np.float32)
+    w, b = (rng.standard_normal(shape[1]).astype(np.float32) for _ in range(2))
+    y, mean, var, inv_std = native.fused_batch_norm(x, w, b, 1e-5)
+    grads = native.fused_batch_norm_grad(x, g, w, mean, inv_std)
+    native.set_gemm_isa("baseline")
+    try:
+        y0, mean0, var0, inv0 = native.fused_batch_norm(x, w, b, 1e-5)
+        grads0 = native.fused_batch_norm_grad(x, g, w, mean, inv_std)
+    finally:
+        native.set_gemm_isa(isa)
+    for got, want in zip((y, mean, var, inv_std, *grads), (y0, mean0, var0, inv0, *grads0)):
+        np.testing.assert_array_equal(got, want)
+    x64 = x.astype(np.float64)  # and the statistics are right
+    np.testing.assert_allclose(mean, x64.mean((0, 2)), rtol=1e-6)
+    np.testing.assert_allclose(var, x64.var((0, 2)), rtol=1e-5)
