@@ -14,8 +14,8 @@ from tests.support.adam_run import train_linear_with_adam
 from tests.support.fused_calls import count_fused_calls
 
 pytestmark = [pytest.mark.nd_only,
-              pytest.mark.skipif(not make_fused_cpu(),
-                                 reason="needs the native module (cmake build)")]
+              pytest.mark.skipif(not make_fused_cpu(), reason="needs the native fused "
+                                 "kernels (cmake build; NEEDLE_FUSED not 0)")]
 
 
 
