@@ -14,10 +14,13 @@ double backward (gradient penalties) works:
     conv(x, W)               d/dx: conv_transpose(g, W)     d/dW: conv_weight_grad(x, g)
     conv_transpose(y, W)     d/dy: conv(g, W)               d/dW: conv_weight_grad(g, y)
     conv_weight_grad(x, g)   d/dx: conv_transpose(g, G)     d/dg: conv(x, G)
+
+conv_transpose's two gradients, conv(g, W) and conv_weight_grad(g, y), gather the same
+im2col(g); when no graph is recorded they share one gather.
 """
 import numbers
 
-from ..autograd import TensorOp, needs_grad
+from ..autograd import Tensor, TensorOp, is_grad_enabled, needs_grad
 from ..backend_selection import array_api, device_of
 
 __all__ = ["Conv", "ConvTranspose", "ConvWeightGrad", "conv", "conv_transpose",
@@ -112,6 +115,20 @@ class _ConvGeometry:
                                            self.padding, self.dilation))
 
 
+def _conv_from_cols(cols, W, n, out_size):
+    """conv's output (N, OH, OW, Cout) from its im2col matrix."""
+    kh, kw, c_in, c_out = W.shape
+    out = cols @ array_api.reshape(W, (kh * kw * c_in, c_out))
+    return array_api.reshape(out, (n, *out_size, c_out))
+
+
+def _weight_grad_from_cols(cols, g, kernel, c_in):
+    """conv_weight_grad's (KH, KW, Cin, Cout) = cols^T @ g from x's im2col matrix."""
+    n, oh, ow, c_out = g.shape
+    grad = array_api.swapaxes(cols, 0, 1) @ array_api.reshape(g, (n * oh * ow, c_out))
+    return array_api.reshape(grad, (*kernel, c_in, c_out))
+
+
 def _check_4d(name, x, W):
     if x.ndim != 4:
         raise ValueError(f"{name}: expected input with ndim 4 (N, H, W, C), got shape "
@@ -142,9 +159,7 @@ class Conv(TensorOp):
         if min(out_size) < 1:
             raise ValueError(f"conv: kernel {(kh, kw)} (dilation {g.dilation}) does not fit "
                              f"input {(h, w)} with padding {g.padding}")
-        cols = g.im2col(x, (kh, kw), out_size)
-        out = cols @ array_api.reshape(W, (kh * kw * c_in, c_out))
-        return array_api.reshape(out, (n, *out_size, c_out))
+        return _conv_from_cols(g.im2col(x, (kh, kw), out_size), W, n, out_size)
 
     def gradient(self, out_grad, node):
         x, W = node.inputs
@@ -203,11 +218,26 @@ class ConvTranspose(TensorOp):
     def gradient(self, out_grad, node):
         y, W = node.inputs
         g = self.geometry
+        if needs_grad(y) and needs_grad(W) and not (
+                is_grad_enabled() and (out_grad.requires_grad or y.requires_grad or
+                                       W.requires_grad)):
+            return self._gradients_sharing_cols(out_grad, y, W)
         grad_y = conv(out_grad, W, g.stride, g.padding, g.dilation) if needs_grad(y) \
             else None
         grad_W = conv_weight_grad(out_grad, y, W.shape[:2], g.stride, g.padding,
                                   g.dilation) if needs_grad(W) else None
         return grad_y, grad_W
+
+    def _gradients_sharing_cols(self, out_grad, y, W):
+        """Both gradients from one im2col(out_grad), with no graph recorded: the values
+        conv(out_grad, W) and conv_weight_grad(out_grad, y) compute, bit for bit."""
+        g, kernel = self.geometry, W.shape[:2]
+        grad, y_data, weight = (t.realize_cached_data() for t in (out_grad, y, W))
+        out_size = tuple(conv_output_size(size, k, s, p, d) for size, k, s, p, d in
+                         zip(grad.shape[1:3], kernel, g.stride, g.padding, g.dilation))
+        cols = g.im2col(grad, kernel, out_size)
+        return (Tensor.make_const(_conv_from_cols(cols, weight, grad.shape[0], out_size)),
+                Tensor.make_const(_weight_grad_from_cols(cols, y_data, kernel, W.shape[2])))
 
 
 def conv_transpose(a, b, stride=1, padding=0, output_padding=0, dilation=1):
@@ -222,11 +252,8 @@ class ConvWeightGrad(TensorOp):
         self.geometry = _ConvGeometry(stride, padding, dilation)
 
     def compute(self, x, g):
-        n, oh, ow, c_out = g.shape
-        c_in = x.shape[3]
-        cols = self.geometry.im2col(x, self.kernel, (oh, ow))
-        grad = array_api.swapaxes(cols, 0, 1) @ array_api.reshape(g, (n * oh * ow, c_out))
-        return array_api.reshape(grad, (*self.kernel, c_in, c_out))
+        cols = self.geometry.im2col(x, self.kernel, g.shape[1:3])
+        return _weight_grad_from_cols(cols, g, self.kernel, x.shape[3])
 
     def gradient(self, out_grad, node):
         x, g = node.inputs

@@ -352,3 +352,43 @@ def test_conv_takes_numpy_integers_as_ints():
     x, W = ndl.Tensor(np.ones((1, 5, 5, 1))), ndl.Tensor(np.ones((3, 2, 1, 1)))
     out = ndl.conv(x, W, stride=np.int64(2), padding=(np.int32(1), 0))
     assert out.shape == (1, 3, 2, 1)
+
+
+@pytest.mark.parametrize("geometry", [(2, 2, 1, 4), (1, 0, 2, 3), (3, 1, 1, 3)],
+                         ids=["dcgan", "dilated", "stride3"])
+def test_conv_transpose_gradients_share_one_gather(monkeypatch, device, geometry):
+    """With no graph recorded, conv_transpose's two gradients come from one im2col of the
+    output gradient, with the bits of the two ops (conv, conv_weight_grad) a recorded
+    graph builds."""
+    from needle.ops.conv import _ConvGeometry
+    stride, padding, dilation, k = geometry
+    rng = np.random.default_rng(4)
+    y_host = rng.standard_normal((2, 4, 5, 3)).astype(np.float32)
+    w_host = rng.standard_normal((k, k, 2, 3)).astype(np.float32)
+    gathers = []
+    original = _ConvGeometry.im2col
+    monkeypatch.setattr(_ConvGeometry, "im2col",
+                        lambda self, *a: gathers.append(1) or original(self, *a))
+
+    out_shape = reference_conv_transpose(y_host, w_host, stride, padding, 0, dilation).shape
+    seed = np.linspace(-1, 1, int(np.prod(out_shape)), dtype=np.float32).reshape(out_shape)
+
+    def gradients(create_graph):
+        y = ndl.Tensor(y_host, device=device, requires_grad=True)
+        W = ndl.Tensor(w_host, device=device, requires_grad=True)
+        out = ndl.conv_transpose(y, W, stride, padding, 0, dilation)
+        out.backward(ndl.Tensor(seed, device=device), create_graph=create_graph)
+        return y.grad.numpy(), W.grad.numpy()
+
+    shared = gradients(False)
+    assert len(gathers) == 1
+    del gathers[:]
+    separate = gradients(True)
+    assert len(gathers) == 2
+    for got, want in zip(shared, separate):
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, want)
+    # d/dy of conv_transpose(y, W) . seed is conv(seed, W), by the definition
+    want_y = reference_conv(seed.astype(np.float64), w_host.astype(np.float64), stride,
+                            padding, dilation)
+    np.testing.assert_allclose(shared[0], want_y, rtol=1e-5, atol=1e-5)
