@@ -15,8 +15,10 @@ double backward (gradient penalties) works:
     conv_transpose(y, W)     d/dy: conv(g, W)               d/dW: conv_weight_grad(g, y)
     conv_weight_grad(x, g)   d/dx: conv_transpose(g, G)     d/dg: conv(x, G)
 
-conv_transpose's two gradients, conv(g, W) and conv_weight_grad(g, y), gather the same
-im2col(g); when no graph is recorded they share one gather.
+When no graph is recorded, gathers are shared: conv_transpose's two gradients, conv(g, W)
+and conv_weight_grad(g, y), take one im2col(g), and conv's weight gradient reuses the
+im2col(x) of its forward (kept on the op until its gradient runs, as PyTorch's unfused
+slow_conv2d keeps its `finput`).
 """
 import numbers
 
@@ -129,6 +131,11 @@ def _weight_grad_from_cols(cols, g, kernel, c_in):
     return array_api.reshape(grad, (*kernel, c_in, c_out))
 
 
+def _records_graph(*tensors):
+    """Whether a gradient built from these tensors must be recorded (create_graph)."""
+    return is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
 def _check_4d(name, x, W):
     if x.ndim != 4:
         raise ValueError(f"{name}: expected input with ndim 4 (N, H, W, C), got shape "
@@ -159,19 +166,28 @@ class Conv(TensorOp):
         if min(out_size) < 1:
             raise ValueError(f"conv: kernel {(kh, kw)} (dilation {g.dilation}) does not fit "
                              f"input {(h, w)} with padding {g.padding}")
-        return _conv_from_cols(g.im2col(x, (kh, kw), out_size), W, n, out_size)
+        cols = g.im2col(x, (kh, kw), out_size)
+        self._forward_cols = (x, cols)  # for W's gradient; freed when it runs
+        return _conv_from_cols(cols, W, n, out_size)
 
     def gradient(self, out_grad, node):
         x, W = node.inputs
         g = self.geometry
         kernel = W.shape[:2]
+        saved, self._forward_cols = getattr(self, "_forward_cols", None), None
         grad_x = grad_W = None
         if needs_grad(x):
             output_padding = g.output_padding_for(x.shape[1:3], kernel, out_grad.shape[1:3])
             grad_x = conv_transpose(out_grad, W, g.stride, g.padding, output_padding,
                                     g.dilation)
         if needs_grad(W):
-            grad_W = conv_weight_grad(x, out_grad, kernel, g.stride, g.padding, g.dilation)
+            if saved is not None and saved[0] is x.realize_cached_data() and \
+                    not _records_graph(out_grad, x, W):
+                grad_W = Tensor.make_const(_weight_grad_from_cols(
+                    saved[1], out_grad.realize_cached_data(), kernel, x.shape[3]))
+            else:
+                grad_W = conv_weight_grad(x, out_grad, kernel, g.stride, g.padding,
+                                          g.dilation)
         return grad_x, grad_W
 
 
@@ -218,9 +234,7 @@ class ConvTranspose(TensorOp):
     def gradient(self, out_grad, node):
         y, W = node.inputs
         g = self.geometry
-        if needs_grad(y) and needs_grad(W) and not (
-                is_grad_enabled() and (out_grad.requires_grad or y.requires_grad or
-                                       W.requires_grad)):
+        if needs_grad(y) and needs_grad(W) and not _records_graph(out_grad, y, W):
             return self._gradients_sharing_cols(out_grad, y, W)
         grad_y = conv(out_grad, W, g.stride, g.padding, g.dilation) if needs_grad(y) \
             else None

@@ -392,3 +392,42 @@ def test_conv_transpose_gradients_share_one_gather(monkeypatch, device, geometry
     want_y = reference_conv(seed.astype(np.float64), w_host.astype(np.float64), stride,
                             padding, dilation)
     np.testing.assert_allclose(shared[0], want_y, rtol=1e-5, atol=1e-5)
+
+
+def test_conv_weight_gradient_reuses_the_forward_gather(monkeypatch, device):
+    """With no graph recorded, conv's weight gradient multiplies the im2col(x) its forward
+    gathered (one gather per conv instead of two), with the recomputed path's bits, and the
+    op lets go of it once the gradient ran."""
+    from needle.ops.conv import _ConvGeometry
+    rng = np.random.default_rng(5)
+    x_host = rng.standard_normal((2, 6, 5, 3)).astype(np.float32)
+    w_host = rng.standard_normal((3, 3, 3, 4)).astype(np.float32)
+    gathers = []
+    original = _ConvGeometry.im2col
+    monkeypatch.setattr(_ConvGeometry, "im2col",
+                        lambda self, *a: gathers.append(1) or original(self, *a))
+
+    def gradients(create_graph):
+        x = ndl.Tensor(x_host, device=device, requires_grad=True)
+        W = ndl.Tensor(w_host, device=device, requires_grad=True)
+        out = ndl.conv(x, W, stride=2, padding=1)
+        seed = np.linspace(-1, 1, int(np.prod(out.shape)), dtype=np.float32)
+        out.backward(ndl.Tensor(seed.reshape(out.shape), device=device),
+                     create_graph=create_graph)
+        assert out.op._forward_cols is None
+        return x.grad.numpy(), W.grad.numpy(), seed.reshape(out.shape)
+
+    *shared, seed = gradients(False)
+    assert len(gathers) == 1
+    del gathers[:]
+    *separate, _ = gradients(True)
+    assert len(gathers) == 2
+    for got, want in zip(shared, separate):
+        np.testing.assert_array_equal(got, want)
+    # dW[i, j, ci, co] = sum x_pad[n, h*s + i, w*s + j, ci] * seed[n, h, w, co]
+    padded = np.pad(x_host.astype(np.float64), ((0, 0), (1, 1), (1, 1), (0, 0)))
+    oh, ow = seed.shape[1:3]
+    want_w = np.stack([np.stack([np.einsum("nhwc,nhwd->cd",
+                                           padded[:, i:i + 2 * oh - 1:2, j:j + 2 * ow - 1:2],
+                                           seed) for j in range(3)]) for i in range(3)])
+    np.testing.assert_allclose(shared[1], want_w, rtol=1e-5, atol=1e-5)
