@@ -305,7 +305,8 @@ class NDArray:
             if xp is not None:
                 return NDArray._wrap(self._device, getattr(xp, xp_name)(self._view(),
                                                                         other._view()))
-            if self._strides == other._strides and self._covers_buffer():
+            if self._strides == other._strides and self._covers_buffer() and \
+                    other._covers_buffer():
                 a, b = self, other
             else:
                 a, b = self.compact(), other.compact()

@@ -77,6 +77,13 @@ def test_other_views_are_compacted_first(device):
     np.testing.assert_array_equal((sliced * 2).numpy(),
                                   np.arange(48).reshape(2, 3, 8)[:, :, ::2] * 2)
     assert (sliced * 2).strides == (12, 4, 1)  # a strided slice is not its whole buffer
+    # the same strides as a compact operand, but a window of a bigger buffer (offset 6)
+    whole = np.arange(12, dtype=np.float32).reshape(4, 3)
+    window = NDArray(whole, device=device)[2:4, :]
+    ones = NDArray(np.ones((2, 3), np.float32), device=device)
+    assert window.strides == ones.strides
+    np.testing.assert_array_equal((ones + window).numpy(), 1 + whole[2:4])
+    np.testing.assert_array_equal((window * ones).numpy(), whole[2:4])
     row = NDArray(np.arange(4, dtype=np.float32), device=device).reshape((1, 4))
     wide = row.broadcast_to((3, 4))
     np.testing.assert_array_equal((wide + 1).numpy(), np.tile(np.arange(4) + 1, (3, 1)))
