@@ -55,6 +55,13 @@ def is_grad_enabled():
     return _Mode.grad_enabled
 
 
+def records_graph(*tensors):
+    """Whether a gradient computed from these tensors (an op's output gradient and inputs)
+    must be recorded as a graph (create_graph, or grad() inside enable_grad): ops with a
+    fused or array-level gradient take it only when this is False."""
+    return _Mode.grad_enabled and any(t.requires_grad for t in tensors)
+
+
 def needs_grad(x):
     """Whether an op's `gradient` must compute the gradient of its input `x`: x requires
     grad and, inside `grad()`, lies on a path from the requested inputs (so a gradient

@@ -22,7 +22,7 @@ slow_conv2d keeps its `finput`).
 """
 import numbers
 
-from ..autograd import Tensor, TensorOp, is_grad_enabled, needs_grad
+from ..autograd import Tensor, TensorOp, needs_grad, records_graph
 from ..backend_selection import array_api, device_of
 
 __all__ = ["Conv", "ConvTranspose", "ConvWeightGrad", "conv", "conv_transpose",
@@ -109,6 +109,11 @@ class _ConvGeometry:
         return (self.dilation == (1, 1) and (h == 1 or sh == kh) and (w == 1 or sw == kw)
                 and canvas_h == h * kh and canvas_w == w * kw)
 
+    def conv_out_size(self, in_size, kernel):
+        """conv's (OH, OW) for an (H, W) input and a (KH, KW) kernel."""
+        return tuple(conv_output_size(size, k, s, p, d) for size, k, s, p, d in
+                     zip(in_size, kernel, self.stride, self.padding, self.dilation))
+
     def output_padding_for(self, in_size, kernel, out_size):
         """The output_padding that makes conv_transpose return exactly `in_size`."""
         return tuple(
@@ -129,11 +134,6 @@ def _weight_grad_from_cols(cols, g, kernel, c_in):
     n, oh, ow, c_out = g.shape
     grad = array_api.swapaxes(cols, 0, 1) @ array_api.reshape(g, (n * oh * ow, c_out))
     return array_api.reshape(grad, (*kernel, c_in, c_out))
-
-
-def _records_graph(*tensors):
-    """Whether a gradient built from these tensors must be recorded (create_graph)."""
-    return is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
 def _check_4d(name, x, W):
@@ -161,8 +161,7 @@ class Conv(TensorOp):
             raise ValueError(f"conv: input has {c} channels (shape {x.shape}) but the weight "
                              f"expects {c_in} (weight shape {W.shape})")
         g = self.geometry
-        out_size = tuple(conv_output_size(size, k, s, p, d) for size, k, s, p, d in
-                         zip((h, w), (kh, kw), g.stride, g.padding, g.dilation))
+        out_size = g.conv_out_size((h, w), (kh, kw))
         if min(out_size) < 1:
             raise ValueError(f"conv: kernel {(kh, kw)} (dilation {g.dilation}) does not fit "
                              f"input {(h, w)} with padding {g.padding}")
@@ -182,7 +181,7 @@ class Conv(TensorOp):
                                     g.dilation)
         if needs_grad(W):
             if saved is not None and saved[0] is x.realize_cached_data() and \
-                    not _records_graph(out_grad, x, W):
+                    not records_graph(out_grad, x, W):
                 grad_W = Tensor.make_const(_weight_grad_from_cols(
                     saved[1], out_grad.realize_cached_data(), kernel, x.shape[3]))
             else:
@@ -234,7 +233,7 @@ class ConvTranspose(TensorOp):
     def gradient(self, out_grad, node):
         y, W = node.inputs
         g = self.geometry
-        if needs_grad(y) and needs_grad(W) and not _records_graph(out_grad, y, W):
+        if needs_grad(y) and needs_grad(W) and not records_graph(out_grad, y, W):
             return self._gradients_sharing_cols(out_grad, y, W)
         grad_y = conv(out_grad, W, g.stride, g.padding, g.dilation) if needs_grad(y) \
             else None
@@ -247,8 +246,7 @@ class ConvTranspose(TensorOp):
         conv(out_grad, W) and conv_weight_grad(out_grad, y) compute, bit for bit."""
         g, kernel = self.geometry, W.shape[:2]
         grad, y_data, weight = (t.realize_cached_data() for t in (out_grad, y, W))
-        out_size = tuple(conv_output_size(size, k, s, p, d) for size, k, s, p, d in
-                         zip(grad.shape[1:3], kernel, g.stride, g.padding, g.dilation))
+        out_size = g.conv_out_size(grad.shape[1:3], kernel)
         cols = g.im2col(grad, kernel, out_size)
         return (Tensor.make_const(_conv_from_cols(cols, weight, grad.shape[0], out_size)),
                 Tensor.make_const(_weight_grad_from_cols(cols, y_data, kernel, W.shape[2])))

@@ -4,7 +4,7 @@ Every gradient is built from ops, so each is twice differentiable where the math
 piecewise ops (relu, leaky_relu, abs, clip, maximum) are constants. Conventions at kinks: relu'(0)
 = 0, abs'(0) = 0, leaky_relu'(0) = slope, maximum/minimum split ties evenly (as PyTorch does).
 """
-from ..autograd import Tensor, TensorOp, is_grad_enabled
+from ..autograd import Tensor, TensorOp, records_graph
 from ..backend_selection import BACKEND, array_api
 
 __all__ = ["EWiseAdd", "AddScalar", "EWiseMul", "MulScalar", "EWisePow", "PowerScalar",
@@ -309,7 +309,7 @@ class LeakyReLU(TensorOp):
 
     def gradient(self, out_grad, node):
         a = node.inputs[0].realize_cached_data()
-        if not (is_grad_enabled() and out_grad.requires_grad):  # no graph to record here
+        if not records_graph(out_grad):  # no graph to record here
             fused = array_api.fused("leaky_relu_grad", a, out_grad.realize_cached_data(),
                                     slope=self.slope)
             if fused is not None:

@@ -3,7 +3,7 @@ import copy
 
 import numpy as np
 
-from ..autograd import Tensor, TensorOp, is_grad_enabled
+from ..autograd import Tensor, TensorOp, records_graph
 from ..backend_selection import array_api
 from .shape import broadcast_to, reshape
 
@@ -180,7 +180,7 @@ class Normalize(TensorOp):
     def gradient(self, out_grad, node):
         x = node.inputs[0]
         axes = self._axes(len(x.shape))
-        if is_grad_enabled() and (out_grad.requires_grad or x.requires_grad):
+        if records_graph(out_grad, x):
             return _normalize_gradient(out_grad, *_normalized(x, axes, self.eps), axes)
         return Tensor.make_const(_normalize_gradient_arrays(
             out_grad.realize_cached_data(), node.realize_cached_data(), self.inv_std, axes))
@@ -272,8 +272,7 @@ class BatchNormalize(TensorOp):
     def gradient(self, out_grad, node):
         x, weight, _ = node.inputs
         axis, axes = self._axes(x.shape)
-        if is_grad_enabled() and (out_grad.requires_grad or
-                                  any(v.requires_grad for v in node.inputs)):
+        if records_graph(out_grad, *node.inputs):
             x_hat, inv_std = _normalized(x, axes, self.eps)
             gx = _normalize_gradient(out_grad * _expand(weight, x.shape, axes), x_hat, inv_std,
                                      axes)
