@@ -2335,24 +2335,34 @@ py::tuple fused_adam(Floats w, Floats g, Floats m, Floats v, float lr, float bet
 // sum(v) to *s1 and sum(v * u) to *s2, both in double over eight chains (element i goes to
 // chain i % 8, the last n % 8 to chain 0; the chains then added in order). The AVX2 variant
 // holds the eight chains in two registers each and rounds exactly as the scalar one.
+// Element i's terms of the per-channel sums below: u = x[i] - c, v = g[i] (HasG) or u;
+// s1 += v, s2 += v * u. Every variant's scalar steps are this one.
+template <bool HasG>
+NEEDLE_INLINE void add_terms(const float *x, const float *g, int64_t i, double c, double &s1,
+                             double &s2) {
+  const double u = double(x[i]) - c, v = HasG ? double(g[i]) : u;
+  s1 += v, s2 += v * u;
+}
+
 template <bool HasG>
 void run_sums(Isa<16>, const float *x, const float *g, int64_t n, double c, double *s1,
               double *s2) {
   double a0[8] = {0}, a1[8] = {0};
   int64_t i = 0;
   for (; i + 8 <= n; i += 8)
-    for (int j = 0; j < 8; ++j) {
-      const double u = double(x[i + j]) - c, v = HasG ? double(g[i + j]) : u;
-      a0[j] += v, a1[j] += v * u;
-    }
-  for (; i < n; ++i) {
-    const double u = double(x[i]) - c, v = HasG ? double(g[i]) : u;
-    a0[0] += v, a1[0] += v * u;
-  }
+    for (int j = 0; j < 8; ++j) add_terms<HasG>(x, g, i + j, c, a0[j], a1[j]);
+  for (; i < n; ++i) add_terms<HasG>(x, g, i, c, a0[0], a1[0]);
   for (int j = 0; j < 8; ++j) *s1 += a0[j], *s2 += a1[j];
 }
 
 #ifdef NEEDLE_X86_AVX2
+// Eight floats at p as doubles: elements 0-3 in lo, 4-7 in hi.
+__attribute__((target("avx2"))) inline void widen(const float *p, __m256d &lo, __m256d &hi) {
+  const __m256 f = _mm256_loadu_ps(p);
+  lo = _mm256_cvtps_pd(_mm256_castps256_ps128(f));
+  hi = _mm256_cvtps_pd(_mm256_extractf128_ps(f, 1));
+}
+
 template <bool HasG>
 __attribute__((target("avx2"))) void run_sums(Isa<32>, const float *x, const float *g,
                                               int64_t n, double c, double *s1, double *s2) {
@@ -2360,25 +2370,18 @@ __attribute__((target("avx2"))) void run_sums(Isa<32>, const float *x, const flo
   __m256d a0l = _mm256_setzero_pd(), a0h = a0l, a1l = a0l, a1h = a0l;  // chains 0-3, 4-7
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    const __m256 xf = _mm256_loadu_ps(x + i);
-    const __m256d ul = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(xf)), cc);
-    const __m256d uh = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(xf, 1)), cc);
+    __m256d ul, uh;
+    widen(x + i, ul, uh);
+    ul = _mm256_sub_pd(ul, cc), uh = _mm256_sub_pd(uh, cc);
     __m256d vl = ul, vh = uh;
-    if (HasG) {
-      const __m256 gf = _mm256_loadu_ps(g + i);
-      vl = _mm256_cvtps_pd(_mm256_castps256_ps128(gf));
-      vh = _mm256_cvtps_pd(_mm256_extractf128_ps(gf, 1));
-    }
+    if (HasG) widen(g + i, vl, vh);
     a0l = _mm256_add_pd(a0l, vl), a0h = _mm256_add_pd(a0h, vh);
     a1l = _mm256_add_pd(a1l, _mm256_mul_pd(vl, ul)), a1h = _mm256_add_pd(a1h, _mm256_mul_pd(vh, uh));
   }
   alignas(32) double a0[8], a1[8];
   _mm256_store_pd(a0, a0l), _mm256_store_pd(a0 + 4, a0h);
   _mm256_store_pd(a1, a1l), _mm256_store_pd(a1 + 4, a1h);
-  for (; i < n; ++i) {
-    const double u = double(x[i]) - c, v = HasG ? double(g[i]) : u;
-    a0[0] += v, a1[0] += v * u;
-  }
+  for (; i < n; ++i) add_terms<HasG>(x, g, i, c, a0[0], a1[0]);
   for (int j = 0; j < 8; ++j) *s1 += a0[j], *s2 += a1[j];
 }
 #endif
@@ -2392,8 +2395,7 @@ void lane_sums(Isa<16>, const float *x, const float *g, const float *center, int
   for (int64_t o = o0; o < o1; ++o)
     for (int64_t k = 0; k < channels; ++k) {
       const int64_t i = o * channels + k;
-      const double u = double(x[i]) - double(center[k]), v = HasG ? double(g[i]) : u;
-      p0[k] += v, p1[k] += v * u;
+      add_terms<HasG>(x, g, i, double(center[k]), p0[k], p1[k]);
     }
 }
 
@@ -2404,21 +2406,16 @@ __attribute__((target("avx2"))) void lane_sums(Isa<32>, const float *x, const fl
                                                int64_t channels, double *p0, double *p1) {
   int64_t k = 0;
   for (; k + 8 <= channels; k += 8) {
-    const __m256 cf = _mm256_loadu_ps(center + k);
-    const __m256d cl = _mm256_cvtps_pd(_mm256_castps256_ps128(cf));
-    const __m256d ch = _mm256_cvtps_pd(_mm256_extractf128_ps(cf, 1));
+    __m256d cl, ch;
+    widen(center + k, cl, ch);
     __m256d s0l = _mm256_loadu_pd(p0 + k), s0h = _mm256_loadu_pd(p0 + k + 4);
     __m256d s1l = _mm256_loadu_pd(p1 + k), s1h = _mm256_loadu_pd(p1 + k + 4);
     for (int64_t o = o0; o < o1; ++o) {
-      const __m256 xf = _mm256_loadu_ps(x + o * channels + k);
-      const __m256d ul = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(xf)), cl);
-      const __m256d uh = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(xf, 1)), ch);
+      __m256d ul, uh;
+      widen(x + o * channels + k, ul, uh);
+      ul = _mm256_sub_pd(ul, cl), uh = _mm256_sub_pd(uh, ch);
       __m256d vl = ul, vh = uh;
-      if (HasG) {
-        const __m256 gf = _mm256_loadu_ps(g + o * channels + k);
-        vl = _mm256_cvtps_pd(_mm256_castps256_ps128(gf));
-        vh = _mm256_cvtps_pd(_mm256_extractf128_ps(gf, 1));
-      }
+      if (HasG) widen(g + o * channels + k, vl, vh);
       s0l = _mm256_add_pd(s0l, vl), s0h = _mm256_add_pd(s0h, vh);
       s1l = _mm256_add_pd(s1l, _mm256_mul_pd(vl, ul)), s1h = _mm256_add_pd(s1h, _mm256_mul_pd(vh, uh));
     }
@@ -2428,8 +2425,7 @@ __attribute__((target("avx2"))) void lane_sums(Isa<32>, const float *x, const fl
   for (; k < channels; ++k)
     for (int64_t o = o0; o < o1; ++o) {
       const int64_t i = o * channels + k;
-      const double u = double(x[i]) - double(center[k]), v = HasG ? double(g[i]) : u;
-      p0[k] += v, p1[k] += v * u;
+      add_terms<HasG>(x, g, i, double(center[k]), p0[k], p1[k]);
     }
 }
 #endif
