@@ -160,14 +160,18 @@ def test_default_is_the_widest_variant_and_bad_names_are_refused():
             native.set_gemm_isa(name)
 
 
+def run_with_gemm_isa(value, code):
+    """`code` run by a fresh interpreter in the repository root with NEEDLE_GEMM_ISA=value."""
+    env = dict(os.environ, NEEDLE_GEMM_ISA=value)
+    root = pathlib.Path(__file__).resolve().parents[3]
+    return subprocess.run([sys.executable, "-c", code], env=env, cwd=root,
+                          capture_output=True, text=True, check=True)
+
+
 @pytest.mark.parametrize("name", ISAS)
 def test_the_environment_variable_picks_the_starting_variant(name):
-    code = ("from needle.backend_ndarray import ndarray_backend_cpu as m; "
-            "print(m.gemm_isa())")
-    env = dict(os.environ, NEEDLE_GEMM_ISA=name)
-    root = pathlib.Path(__file__).resolve().parents[3]
-    result = subprocess.run([sys.executable, "-c", code], env=env, cwd=root,
-                            capture_output=True, text=True, check=True)
+    result = run_with_gemm_isa(name, "from needle.backend_ndarray import "
+                                     "ndarray_backend_cpu as m; print(m.gemm_isa())")
     assert result.stdout.strip() == name
 
 
@@ -196,12 +200,9 @@ def test_avx512_rounds_exactly_as_avx2(m, n, p, dtype):
 
 @pytest.mark.parametrize("value", ["foo", "AVX512 "])
 def test_a_bad_environment_variable_warns_with_its_value_and_keeps_the_default(value):
-    code = ("import warnings, needle as ndl; warnings.simplefilter('always'); ndl.cpu(); "
-            "from needle.backend_ndarray import ndarray_backend_cpu as m; print(m.gemm_isa())")
-    env = dict(os.environ, NEEDLE_GEMM_ISA=value)
-    root = pathlib.Path(__file__).resolve().parents[3]
-    result = subprocess.run([sys.executable, "-c", code], env=env, cwd=root,
-                            capture_output=True, text=True, check=True)
+    result = run_with_gemm_isa(value, (
+        "import warnings, needle as ndl; warnings.simplefilter('always'); ndl.cpu(); "
+        "from needle.backend_ndarray import ndarray_backend_cpu as m; print(m.gemm_isa())"))
     assert result.stdout.strip() == ISAS[0]
     warning = [line for line in result.stderr.splitlines() if "NEEDLE_GEMM_ISA" in line]
     assert len(warning) == 1 and repr(value) in warning[0] and ISAS[0] in warning[0]
