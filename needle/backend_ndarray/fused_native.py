@@ -18,18 +18,13 @@ first made) the table is empty.
 import math
 import os
 
-from .ndarray import NDArray
+from .ndarray import NDArray, axes_by_stride, inverse_permutation
 
 __all__ = ["make_fused_native"]
 
 
 def _floats(*arrays):
     return all(a.dtype == "float32" for a in arrays)
-
-
-def _memory_order(a):
-    """a's axes from the largest stride to the smallest (ties kept in axis order)."""
-    return tuple(sorted(range(a.ndim), key=lambda axis: -a.strides[axis]))
 
 
 def _in_order(a, order):
@@ -39,8 +34,7 @@ def _in_order(a, order):
 
 def _back(dense, order):
     """A result computed in `order` seen in the caller's axis order."""
-    inverse = sorted(range(len(order)), key=order.__getitem__)
-    return dense.permute(inverse)
+    return dense.permute(inverse_permutation(order))
 
 
 def _empty_like(dense):
@@ -56,7 +50,7 @@ def make_fused_native(native):
     def elementwise(kernel, first, *others, outputs=1, **scalars):
         if not _floats(first, *others) or any(o.shape != first.shape for o in others):
             return None
-        order = _memory_order(first)
+        order = axes_by_stride(first.strides)
         operands = [_in_order(a, order) for a in (first,) + others]
         results = [_empty_like(operands[0]) for _ in range(outputs)]
         kernel(*(a._handle for a in operands), *(r._handle for r in results), **scalars)
@@ -69,7 +63,7 @@ def make_fused_native(native):
         if x.size == 0 or not _floats(x, *others, *vectors) or \
                 any(o.shape != x.shape for o in others):
             return None
-        order = _memory_order(x)
+        order = axes_by_stride(x.strides)
         at = order.index(axis)
         dense = [_in_order(a, order) for a in (x,) + tuple(others)]
         outer = math.prod(dense[0].shape[:at])

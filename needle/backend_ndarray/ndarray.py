@@ -19,6 +19,16 @@ def prod(shape):
     return math.prod(shape)
 
 
+def axes_by_stride(strides):
+    """The axes from the largest stride to the smallest, ties in axis order: the memory order
+    of an array that is dense in some axis order (an NCHW view of NHWC data: (0, 2, 3, 1))."""
+    return tuple(sorted(range(len(strides)), key=lambda axis: -strides[axis]))
+
+
+def inverse_permutation(order):
+    return tuple(sorted(range(len(order)), key=order.__getitem__))
+
+
 def _as_scalar(value):
     """Course ops pass NumPy scalars or 1-element arrays as scalars; keep the array's dtype."""
     return value.item() if hasattr(value, "item") else value
@@ -79,11 +89,10 @@ class NDArray:
         so a dense result in permuted order is adopted as a permuted view of its storage.
         """
         if not result.flags.c_contiguous:
-            order = sorted(range(result.ndim), key=lambda axis: -result.strides[axis])
+            order = axes_by_stride(result.strides)
             storage = result.transpose(order)
             if storage.flags.c_contiguous:
-                out = NDArray._wrap(device, storage).permute(
-                    sorted(range(result.ndim), key=order.__getitem__))
+                out = NDArray._wrap(device, storage).permute(inverse_permutation(order))
                 out._xp_view = result
                 return out
         # ascontiguousarray returns at least 1-D; reshape keeps 0-d results 0-d.
