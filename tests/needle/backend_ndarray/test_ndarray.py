@@ -239,6 +239,27 @@ def test_matmul_with_and_without_tiles(m, n, p, device, monkeypatch):
     assert bool(calls) == expect_tiled
 
 
+@pytest.mark.parametrize("a_shape, b_shape", [((64, 1), (1, 50)), ((5, 1), (3, 1, 4)),
+                                              ((2, 1, 3, 1), (4, 1, 6)), ((1, 1), (1, 1))],
+                         ids=str)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_matmul_with_inner_size_one_is_each_product(a_shape, b_shape, dtype, device):
+    """(..., m, 1) @ (..., 1, p) runs as a broadcast multiply: NumPy's matmul values (one
+    product per entry) with the batch dimensions broadcast, transposed operands (the
+    last conv's input gradient reads W^T) and infinities included."""
+    rng = np.random.default_rng(len(a_shape) + 7 * len(b_shape))
+    x = rng.standard_normal(a_shape).astype(dtype)
+    y = rng.standard_normal(b_shape[:-2] + b_shape[:-3:-1]).astype(dtype)
+    x.flat[0], y.flat[-1] = np.inf, -3e38
+    b = nd.array(y, device=device, dtype=dtype).permute(
+        tuple(range(len(b_shape) - 2)) + (len(b_shape) - 1, len(b_shape) - 2))
+    out = nd.array(x, device=device, dtype=dtype) @ b
+    with np.errstate(over="ignore", invalid="ignore"):
+        expected = np.matmul(x, np.swapaxes(y, -1, -2))
+    assert out.shape == expected.shape and out.dtype == dtype
+    np.testing.assert_array_equal(out.numpy(), expected)
+
+
 @pytest.mark.parametrize("m, n, p", [(1, 1, 1), (2, 2, 3), (1, 2, 1), (3, 3, 3)], ids=str)
 def test_matmul_tiled_called_directly_on_tile_blocked_layouts(m, n, p):
     """hw3 calls device.matmul_tiled with NDArray.make outputs, which are uninitialised."""
