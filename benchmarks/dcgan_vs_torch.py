@@ -6,7 +6,8 @@
 
 Both frameworks get the 28x28 DCGAN of apps.train_dcgan (G 100-256-128-1, D 1-64-128-1), the
 same initial weights (needle's, copied into PyTorch), the same batches, noise, Adam settings
-and non-saturating loss. Each step logs the same figures in both, as a training loop does:
+and non-saturating loss; G's step computes G's gradients alone (backward(inputs=G's
+parameters) in both). Each step logs the same figures in both, as a training loop does:
 D's loss, D(x), D(G(z)), the norm of D's gradient (each gradient copied to the host, as
 gan.Adversarial does) and G's loss, so both pay the same host syncs. `--device cuda` runs
 needle on CuPy and PyTorch on CUDA (each step ends with a device synchronize, batches are
@@ -31,6 +32,7 @@ import needle as ndl
 from benchmarks.timing import (CLOCKS, interleaved_medians, machine, peak_rss_mb,
                                try_import_torch)
 from gan import Adversarial
+from gan.adversarial import backward_into
 from gan.models.dcgan import Discriminator, Generator
 from gan.objectives import NonSaturating
 
@@ -65,7 +67,7 @@ class NeedleDCGAN:
             ndl.Tensor(real, device=self.device, requires_grad=False), fake)
         loss = self.adv.generator_loss(fake)
         self.opt_G.reset_grad()
-        loss.backward(create_graph=False)
+        backward_into(loss, self.opt_G)  # G's gradients alone, as the gan recipes do
         self.opt_G.step()
         figures["g_loss"] = float(loss.numpy())
         return {name: figures[name] for name in FIGURES}
@@ -124,7 +126,7 @@ class TorchDCGAN:
                    "d_grad_norm": d_grad_norm}
         g_loss = self.softplus(-self.D(fake).view(-1)).mean()
         self.opt_G.zero_grad()
-        g_loss.backward()
+        g_loss.backward(inputs=list(self.G.parameters()))  # G's alone, as needle's twin
         self.opt_G.step()
         figures["g_loss"] = g_loss.item()
         return figures

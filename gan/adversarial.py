@@ -284,6 +284,15 @@ class Adversarial(nn.Module):
                 f"penalties={self.penalties}, n_critic={self.n_critic}{extras})")
 
 
+def backward_into(loss, *optimizers):
+    """loss.backward() into these optimizers' trainable parameters alone: the walk skips
+    every path that reaches none of them, so a G step through D computes no gradient of
+    D's weights (its optimizer would reset them before its own step anyway; StudioGAN
+    toggles D's requires_grad for the same saving) and leaves D's .grad as it was."""
+    params = [p for optimizer in optimizers for p in optimizer.params if p.requires_grad]
+    loss.backward(create_graph=False, inputs=params or None)
+
+
 def _global_norm(parameters):
     """sqrt(sum of squared gradient entries) over the parameters that have gradients."""
     total = 0.0

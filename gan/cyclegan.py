@@ -24,6 +24,7 @@ Names in the figures say which domain an image lives in: d_A_* is D_A on domain-
 import needle as ndl
 from needle import nn
 
+from .adversarial import backward_into
 from .models.pool import ImagePool
 
 __all__ = ["CycleGAN"]
@@ -79,7 +80,7 @@ class CycleGAN:
         total, terms, fake_A, fake_B = self.generator_loss(real_A, real_B)
         self.opt_G.reset_grad()
         self.opt_F.reset_grad()
-        total.backward(create_graph=False)  # also fills D's grads; its step resets them
+        backward_into(total, self.opt_G, self.opt_F)
         self.opt_G.step()
         self.opt_F.step()
         figures = {"g_loss": float(total.numpy())}

@@ -326,20 +326,31 @@ class Tensor(Value):
         return self if device == self.device else Tensor(self, device=device,
                                                          requires_grad=self.requires_grad)
 
-    def backward(self, out_grad=None, create_graph=True):
+    def backward(self, out_grad=None, create_graph=True, inputs=None):
         """Store d(self)/d(node) in `.grad` of every node that requires grad.
 
         `create_graph=True` (the course's default) keeps the gradients differentiable;
         False computes them without recording graph, which is faster for training steps.
+        `inputs` (Tensors that require grad, say an optimizer's params), as in torch's
+        backward(inputs=...): only the paths that reach them are walked and only they get
+        `.grad` (others keep theirs), so a GAN's G step computes no gradient of D's weights.
         """
+        if inputs is not None:
+            inputs = list(inputs)
+            if not inputs:
+                raise ValueError("backward: inputs is empty; pass None to fill every .grad")
+            for i, x in enumerate(inputs):
+                if not isinstance(x, Tensor) or not x.requires_grad:
+                    raise ValueError(f"backward: inputs[{i}] is not a Tensor that requires "
+                                     f"grad ({type(x).__name__})")
         if out_grad is None:
             out_grad = Tensor(array_api.full(self.shape, 1, dtype=self.dtype,
                                              device=self.device), requires_grad=False)
         context = enable_grad() if create_graph else no_grad()
         with context:
-            grads = _reverse_accumulate([self], [out_grad])
-        for node, grad in grads.items():
-            node.grad = grad
+            grads = _reverse_accumulate([self], [out_grad], inputs)
+        for node in grads if inputs is None else (x for x in inputs if x in grads):
+            node.grad = grads[node]
 
     def __repr__(self):
         return "needle.Tensor(" + str(self.realize_cached_data()) + ")"

@@ -48,7 +48,7 @@ import numpy as np
 import needle as ndl
 from needle import nn, ops
 
-from ..adversarial import _global_norm
+from ..adversarial import _global_norm, backward_into
 from ..images import save_grid
 from ..samples import ImageGrid
 from .recipe import Recipe, apply_in_chunks
@@ -281,7 +281,7 @@ class AAERecipe(_AutoencoderRecipe):
     @staticmethod
     def _step(optimizer, loss, figures, norm_name):
         optimizer.reset_grad()
-        loss.backward(create_graph=False)
+        backward_into(loss, optimizer)
         figures[norm_name] = _global_norm(optimizer.params)
         optimizer.step()
 

@@ -27,7 +27,7 @@ import needle as ndl
 import needle.distributed as dist
 from needle import nn
 
-from ..adversarial import _global_norm
+from ..adversarial import _global_norm, backward_into
 from ..errors import DataRangeWarning, GANSetupError, ImageShapeError, TrainingDataError
 from ..models.dcgan import SUPPORTED_SIZES
 from ..samples import ImageGrid, Panels
@@ -92,7 +92,7 @@ class GANRecipe(Recipe):
         if (step + 1) % self.adversarial.n_critic == 0:
             g_loss = self.adversarial.generator_loss(fake, labels, real=real)
             self.g_optimizer.reset_grad()
-            g_loss.backward(create_graph=False)
+            backward_into(g_loss, self.g_optimizer)
             figures["g_loss"] = float(g_loss.numpy())
             figures["g_grad_norm"] = _global_norm(self.g_optimizer.params)
             self.g_optimizer.step()

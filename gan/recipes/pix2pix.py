@@ -24,7 +24,7 @@ import numpy as np
 import needle as ndl
 from needle import nn
 
-from ..adversarial import _global_norm
+from ..adversarial import _global_norm, backward_into
 from ..errors import ImageShapeError
 from ..samples import ImageGrid
 from .recipe import Recipe, apply_in_chunks
@@ -81,7 +81,7 @@ class Pix2PixRecipe(Recipe):
                 figures["adaptive_weight"] = self.balance.last_weight
             g_loss = gan + reconstruction                     # eq. 4
         self.g_optimizer.reset_grad()
-        g_loss.backward(create_graph=False)
+        backward_into(g_loss, self.g_optimizer)
         figures["g_loss"] = float(g_loss.numpy())
         figures["g_grad_norm"] = _global_norm(self.g_optimizer.params)
         self.g_optimizer.step()

@@ -108,3 +108,62 @@ def test_backward_is_not_pruned():
     (a * b).sum().backward()
     np.testing.assert_array_equal(a.grad.numpy(), [3.0, 4.0])
     np.testing.assert_array_equal(b.grad.numpy(), [1.0, 2.0])
+
+
+def test_backward_with_inputs_computes_and_stores_their_gradients_alone(device, monkeypatch):
+    """A G step's backward(inputs=G's params) through D: no conv weight gradient of D runs,
+    D's .grad stays what it was, and G's gradients equal those of a full backward() and
+    PyTorch's backward(inputs=...)."""
+    torch = pytest.importorskip("torch")
+    np.random.seed(1)
+    generator = nn.Linear(5, 64, device=device)
+    critic = _critic(device)
+    z_np = np.random.randn(3, 5).astype(np.float32)
+
+    def g_loss():
+        fake = ndl.reshape(generator(ndl.Tensor(z_np, device=device)), (3, 1, 8, 8))
+        return critic(fake).sum()
+
+    conv = critic.modules[0]
+    marker = ndl.Tensor(np.full(conv.weight.shape, 7.0, np.float32), device=device)
+    conv.weight.grad = marker
+    weight_grads = _WeightGradCounter(monkeypatch)
+    g_loss().backward(create_graph=False, inputs=generator.parameters())
+    assert weight_grads.calls == 0 and conv.weight.grad is marker
+    pruned = [p.grad.numpy() for p in generator.parameters()]
+    g_loss().backward(create_graph=False)
+    assert weight_grads.calls == 1
+    for got, full in zip(pruned, (p.grad.numpy() for p in generator.parameters())):
+        np.testing.assert_array_equal(got, full)
+
+    t_gen = torch.nn.Linear(5, 64)
+    t_conv = torch.nn.Conv2d(1, 4, 3, stride=2, padding=1)
+    t_linear = torch.nn.Linear(16 * 4, 1)
+    linear = critic.modules[3]
+    with torch.no_grad():
+        t_gen.weight.copy_(torch.from_numpy(generator.weight.numpy().T.copy()))
+        t_gen.bias.copy_(torch.from_numpy(generator.bias.numpy().reshape(-1)))
+        t_conv.weight.copy_(torch.from_numpy(conv.weight.numpy().transpose(3, 2, 0, 1).copy()))
+        t_conv.bias.copy_(torch.from_numpy(conv.bias.numpy().reshape(-1)))
+        t_linear.weight.copy_(torch.from_numpy(linear.weight.numpy().T.copy()))
+        t_linear.bias.copy_(torch.from_numpy(linear.bias.numpy().reshape(-1)))
+    fake = t_gen(torch.from_numpy(z_np)).view(3, 1, 8, 8)
+    hidden = torch.nn.functional.leaky_relu(t_conv(fake), 0.2).flatten(1)
+    t_linear(hidden).sum().backward(
+        inputs=[t_gen.weight, t_gen.bias])
+    assert t_conv.weight.grad is None
+    np.testing.assert_allclose(pruned[0].T, t_gen.weight.grad.numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(pruned[1].reshape(-1), t_gen.bias.grad.numpy(), rtol=1e-4,
+                               atol=1e-5)
+
+
+def test_backward_with_bad_inputs_names_them():
+    a = ndl.Tensor([1.0, 2.0])
+    constant = ndl.Tensor([3.0, 4.0], requires_grad=False)
+    loss = (a * constant).sum()
+    with pytest.raises(ValueError, match="inputs is empty"):
+        loss.backward(inputs=[])
+    with pytest.raises(ValueError, match=r"inputs\[1\] is not a Tensor that requires grad"):
+        loss.backward(inputs=[a, constant])
+    loss.backward(inputs=[a])
+    np.testing.assert_array_equal(a.grad.numpy(), [3.0, 4.0])
