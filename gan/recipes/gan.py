@@ -19,6 +19,7 @@ checkpoints ("ema.*": G's key names), sits beside G in every sample picture (two
 "G" and "EMA(G)") and is scored beside it: the evaluator's figures for G, and the same
 figures for EMA(G) prefixed "ema_" (fid and ema_fid).
 """
+import contextlib
 import warnings
 
 import numpy as np
@@ -87,9 +88,12 @@ class GANRecipe(Recipe):
         labels = self._tensor(batch[1]) if len(batch) > 1 else None
         # this rank's rows of the global batch's noise (all of it on one process)
         z = dist.shard_randn(len(batch[0]), self.latent_dim, device=self.device)
-        fake = self._generate(z, labels)
+        g_step = (step + 1) % self.adversarial.n_critic == 0
+        # a critic-only step (n_critic > 1) needs G's output as data alone: no graph
+        with contextlib.nullcontext() if g_step else ndl.no_grad():
+            fake = self._generate(z, labels)
         figures = self.adversarial.discriminator_step(real, fake, labels)
-        if (step + 1) % self.adversarial.n_critic == 0:
+        if g_step:
             g_loss = self.adversarial.generator_loss(fake, labels, real=real)
             self.g_optimizer.reset_grad()
             backward_into(g_loss, self.g_optimizer)
