@@ -2070,15 +2070,21 @@ void im2col_into(const T *src, const int64_t s[4], int64_t n, int64_t h, int64_t
   const int64_t kh = kernel[0], kw = kernel[1], oh = out_size[0], ow = out_size[1];
   const int64_t dw = dilation[1], row = kh * kw * c;
   const bool adjacent = (c == 1 || s[3] == 1) && dw * s[2] == c;
+  // per output column: its patch's in-bounds kernel columns j in [j0, j1), 0 <= x0 + j * dw
+  // < w, worked out once per call (two divisions each, which per patch row cost a grey
+  // image's gather as much as its copies)
+  std::vector<int64_t> first(ow), last(ow);
+  for (int64_t ox = 0; ox < ow; ++ox) {
+    const int64_t x0 = ox * stride[1] - padding[1];  // the patch's first column
+    first[ox] = x0 >= 0 ? 0 : std::min(kw, (-x0 + dw - 1) / dw);
+    last[ox] = x0 >= w ? first[ox] : std::max(first[ox], std::min(kw, (w - 1 - x0) / dw + 1));
+  }
   parallel_for(n * oh, ow * row, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t b = r / oh, oy = r % oh;
       T *o = dst + r * ow * row;
       for (int64_t ox = 0; ox < ow; ++ox) {
-        const int64_t x0 = ox * stride[1] - padding[1];  // the patch's first column
-        // in-bounds kernel columns j in [j0, j1): 0 <= x0 + j * dw < w
-        const int64_t j0 = x0 >= 0 ? 0 : std::min(kw, (-x0 + dw - 1) / dw);
-        const int64_t j1 = x0 >= w ? j0 : std::max(j0, std::min(kw, (w - 1 - x0) / dw + 1));
+        const int64_t x0 = ox * stride[1] - padding[1], j0 = first[ox], j1 = last[ox];
         for (int64_t i = 0; i < kh; ++i, o += kw * c) {
           const int64_t y = oy * stride[0] - padding[0] + i * dilation[0];
           if (y < 0 || y >= h || j0 == j1) {
