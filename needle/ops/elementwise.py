@@ -254,7 +254,15 @@ class ReLU(TensorOp):
         return array_api.maximum(a, 0)
 
     def gradient(self, out_grad, node):
-        return out_grad * _mask(node.inputs[0].realize_cached_data() > 0, out_grad)
+        a = node.inputs[0].realize_cached_data()
+        # no graph to record: leaky ReLU's one-pass kernel at slope 0, a > 0 ? g : 0 * g, the
+        # bits of g * mask (a zero of the mask keeps g's sign and turns inf to NaN alike)
+        if not records_graph(out_grad):
+            fused = array_api.fused("leaky_relu_grad", a, out_grad.realize_cached_data(),
+                                    slope=0.0)
+            if fused is not None:
+                return Tensor.make_const(fused)
+        return out_grad * _mask(a > 0, out_grad)
 
 
 def relu(a):

@@ -119,6 +119,34 @@ def test_leaky_relu_matches_composite(composite, device, create_graph, slope):
     np.testing.assert_array_equal(fused[1], (factor * seed).swapaxes(1, 3))
 
 
+@pytest.mark.parametrize("create_graph", [False, True])
+def test_relu_gradient_matches_composite_bit_for_bit(composite, device, create_graph):
+    """ReLU's gradient without a graph is leaky_relu_grad at slope 0: g where x > 0, else
+    0 * g, the composite's g * mask to the bit (signed zeros, inf -> NaN, NaN kept)."""
+    rng = np.random.default_rng(5)
+    x_host = rng.standard_normal((2, 3, 4, 5)).astype(np.float32)
+    x_host.flat[:4] = [0.0, -0.0, np.nan, np.inf]
+    seed = rng.standard_normal(x_host.shape).astype(np.float32)
+    seed.flat[4:10] = [-0.0, 0.0, np.inf, -np.inf, np.nan, -2.0]
+    x_host.flat[4:10] = [-1.0, -1.0, -1.0, 1.0, -1.0, -3.0]
+
+    def run():
+        x = ndl.Tensor(x_host, device=device, requires_grad=True)
+        y = ndl.ops.relu(ndl.ops.transpose(x, (1, 3)))
+        y.backward(ndl.Tensor(seed.swapaxes(1, 3), device=device), create_graph=create_graph)
+        return x.grad.numpy()
+
+    with count_fused_calls(device) as calls, np.errstate(invalid="ignore"):  # 0 * inf
+        fused = run()
+    with composite, np.errstate(invalid="ignore"):
+        expected = run()
+    assert calls["leaky_relu_grad"] == (0 if create_graph else 1)
+    np.testing.assert_array_equal(fused.view(np.uint32), expected.view(np.uint32))
+    with np.errstate(invalid="ignore"):
+        by_hand = seed * (x_host > 0).astype(np.float32)
+    np.testing.assert_array_equal(fused.view(np.uint32), by_hand.view(np.uint32))
+
+
 @pytest.mark.parametrize("weight_decay", [0.0, 0.01])
 def test_adam_matches_composite(composite, device, weight_decay):
     with count_fused_calls(device) as calls:
