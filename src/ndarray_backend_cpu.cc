@@ -2132,35 +2132,38 @@ Floats fused_im2col(py::array x, std::vector<int64_t> kernel, std::vector<int64_
 }
 
 // conv_transpose's scatter-add of (N, H, W, KH, KW, C) columns into an (N, CH, CW, C) canvas,
-// as a gather: each canvas pixel sums the columns that land on it, in the composite's kernel
-// offset order (zero, then offset (0, 0), (0, 1), ...), so the sums round alike. Which kernel
-// columns reach each canvas column is worked out once per call, not once per pixel.
+// as a gather, written for the canvas's (OH, OW) window at (oy0, ox0) only (conv_transpose's
+// output, the canvas cropped by its padding: no full canvas, no copy of the crop later): each
+// pixel sums the columns that land on it, in the composite's kernel offset order (zero, then
+// offset (0, 0), (0, 1), ...), so the sums round alike. Which kernel columns reach each output
+// column is worked out once per call, not once per pixel.
 template <class T>
-void col2im_into(const T *src, const int64_t shape[6], int64_t ch, int64_t cw,
+void col2im_into(const T *src, const int64_t shape[6], const int64_t window[4],
                  const std::vector<int64_t> &stride, const std::vector<int64_t> &dilation,
                  T *dst) {
   const int64_t n = shape[0], h = shape[1], w = shape[2], kh = shape[3], kw = shape[4],
                 c = shape[5];
+  const int64_t oy0 = window[0], ox0 = window[1], oh = window[2], ow = window[3];
   const int64_t sh = stride[0], sw = stride[1], dh = dilation[0], dw = dilation[1];
   const int64_t pixel = kh * kw * c;  // one input pixel's columns
-  // for canvas column x: count[x] offsets into a column row, in increasing j
-  std::vector<int64_t> count(cw, 0), offset(cw * kw);
-  for (int64_t x = 0; x < cw; ++x)
+  // for output column x: count[x] offsets into a column row, in increasing j
+  std::vector<int64_t> count(ow, 0), offset(ow * kw);
+  for (int64_t x = 0; x < ow; ++x)
     for (int64_t j = 0; j < kw; ++j) {
-      const int64_t xx = x - j * dw;
+      const int64_t xx = x + ox0 - j * dw;
       if (xx < 0 || xx % sw != 0 || xx / sw >= w) continue;
       offset[x * kw + count[x]++] = (xx / sw) * pixel + j * c;
     }
-  parallel_for(n * ch, cw * c * 4, [&](int64_t r0, int64_t r1) {
+  parallel_for(n * oh, ow * c * 4, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
-      const int64_t b = r / ch, y = r % ch;
-      T *o = dst + r * cw * c;
-      std::fill(o, o + cw * c, T(0));
+      const int64_t b = r / oh, y = r % oh + oy0;
+      T *o = dst + r * ow * c;
+      std::fill(o, o + ow * c, T(0));
       for (int64_t i = 0; i < kh; ++i) {
         const int64_t yy = y - i * dh;
         if (yy < 0 || yy % sh != 0 || yy / sh >= h) continue;
         const T *base = src + (b * h + yy / sh) * w * pixel + i * kw * c;
-        for (int64_t x = 0; x < cw; ++x) {
+        for (int64_t x = 0; x < ow; ++x) {
           T *acc = o + x * c;
           const int64_t *off = offset.data() + x * kw;
           for (int64_t t = 0; t < count[x]; ++t) {
@@ -2173,16 +2176,35 @@ void col2im_into(const T *src, const int64_t shape[6], int64_t ch, int64_t cw,
   });
 }
 
-Floats fused_col2im(Floats cols, std::vector<int64_t> canvas_shape,
+// The (N, OH, OW, C) window at origin (oy0, ox0) of col2im's canvas; throws naming `fn` for
+// a window that is not (columns' N, OH >= 1, OW >= 1, columns' C) at a non-negative origin.
+void check_col2im_window(const char *fn, const int64_t shape[6],
+                         const std::vector<int64_t> &out_shape,
+                         const std::vector<int64_t> &origin, const std::vector<int64_t> &stride,
+                         const std::vector<int64_t> &dilation, int64_t window[4]) {
+  if (out_shape.size() != 4 || origin.size() != 2 || stride.size() != 2 ||
+      dilation.size() != 2)
+    throw py::value_error(std::string(fn) + ": expected an (N, OH, OW, C) output, an (y, x) "
+                          "origin and (h, w) stride and dilation");
+  if (out_shape[0] != shape[0] || out_shape[3] != shape[5] || out_shape[1] < 1 ||
+      out_shape[2] < 1 || origin[0] < 0 || origin[1] < 0 || stride[0] < 1 || stride[1] < 1 ||
+      dilation[0] < 1 || dilation[1] < 1)
+    throw py::value_error(std::string(fn) + ": the output window does not fit the columns");
+  window[0] = origin[0], window[1] = origin[1], window[2] = out_shape[1],
+  window[3] = out_shape[2];
+}
+
+Floats fused_col2im(Floats cols, std::vector<int64_t> out_shape, std::vector<int64_t> origin,
                     std::vector<int64_t> stride, std::vector<int64_t> dilation) {
   if (cols.ndim() != 6) throw py::value_error("fused col2im: expected (N, H, W, KH, KW, C)");
-  int64_t shape[6];
+  int64_t shape[6], window[4];
   for (int i = 0; i < 6; ++i) shape[i] = cols.shape(i);
-  Floats out({shape[0], canvas_shape[1], canvas_shape[2], shape[5]});
+  check_col2im_window("fused col2im", shape, out_shape, origin, stride, dilation, window);
+  Floats out({out_shape[0], out_shape[1], out_shape[2], out_shape[3]});
   const float *src = cols.data();
   float *dst = out.mutable_data();
   py::gil_scoped_release release;
-  col2im_into(src, shape, canvas_shape[1], canvas_shape[2], stride, dilation, dst);
+  col2im_into(src, shape, window, stride, dilation, dst);
   return out;
 }
 
@@ -2221,29 +2243,23 @@ void im2col(const Array &a, Array &out, const std::vector<int64_t> &shape,
 }
 
 void col2im(const Array &cols, Array &out, const std::vector<int64_t> &shape,
-            std::vector<int64_t> canvas_shape, std::vector<int64_t> stride,
-            std::vector<int64_t> dilation) {
+            std::vector<int64_t> out_shape, std::vector<int64_t> origin,
+            std::vector<int64_t> stride, std::vector<int64_t> dilation) {
   const char *fn = "col2im";
-  if (shape.size() != 6 || canvas_shape.size() != 4)
-    throw py::value_error("col2im: expected (N, H, W, KH, KW, C) columns and an (N, CH, CW, C) "
-                          "canvas");
-  check_pairs(fn, {&stride, &dilation});
+  if (shape.size() != 6)
+    throw py::value_error("col2im: expected (N, H, W, KH, KW, C) columns");
   if (cols.dtype != out.dtype) throw py::value_error("col2im: cols and out differ in dtype");
   for (int64_t d : shape)
     if (d < 0) throw py::value_error("col2im: negative dimension");
   check_size(cols, size_of(shape), fn, "cols");
-  const int64_t ch = canvas_shape[1], cw = canvas_shape[2];
-  if (canvas_shape[0] != shape[0] || canvas_shape[3] != shape[5] || stride[0] < 1 ||
-      stride[1] < 1 || dilation[0] < 1 || dilation[1] < 1 ||
-      (shape[1] - 1) * stride[0] + (shape[3] - 1) * dilation[0] >= ch ||
-      (shape[2] - 1) * stride[1] + (shape[4] - 1) * dilation[1] >= cw)
-    throw py::value_error("col2im: the columns do not fit the canvas");
-  check_size(out, size_of(canvas_shape), fn, "out");
+  const int64_t s6[6] = {shape[0], shape[1], shape[2], shape[3], shape[4], shape[5]};
+  int64_t window[4];
+  check_col2im_window(fn, s6, out_shape, origin, stride, dilation, window);
+  check_size(out, size_of(out_shape), fn, "out");
   dispatch_float(cols.dtype, fn, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const int64_t s6[6] = {shape[0], shape[1], shape[2], shape[3], shape[4], shape[5]};
     py::gil_scoped_release release;
-    col2im_into(cols.data<T>(), s6, ch, cw, stride, dilation, out.data<T>());
+    col2im_into(cols.data<T>(), s6, window, stride, dilation, out.data<T>());
   });
 }
 
@@ -2716,16 +2732,16 @@ PYBIND11_MODULE(ndarray_backend_cpu, m) {
         "baseline; NEEDLE_GEMM_ISA sets the starting choice");
   m.def("fused_im2col", &fused_im2col, py::arg("x"), py::arg("kernel"), py::arg("stride"),
         py::arg("padding"), py::arg("dilation"), py::arg("out_size"));
-  m.def("fused_col2im", &fused_col2im, py::arg("cols"), py::arg("canvas_shape"),
-        py::arg("stride"), py::arg("dilation"));
+  m.def("fused_col2im", &fused_col2im, py::arg("cols"), py::arg("out_shape"),
+        py::arg("origin"), py::arg("stride"), py::arg("dilation"));
   m.def("im2col", &im2col, py::arg("a"), py::arg("out"), py::arg("shape"), py::arg("strides"),
         py::arg("offset"), py::arg("kernel"), py::arg("stride"), py::arg("padding"),
         py::arg("dilation"), py::arg("out_size"),
         "out (N*OH*OW, KH*KW*C) = the patches of the (N, H, W, C) view of a, padding as zeros");
   m.def("col2im", &col2im, py::arg("cols"), py::arg("out"), py::arg("shape"),
-        py::arg("canvas_shape"), py::arg("stride"), py::arg("dilation"),
-        "out (N, CH, CW, C) = the scatter-add of compact (N, H, W, KH, KW, C) columns, summed "
-        "in kernel-offset order");
+        py::arg("out_shape"), py::arg("origin"), py::arg("stride"), py::arg("dilation"),
+        "out (N, OH, OW, C) = the window at origin (y, x) of the scatter-add of compact "
+        "(N, H, W, KH, KW, C) columns, summed in kernel-offset order");
   m.def("fused_leaky_relu", &fused_leaky_relu, py::arg("x"), py::arg("slope"));
   m.def("fused_leaky_relu_grad", &fused_leaky_relu_grad, py::arg("x"), py::arg("g"),
         py::arg("slope"));

@@ -7,7 +7,8 @@ section "fused"), each one pass over memory on the module's thread pool:
     im2col           the convolutions' patch gather (the composite: pad, then copy a strided
                      view), the padding read as zeros
     col2im           conv_transpose's scatter-add of its columns (the composite: one add per
-                     kernel offset), as a gather in the composite's offset order
+                     kernel offset), as a gather in the composite's offset order, written
+                     for the output window alone (the composite crops its canvas)
     leaky_relu       x > 0 ? x : slope * x          (the composite: maximum(x, slope * x))
     leaky_relu_grad  x > 0 ? g : slope * g          (the composite: g * (mask * (1 - s) + s))
     adam             needle.optim.Adam's update of w, m and v in one pass
@@ -92,8 +93,9 @@ def make_fused_cpu():
         return native.fused_im2col(x, kernel, stride, padding, dilation, out_size) \
             if _floats(x) else None
 
-    def col2im(cols, canvas_shape, stride, dilation):
-        return native.fused_col2im(cols, canvas_shape, stride, dilation) \
+    def col2im(cols, canvas_shape, origin, out_size, stride, dilation):
+        n, c = cols.shape[0], cols.shape[5]
+        return native.fused_col2im(cols, (n, *out_size, c), origin, stride, dilation) \
             if _floats(cols) else None
 
     def leaky_relu(x, slope):

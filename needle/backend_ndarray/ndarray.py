@@ -499,17 +499,19 @@ class NDArray:
                tuple(kernel), tuple(stride), tuple(padding), tuple(dilation), tuple(out_size))
         return out
 
-    def col2im(self, canvas_shape, stride, dilation):
-        """The (N, CH, CW, C) canvas that scatter-adds these (N, H, W, KH, KW, C) columns, each
-        pixel summed in kernel-offset order (the composite's adds, so its bits); None where
-        the device has no such kernel."""
+    def col2im(self, canvas_shape, origin, out_size, stride, dilation):
+        """The (N, OH, OW, C) window at `origin` of the canvas that scatter-adds these
+        (N, H, W, KH, KW, C) columns (conv_transpose's output), each pixel summed in
+        kernel-offset order (the composite's adds, so its bits); None where the device has
+        no such kernel. Only the window is computed: canvas_shape is not needed."""
         scatter = getattr(self._device.mod, "col2im", None)
         if scatter is None or self.dtype not in ("float32", "float64"):
             return None
         cols = self.compact()
-        out = NDArray.make(canvas_shape, device=self._device, dtype=self.dtype)
-        scatter(cols._handle, out._handle, self._shape, tuple(canvas_shape), tuple(stride),
-                tuple(dilation))
+        out_shape = (self._shape[0], *out_size, self._shape[5])
+        out = NDArray.make(out_shape, device=self._device, dtype=self.dtype)
+        scatter(cols._handle, out._handle, self._shape, out_shape, tuple(origin),
+                tuple(stride), tuple(dilation))
         return out
 
     # ---- reductions -------------------------------------------------------------------

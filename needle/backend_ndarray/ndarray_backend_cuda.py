@@ -25,9 +25,10 @@ def _adam_reference(xp, w, g, m, v, lr, beta1, beta2, one_minus_beta1, one_minus
     return w - (m / correction1) * lr / (xp.sqrt(v / correction2) + eps), m, v
 
 
-def _col2im_reference(xp, cols, canvas_shape, stride, dilation):
+def _col2im_reference(xp, cols, canvas_shape, origin, out_size, stride, dilation):
     """Scatter-add (N, H, W, KH, KW, C) columns into a zero canvas, one kernel offset at a
-    time (conv_transpose's col2im; needle.ops.conv does the same over NDArrays)."""
+    time (conv_transpose's col2im; needle.ops.conv does the same over NDArrays); the
+    (OH, OW) window at `origin` of it."""
     _, h, w, kh, kw, _ = cols.shape
     (sh, sw), (dh, dw) = stride, dilation
     canvas = xp.zeros(canvas_shape, dtype=cols.dtype)
@@ -35,7 +36,12 @@ def _col2im_reference(xp, cols, canvas_shape, stride, dilation):
         for j in range(kw):
             canvas[:, i * dh:i * dh + (h - 1) * sh + 1:sh,
                    j * dw:j * dw + (w - 1) * sw + 1:sw, :] += cols[:, :, :, i, j, :]
-    return canvas
+    return _window(canvas, origin, out_size)
+
+
+def _window(canvas, origin, out_size):
+    (y, x), (oh, ow) = origin, out_size
+    return canvas[:, y:y + oh, x:x + ow, :]
 
 
 # One thread per canvas element sums the columns that land on it, in the reference's offset
@@ -63,12 +69,12 @@ def _build_col2im(cupy, name):
         "raw T cols, int32 H, int32 W, int32 KH, int32 KW, int32 C, int32 CH, int32 CW, "
         "int32 SH, int32 SW, int32 DH, int32 DW", "T out", _COL2IM_BODY, "needle_" + name)
 
-    def col2im(cols, canvas_shape, stride, dilation):
+    def col2im(cols, canvas_shape, origin, out_size, stride, dilation):
         _, h, w, kh, kw, c = cols.shape
         out = cupy.empty(canvas_shape, dtype=cols.dtype)
         kernel(cupy.ascontiguousarray(cols), h, w, kh, kw, c, canvas_shape[1],
                canvas_shape[2], *stride, *dilation, out)
-        return out
+        return _window(out, origin, out_size)
 
     return col2im
 

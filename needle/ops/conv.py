@@ -77,7 +77,9 @@ class _ConvGeometry:
         return array_api.reshape(patches, (n * oh * ow, kh * kw * c))
 
     def col2im(self, cols, in_size, kernel, out_size):
-        """Scatter-add (N, H, W, KH, KW, C) columns into the (N, OH, OW, C) output."""
+        """Scatter-add (N, H, W, KH, KW, C) columns into the (N, OH, OW, C) output: the
+        canvas they cover, cropped by the padding (a fused kernel writes that window alone,
+        so no later op copies a strided crop)."""
         n, h, w, kh, kw, c = cols.shape
         (ph, pw), (sh, sw), (dh, dw) = self.padding, self.stride, self.dilation
         (oh, ow) = out_size
@@ -87,10 +89,11 @@ class _ConvGeometry:
             tiles = array_api.transpose(cols, (0, 1, 3, 2, 4, 5))
             canvas = array_api.reshape(tiles, (n, canvas_h, canvas_w, c))
             return canvas[:, ph:ph + oh, pw:pw + ow, :]
-        canvas = array_api.fused("col2im", cols, canvas_shape=(n, canvas_h, canvas_w, c),
-                                 stride=(sh, sw), dilation=(dh, dw))  # one kernel
-        if canvas is not None:
-            return canvas[:, ph:ph + oh, pw:pw + ow, :]
+        window = array_api.fused("col2im", cols, canvas_shape=(n, canvas_h, canvas_w, c),
+                                 origin=(ph, pw), out_size=(oh, ow), stride=(sh, sw),
+                                 dilation=(dh, dw))  # one kernel
+        if window is not None:
+            return window
         canvas = array_api.full((n, canvas_h, canvas_w, c), 0, dtype=cols.dtype,
                                 device=device_of(cols))
         for i in range(kh):

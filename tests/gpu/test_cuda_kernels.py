@@ -28,10 +28,13 @@ def test_compiled_col2im_matches_reference_bit_for_bit(dtype, geometry):
               (w - 1) * stride[1] + dilation[1] * (kw - 1) + 1, c)
     cols = cupy.asarray(np.random.default_rng(0).standard_normal(shape).astype(dtype))
     cols = cols.transpose(0, 2, 1, 3, 4, 5).copy().transpose(0, 2, 1, 3, 4, 5)  # strided
-    args = dict(canvas_shape=canvas, stride=stride, dilation=dilation)
-    compiled = make_fused(cupy)["col2im"](cols, **args)
-    reference = make_fused(cupy, compiled=False)["col2im"](cols, **args)
-    np.testing.assert_array_equal(cupy.asnumpy(compiled), cupy.asnumpy(reference))
+    for origin, out_size in [((0, 0), canvas[1:3]), ((1, 1), (canvas[1] - 2, canvas[2] - 1))]:
+        args = dict(canvas_shape=canvas, origin=origin, out_size=out_size, stride=stride,
+                    dilation=dilation)
+        compiled = make_fused(cupy)["col2im"](cols, **args)
+        reference = make_fused(cupy, compiled=False)["col2im"](cols, **args)
+        assert compiled.shape == (n, *out_size, c)
+        np.testing.assert_array_equal(cupy.asnumpy(compiled), cupy.asnumpy(reference))
 
 
 @pytest.mark.parametrize("name", sorted(n for n in FUSED if hasattr(FUSED[n], "scalars")))

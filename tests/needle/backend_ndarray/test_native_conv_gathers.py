@@ -45,7 +45,8 @@ def im2col_reference(x, kernel, stride, padding, dilation):
     return out.reshape(n * oh * ow, -1)
 
 
-def col2im_reference(cols, canvas_shape, stride, dilation):
+def col2im_reference(cols, canvas_shape, stride, dilation, origin=(0, 0), out_size=None):
+    """The (OH, OW) window at `origin` (the whole canvas by default) of the scatter-add."""
     n, h, w, kh, kw, c = cols.shape
     canvas = np.zeros(canvas_shape, cols.dtype)
     for i in range(kh):
@@ -53,7 +54,14 @@ def col2im_reference(cols, canvas_shape, stride, dilation):
             canvas[:, i * dilation[0]:i * dilation[0] + (h - 1) * stride[0] + 1:stride[0],
                    j * dilation[1]:j * dilation[1] + (w - 1) * stride[1] + 1:stride[1]] \
                 += cols[:, :, :, i, j]
-    return canvas
+    (y, x), (oh, ow) = origin, out_size or canvas_shape[1:3]
+    return canvas[:, y:y + oh, x:x + ow]
+
+
+def fused_col2im(cols, canvas_shape, stride, dilation, origin=(0, 0), out_size=None):
+    return array_api.fused("col2im", cols, canvas_shape=canvas_shape, origin=origin,
+                           out_size=out_size or canvas_shape[1:3], stride=stride,
+                           dilation=dilation)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -91,17 +99,22 @@ def test_col2im_matches_offset_by_offset_adds(geometry, dtype):
     canvas_shape = (n, (h - 1) * stride[0] + dilation[0] * (kernel[0] - 1) + 1 + 1,
                     (w - 1) * stride[1] + dilation[1] * (kernel[1] - 1) + 1, c)
     a = nd.array(cols, device=nd.cpu(), dtype=dtype)
-    got = array_api.fused("col2im", a, canvas_shape=canvas_shape, stride=stride,
-                          dilation=dilation)
+    got = fused_col2im(a, canvas_shape, stride, dilation)
     assert got is not None and got.shape == canvas_shape
     np.testing.assert_array_equal(got.numpy(),
                                   col2im_reference(cols, canvas_shape, stride, dilation))
     # a non-compact view of the same columns (compacted first) gives the same canvas
     flipped = nd.array(np.ascontiguousarray(cols.transpose(5, 0, 1, 2, 3, 4)),
                        device=nd.cpu(), dtype=dtype).permute((1, 2, 3, 4, 5, 0))
-    again = array_api.fused("col2im", flipped, canvas_shape=canvas_shape, stride=stride,
-                            dilation=dilation)
+    again = fused_col2im(flipped, canvas_shape, stride, dilation)
     np.testing.assert_array_equal(again.numpy(), got.numpy())
+    # a window of the canvas (conv_transpose's padding crops it) is computed on its own
+    origin = (min(1, canvas_shape[1] - 1), min(2, canvas_shape[2] - 1))
+    size = (canvas_shape[1] - origin[0] - 1 or 1, canvas_shape[2] - origin[1])
+    window = fused_col2im(a, canvas_shape, stride, dilation, origin, size)
+    assert window.shape == (n, *size, c) and window.is_compact()
+    np.testing.assert_array_equal(
+        window.numpy(), col2im_reference(cols, canvas_shape, stride, dilation, origin, size))
 
 
 @st.composite
@@ -134,10 +147,14 @@ def test_drawn_gathers_match_the_references(geometry, permuted):
     cols = got.numpy().reshape(shape[0], *size, *kernel, shape[3])
     canvas_shape = (shape[0], (size[0] - 1) * stride[0] + dilation[0] * (kernel[0] - 1) + 1,
                     (size[1] - 1) * stride[1] + dilation[1] * (kernel[1] - 1) + 2, shape[3])
-    canvas = array_api.fused("col2im", nd.array(cols, device=nd.cpu()),
-                             canvas_shape=canvas_shape, stride=stride, dilation=dilation)
-    np.testing.assert_array_equal(canvas.numpy(),
-                                  col2im_reference(cols, canvas_shape, stride, dilation))
+    # conv_transpose's window: the canvas cropped by the padding, as far as it reaches
+    origin = tuple(min(p, c - 1) for p, c in zip(padding, canvas_shape[1:3]))
+    size = tuple(c - o - p if c - o - p > 0 else 1
+                 for c, o, p in zip(canvas_shape[1:3], origin, padding))
+    window = fused_col2im(nd.array(cols, device=nd.cpu()), canvas_shape, stride, dilation,
+                          origin, size)
+    np.testing.assert_array_equal(
+        window.numpy(), col2im_reference(cols, canvas_shape, stride, dilation, origin, size))
 
 
 def test_gathers_reject_bad_geometry():
@@ -151,9 +168,20 @@ def test_gathers_reject_bad_geometry():
         native.im2col(a._handle, out._handle, (1, 5, 4, 2), a.strides, 0, (3, 3), (1, 1),
                       (0, 0), (1, 1), (3, 2))
     cols = nd.array(np.zeros((1, 2, 2, 3, 3, 2), np.float32), device=device)
-    canvas = nd.NDArray.make((1, 3, 4, 2), device=device)
-    with pytest.raises(ValueError, match="col2im"):  # needs a 4x4 canvas
-        native.col2im(cols._handle, canvas._handle, cols.shape, (1, 3, 4, 2), (1, 1), (1, 1))
+    window = nd.NDArray.make((1, 3, 4, 2), device=device)
+    for out_shape, origin in [((1, 3, 4, 2), (-1, 0)),   # a negative origin
+                              ((2, 3, 4, 2), (0, 0)),    # not the columns' batch
+                              ((1, 3, 4, 3), (0, 0)),    # nor their channels
+                              ((1, 0, 4, 2), (0, 0))]:   # an empty window
+        with pytest.raises(ValueError, match="col2im: the output window does not fit"):
+            native.col2im(cols._handle, window._handle, cols.shape, out_shape, origin,
+                          (1, 1), (1, 1))
+    with pytest.raises(ValueError, match="col2im"):  # out holds 24 elements, not 2 * 24
+        native.col2im(cols._handle, window._handle, cols.shape, (1, 6, 4, 2), (0, 0),
+                      (1, 1), (1, 1))
+    with pytest.raises(ValueError, match="fused col2im: the output window does not fit"):
+        native.fused_col2im(np.zeros((1, 2, 2, 3, 3, 2), np.float32), (1, 3, 4, 2), (0, -2),
+                            (1, 1), (1, 1))
 
 
 def test_conv_on_cpu_uses_the_native_gathers(monkeypatch):
