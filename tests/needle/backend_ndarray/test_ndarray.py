@@ -244,17 +244,18 @@ def test_matmul_with_and_without_tiles(m, n, p, device, monkeypatch):
                          ids=str)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_matmul_with_inner_size_one_is_each_product(a_shape, b_shape, dtype, device):
-    """(..., m, 1) @ (..., 1, p) runs as a broadcast multiply: NumPy's matmul values (one
-    product per entry) with the batch dimensions broadcast, transposed operands (the
-    last conv's input gradient reads W^T) and infinities included."""
+    """(..., m, 1) @ (..., 1, p) (a broadcast multiply on xp devices, the GEMM elsewhere):
+    NumPy's matmul values (one product per entry) with the batch dimensions broadcast,
+    transposed operands (the last conv's input gradient reads W^T) and infinities included
+    (the flat NumPy fallback's matmul warns of the overflow; the values are the test)."""
     rng = np.random.default_rng(len(a_shape) + 7 * len(b_shape))
     x = rng.standard_normal(a_shape).astype(dtype)
     y = rng.standard_normal(b_shape[:-2] + b_shape[:-3:-1]).astype(dtype)
     x.flat[0], y.flat[-1] = np.inf, -3e38
     b = nd.array(y, device=device, dtype=dtype).permute(
         tuple(range(len(b_shape) - 2)) + (len(b_shape) - 1, len(b_shape) - 2))
-    out = nd.array(x, device=device, dtype=dtype) @ b
     with np.errstate(over="ignore", invalid="ignore"):
+        out = nd.array(x, device=device, dtype=dtype) @ b
         expected = np.matmul(x, np.swapaxes(y, -1, -2))
     assert out.shape == expected.shape and out.dtype == dtype
     np.testing.assert_array_equal(out.numpy(), expected)
