@@ -6,7 +6,7 @@ import importlib
 
 from . import (augment, batches, health, models, objectives, penalties, priors,  # noqa: F401
                recipes, samples)
-from .adversarial import Adversarial
+from .adversarial import Adversarial, backward_into
 from .augment import AdaptiveAugment, DiffAugment
 from .cyclegan import CycleGAN
 from .ema import EMA
@@ -20,7 +20,7 @@ from .spectral_norm import SpectralNorm, spectral_norm
 from .trainer import (Trainer, TrainerConfig, TrainingAborted, TrainingDiverged,
                       TrainingInterrupted)
 
-__all__ = ["Adversarial", "CycleGAN", "EMA", "DiffAugment", "AdaptiveAugment", "SpectralNorm",
+__all__ = ["Adversarial", "backward_into", "CycleGAN", "EMA", "DiffAugment", "AdaptiveAugment", "SpectralNorm",
            "spectral_norm", "ImagePool", "Trainer", "TrainerConfig",
            "TrainingDiverged", "TrainingInterrupted", "TrainingAborted", "RunFolderError",
            "Recipe", "GANRecipe", "CycleGANRecipe", "HealthMonitor", "HealthThresholds",
