@@ -331,12 +331,12 @@ class Tensor(Value):
 
         `create_graph=True` (the course's default) keeps the gradients differentiable;
         False computes them without recording graph, which is faster for training steps.
-        `inputs` (Tensors that require grad, say an optimizer's params), as in torch's
+        `inputs` (a Tensor or Tensors that require grad, say an optimizer's params), as in torch's
         backward(inputs=...): only the paths that reach them are walked and only they get
         `.grad` (others keep theirs), so a GAN's G step computes no gradient of D's weights.
         """
         if inputs is not None:
-            inputs = list(inputs)
+            inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
             if not inputs:
                 raise ValueError("backward: inputs is empty; pass None to fill every .grad")
             for i, x in enumerate(inputs):

@@ -165,5 +165,8 @@ def test_backward_with_bad_inputs_names_them():
         loss.backward(inputs=[])
     with pytest.raises(ValueError, match=r"inputs\[1\] is not a Tensor that requires grad"):
         loss.backward(inputs=[a, constant])
-    loss.backward(inputs=[a])
+    with pytest.raises(ValueError, match=r"inputs\[0\] is not a Tensor that requires grad "
+                                         r"\(ndarray\)"):
+        loss.backward(inputs=[np.ones(2)])
+    loss.backward(inputs=a)  # one Tensor, as in torch
     np.testing.assert_array_equal(a.grad.numpy(), [3.0, 4.0])
