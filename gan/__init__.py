@@ -20,8 +20,8 @@ from .spectral_norm import SpectralNorm, spectral_norm
 from .trainer import (Trainer, TrainerConfig, TrainingAborted, TrainingDiverged,
                       TrainingInterrupted)
 
-__all__ = ["Adversarial", "backward_into", "CycleGAN", "EMA", "DiffAugment", "AdaptiveAugment", "SpectralNorm",
-           "spectral_norm", "ImagePool", "Trainer", "TrainerConfig",
+__all__ = ["Adversarial", "backward_into", "CycleGAN", "EMA", "DiffAugment", "AdaptiveAugment",
+           "SpectralNorm", "spectral_norm", "ImagePool", "Trainer", "TrainerConfig",
            "TrainingDiverged", "TrainingInterrupted", "TrainingAborted", "RunFolderError",
            "Recipe", "GANRecipe", "CycleGANRecipe", "HealthMonitor", "HealthThresholds",
            "GANSetupError", "DiscriminatorOutputError", "ImageShapeError", "LabelError", "TrainingDataError",
