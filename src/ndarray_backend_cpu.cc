@@ -2176,16 +2176,20 @@ void col2im_into(const T *src, const int64_t shape[6], const int64_t window[4],
   });
 }
 
+void check_pairs(const char *fn, std::initializer_list<const std::vector<int64_t> *> pairs) {
+  for (const auto *v : pairs)
+    if (v->size() != 2) throw py::value_error(std::string(fn) + ": expected (h, w) pairs");
+}
+
 // The (N, OH, OW, C) window at origin (oy0, ox0) of col2im's canvas; throws naming `fn` for
 // a window that is not (columns' N, OH >= 1, OW >= 1, columns' C) at a non-negative origin.
 void check_col2im_window(const char *fn, const int64_t shape[6],
                          const std::vector<int64_t> &out_shape,
                          const std::vector<int64_t> &origin, const std::vector<int64_t> &stride,
                          const std::vector<int64_t> &dilation, int64_t window[4]) {
-  if (out_shape.size() != 4 || origin.size() != 2 || stride.size() != 2 ||
-      dilation.size() != 2)
-    throw py::value_error(std::string(fn) + ": expected an (N, OH, OW, C) output, an (y, x) "
-                          "origin and (h, w) stride and dilation");
+  check_pairs(fn, {&origin, &stride, &dilation});
+  if (out_shape.size() != 4)
+    throw py::value_error(std::string(fn) + ": expected an (N, OH, OW, C) output");
   if (out_shape[0] != shape[0] || out_shape[3] != shape[5] || out_shape[1] < 1 ||
       out_shape[2] < 1 || origin[0] < 0 || origin[1] < 0 || stride[0] < 1 || stride[1] < 1 ||
       dilation[0] < 1 || dilation[1] < 1)
@@ -2210,11 +2214,6 @@ Floats fused_col2im(Floats cols, std::vector<int64_t> out_shape, std::vector<int
 
 // The same two kernels over this module's Arrays, for the cpu() device (float32 and float64):
 // `a` an (N, H, W, C) view (element strides, offset); `cols` compact (N, H, W, KH, KW, C).
-void check_pairs(const char *fn, std::initializer_list<const std::vector<int64_t> *> pairs) {
-  for (const auto *v : pairs)
-    if (v->size() != 2) throw py::value_error(std::string(fn) + ": expected (h, w) pairs");
-}
-
 void im2col(const Array &a, Array &out, const std::vector<int64_t> &shape,
             const std::vector<int64_t> &strides, int64_t offset, std::vector<int64_t> kernel,
             std::vector<int64_t> stride, std::vector<int64_t> padding,
