@@ -34,6 +34,15 @@ def _mask(condition, like):
     return Tensor.make_const(condition.astype(like.dtype))
 
 
+def _fused_leaky_relu_grad(a, out_grad, slope):
+    """a > 0 ? g : slope * g as the device's one-pass kernel, a constant Tensor; None when a
+    graph must be recorded or the device has no such kernel (the caller's ops then)."""
+    if records_graph(out_grad):
+        return None
+    fused = array_api.fused("leaky_relu_grad", a, out_grad.realize_cached_data(), slope=slope)
+    return None if fused is None else Tensor.make_const(fused)
+
+
 class EWiseAdd(TensorOp):
     def compute(self, a, b):
         _check_same_shape("add", a, b)
@@ -255,13 +264,11 @@ class ReLU(TensorOp):
 
     def gradient(self, out_grad, node):
         a = node.inputs[0].realize_cached_data()
-        # no graph to record: leaky ReLU's one-pass kernel at slope 0, a > 0 ? g : 0 * g, the
-        # bits of g * mask (a zero of the mask keeps g's sign and turns inf to NaN alike)
-        if not records_graph(out_grad):
-            fused = array_api.fused("leaky_relu_grad", a, out_grad.realize_cached_data(),
-                                    slope=0.0)
-            if fused is not None:
-                return Tensor.make_const(fused)
+        # at slope 0 the kernel's a > 0 ? g : 0 * g is the bits of g * mask (a zero of the
+        # mask keeps g's sign and turns inf to NaN alike)
+        fused = _fused_leaky_relu_grad(a, out_grad, 0.0)
+        if fused is not None:
+            return fused
         return out_grad * _mask(a > 0, out_grad)
 
 
@@ -317,11 +324,9 @@ class LeakyReLU(TensorOp):
 
     def gradient(self, out_grad, node):
         a = node.inputs[0].realize_cached_data()
-        if not records_graph(out_grad):  # no graph to record here
-            fused = array_api.fused("leaky_relu_grad", a, out_grad.realize_cached_data(),
-                                    slope=self.slope)
-            if fused is not None:
-                return Tensor.make_const(fused)
+        fused = _fused_leaky_relu_grad(a, out_grad, self.slope)
+        if fused is not None:
+            return fused
         positive = (a > 0).astype(out_grad.dtype)
         # 1 or slope exactly (positive * (1 - slope) + slope rounds 1 to 1 + 1 ulp)
         return out_grad * Tensor.make_const(positive + (1 - positive) * self.slope)
